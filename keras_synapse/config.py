@@ -1,0 +1,158 @@
+"""Experiment configuration: one frozen dataclass, loaded from a Python file.
+
+An experiment file (see `experiments/`) defines `get_config(quick=False)`
+returning an `ExperimentConfig`. The command line may then override any field
+with `--set key=value`; values are parsed to the field's type.
+"""
+
+import dataclasses
+import importlib.util
+import typing
+from pathlib import Path
+
+from keras_synapse.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one training run needs, with seed-004 defaults.
+
+    Groups: data (`data`, `features`, `label`, `horizon`), windows
+    (`sequence_length`, `stride`, `batch_size`), validation (`n_splits`,
+    `test_size`, `gap`, `validation_size`), model (`model` names a module in
+    `keras_synapse.models`; the unit/dropout fields are its hyperparameters),
+    fitting (`epochs` ... `seed`) and backtest (`cost_bps`).
+    """
+
+    name: str = "shared_backbone"
+    model: str = "shared_backbone"
+    # Data: a --data spec, a feature set and a label, see keras_synapse.features/labels.
+    data: str = "sample"
+    sample_signal_strength: float = 0.0
+    features: str = "core"
+    label: str = "forward_return"
+    label_scaling: str = "volatility"
+    horizon: int = 5
+    # Windows (seed 004: 20 bars, stride 5).
+    sequence_length: int = 20
+    stride: int = 5
+    batch_size: int = 64
+    # Gapped time-series CV (seed 004: 3 folds, test 0.2, gap 5); the early
+    # stopping carve-out is the last `validation_size` of each training fold.
+    n_splits: int = 3
+    test_size: float = 0.2
+    gap: int = 5
+    validation_size: float = 0.15
+    # Model hyperparameters (seed 004's shared backbone).
+    lstm_units: tuple = (64, 32)
+    dense_units: int = 16
+    dropout: float = 0.45
+    dense_dropout: float = 0.36
+    recurrent_dropout: float = 0.3
+    l2: float = 0.006
+    head_activation: str = "tanh"
+    # Fitting.
+    epochs: int = 25
+    learning_rate: float = 0.0008
+    clipnorm: float = 1.0
+    patience: int = 15
+    loss: str = "mse"
+    seed: int = 42
+    # Backtest: costs and slippage per unit of turnover, in basis points.
+    cost_bps: float = 5.0
+
+    def __post_init__(self):
+        _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
+        _require(self.sequence_length >= 1, "sequence_length", self.sequence_length, ">= 1")
+        _require(self.stride >= 1, "stride", self.stride, ">= 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        _require(self.n_splits >= 1, "n_splits", self.n_splits, ">= 1")
+        _require(0 < self.test_size < 1, "test_size", self.test_size, "in (0, 1)")
+        _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
+        _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
+        # A gap shorter than the label horizon lets a training label overlap
+        # the test fold: refuse it rather than report leaked numbers.
+        if self.gap < self.horizon:
+            raise ConfigError(
+                f"`gap` must be >= `horizon` ({self.horizon}) so training labels end before the "
+                f"test fold starts. Received: gap={self.gap}"
+            )
+
+
+def _require(condition, name, value, expectation):
+    if not condition:
+        raise ConfigError(f"`{name}` must be {expectation}. Received: {name}={value!r}")
+
+
+def load_experiment(path, quick=False):
+    """Imports an experiment file and returns its `get_config(quick)`.
+
+    Args:
+        path: path to a Python file defining `get_config(quick=False)`.
+        quick: ask the experiment for its smoke-sized variant. Defaults to
+            `False`.
+
+    Returns:
+        The `ExperimentConfig`.
+
+    Raises:
+        ConfigError: when the file is missing or defines no `get_config`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Experiment file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"{path} defines no `get_config(quick=False)` function.")
+    config = module.get_config(quick=quick)
+    if not isinstance(config, ExperimentConfig):
+        raise ConfigError(f"{path}: get_config() must return an ExperimentConfig. Received: {type(config).__name__}")
+    return config
+
+
+def apply_overrides(config, overrides):
+    """Returns `config` with `key=value` strings applied, each parsed to its field's type.
+
+    Args:
+        config: an `ExperimentConfig`.
+        overrides: strings such as `"epochs=3"` or `"lstm_units=32,16"`.
+
+    Raises:
+        ConfigError: for malformed pairs, unknown keys or unparsable values.
+    """
+    fields = {field.name: field for field in dataclasses.fields(config)}
+    hints = typing.get_type_hints(type(config))
+    changes = {}
+    for override in overrides:
+        key, separator, text = override.partition("=")
+        key = key.strip()
+        if not separator:
+            raise ConfigError(f"`--set` expects key=value. Received: {override!r}")
+        if key not in fields:
+            raise ConfigError(f"Unknown config field {key!r}. Fields: {', '.join(fields)}")
+        changes[key] = _parse(text.strip(), hints[key], key)
+    try:
+        return dataclasses.replace(config, **changes)
+    except TypeError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _parse(text, kind, key):
+    try:
+        if kind is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes")
+        if kind is tuple:
+            return tuple(int(part) for part in text.split(",") if part.strip())
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"`{key}` expects a {kind.__name__}. Received: {key}={text!r}") from None
+
+
+def config_to_dict(config):
+    """Returns the config as a JSON-ready dict."""
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(config).items()}

@@ -1,0 +1,60 @@
+"""Data sources, all ending in a validated `Panel`.
+
+`load_panel(spec)` reads the `--data` option of the command-line tools:
+
+- `sample`: the offline default (real index data shipped with `arch` plus a
+  seeded synthetic universe; see `keras_synapse.data.sample`);
+- `yfinance:AAPL,MSFT`: Yahoo Finance daily bars, cached on disk;
+- `alpaca:AAPL,BTC/USD`: Alpaca bars (stock keys from `APCA_API_KEY_ID` and
+  `APCA_API_SECRET_KEY`; crypto needs none), cached on disk;
+- anything else: a path to a directory of per-symbol files or one long file.
+"""
+
+from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
+from keras_synapse.errors import DataError
+
+NETWORK_SOURCES = ("yfinance", "alpaca")
+
+
+def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
+    """Loads the bars named by a `--data` spec.
+
+    Args:
+        spec: `"sample"`, `"yfinance:SYM,SYM"`, `"alpaca:SYM,SYM"` or a path.
+        quick: for `sample`, return the small smoke-run panel. Defaults to
+            `False`.
+        sample_signal_strength: for `sample`, the strength of the planted,
+            documented predictable component in the synthetic symbols (0 means
+            none). Defaults to `0.0`.
+
+    Returns:
+        A validated `Panel`.
+
+    Raises:
+        DataError: for an unknown source, missing symbols, or invalid bars.
+    """
+    spec = str(spec).strip()
+    if spec == "sample":
+        from keras_synapse.data.sample import load_sample
+
+        return load_sample(quick=quick, signal_strength=sample_signal_strength)
+    source, separator, symbol_list = spec.partition(":")
+    if separator and source in NETWORK_SOURCES:
+        symbols = [symbol.strip() for symbol in symbol_list.split(",") if symbol.strip()]
+        if not symbols:
+            raise DataError(f"`--data {spec}` names no symbols. Example: --data {source}:AAPL,MSFT")
+        from keras_synapse.data.cache import BarCache
+
+        if source == "yfinance":
+            from keras_synapse.data.yahoo import load_yfinance
+
+            return load_yfinance(symbols, cache=BarCache())
+        from keras_synapse.data.alpaca import load_alpaca
+
+        return load_alpaca(symbols, cache=BarCache())
+    from keras_synapse.data.files import load_files
+
+    return load_files(spec)
+
+
+__all__ = ["OHLCV_COLUMNS", "Panel", "load_panel", "validate_bars"]

@@ -1,0 +1,77 @@
+"""Bars from the user's own files: per-symbol CSV/Parquet, or one long file.
+
+Accepted layouts:
+
+- a directory with one file per symbol (`AAPL.csv`, `MSFT.parquet`, ...); the
+  symbol is the file name without its extension;
+- one long-format file with a `symbol` column (any case);
+- one file without a `symbol` column, taken as a single symbol named after it.
+
+Column names are matched case-insensitively; the date column may be called
+`timestamp`, `datetime`, `date`, `time` or `index`.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+
+from keras_synapse.data.panel import Panel, standardize_columns
+from keras_synapse.errors import DataError
+
+BAR_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def load_files(path):
+    """Reads a directory of per-symbol files or one (long-format) file.
+
+    Args:
+        path: a directory or a `.csv` / `.parquet` file.
+
+    Returns:
+        A validated `Panel`.
+
+    Raises:
+        DataError: when the path does not exist, holds no bar files, or any
+            file is empty or holds invalid bars (the message names the file or
+            symbol, the column and the first bad timestamp).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Data path does not exist: {path}")
+    if path.is_dir():
+        files = sorted(child for child in path.iterdir() if child.suffix.lower() in BAR_FILE_SUFFIXES)
+        if not files:
+            raise DataError(f"Directory {path} holds no bar files ({', '.join(BAR_FILE_SUFFIXES)}).")
+        return Panel({file.stem: _read_symbol_file(file) for file in files})
+    frame = standardize_columns(_read_table(path), where=str(path))
+    if "symbol" not in frame.columns:
+        return Panel({path.stem: frame})
+    return Panel({str(symbol): group.drop(columns="symbol") for symbol, group in frame.groupby("symbol", sort=False)})
+
+
+def _read_symbol_file(path):
+    frame = standardize_columns(_read_table(path), where=str(path))
+    if "symbol" in frame.columns:
+        symbols = frame["symbol"].astype(str).unique()
+        if len(symbols) > 1 or symbols[0] != path.stem:
+            raise DataError(
+                f"{path}: a per-symbol file named '{path.stem}' holds symbol(s) {list(symbols[:5])}. "
+                "Rename the file, or pass a single long-format file instead of the directory."
+            )
+    return frame
+
+
+def _read_table(path):
+    if path.suffix.lower() not in BAR_FILE_SUFFIXES:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'. Use one of {list(BAR_FILE_SUFFIXES)}.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty.")
+    try:
+        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty.") from None
+    except (ValueError, OSError, pd.errors.ParserError) as error:
+        raise DataError(f"{path}: could not be read ({error}).") from None
+    if frame.empty:
+        raise DataError(f"{path}: the file has a header but no rows.")
+    return frame

@@ -1,0 +1,274 @@
+"""The validated Panel: symbol -> OHLCV bars with a UTC index.
+
+Every source (files, yfinance, Alpaca, the offline sample) ends in `Panel`, and
+`Panel` refuses bars that would silently corrupt features or labels. Checks run
+at this boundary so that nothing downstream (features, windows, TensorFlow)
+ever sees a NaN price or an unsorted index.
+"""
+
+import hashlib
+import logging
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from keras_synapse.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+DATE_COLUMN_NAMES = ("timestamp", "datetime", "date", "time", "index")
+COLUMN_ALIASES = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vol": "volume"}
+
+# Open and close may sit a hair outside [low, high] after float rounding in a
+# vendor's adjustment; anything beyond this relative tolerance is a real error.
+_RANGE_TOLERANCE = 1e-9
+
+
+def standardize_columns(frame, where):
+    """Lower-cases column names and moves the date column into a DatetimeIndex.
+
+    Args:
+        frame: a `pandas.DataFrame` as read from a file or an API.
+        where: a description of the origin used in error messages, e.g. a path.
+
+    Returns:
+        A new frame with lower-case OHLCV column names and a DatetimeIndex
+        named `timestamp` (time zone not yet normalized).
+
+    Raises:
+        DataError: when no date column or index can be found.
+    """
+    frame = frame.rename(columns=lambda name: str(name).strip().lower().replace("_", " "))
+    frame = frame.rename(columns=lambda name: COLUMN_ALIASES.get(name, name))
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        date_column = next((name for name in DATE_COLUMN_NAMES if name in frame.columns), None)
+        if date_column is None:
+            raise DataError(
+                f"{where}: no date column. Expected one of {list(DATE_COLUMN_NAMES)} "
+                f"(any case). Received columns: {list(frame.columns)}"
+            )
+        frame = frame.set_index(date_column)
+        frame.index = _parse_timestamps(frame.index, where, date_column)
+    frame.index.name = "timestamp"
+    return frame
+
+
+def _parse_timestamps(values, where, column):
+    try:
+        parsed = pd.to_datetime(values, utc=False)
+    except (ValueError, TypeError) as error:
+        raise DataError(f"{where}: column '{column}' is not a date/time column ({error}).") from None
+    if not isinstance(parsed, pd.DatetimeIndex):
+        # pandas returns an object Index when rows carry different UTC offsets.
+        raise DataError(
+            f"{where}: column '{column}' mixes time zones (first value {values[0]!r}). "
+            "Write all timestamps in one zone, preferably UTC."
+        )
+    return parsed
+
+
+def validate_bars(frame, symbol):
+    """Checks one symbol's bars and returns them in canonical form.
+
+    Canonical form: float64 columns `open, high, low, close, volume` (other
+    columns dropped), a strictly increasing UTC `DatetimeIndex` named
+    `timestamp`. Naive timestamps are taken as UTC (logged once per call).
+
+    Args:
+        frame: a `pandas.DataFrame` with a DatetimeIndex and OHLCV columns
+            (see `standardize_columns`).
+        symbol: the symbol the bars belong to, used in error messages.
+
+    Returns:
+        The canonical frame.
+
+    Raises:
+        DataError: naming the symbol, the column and the first bad timestamp
+            for: empty data, missing columns, non-numeric values, NaN or
+            infinite prices, non-positive prices, negative volume, high < low,
+            open or close outside [low, high], duplicate or unsorted timestamps.
+    """
+    if frame is None or len(frame) == 0:
+        raise DataError(f"Symbol '{symbol}': no bars (empty data).")
+    missing = [name for name in OHLCV_COLUMNS if name not in frame.columns]
+    if missing:
+        raise DataError(
+            f"Symbol '{symbol}': missing required column(s) {missing}. "
+            f"Received columns: {list(frame.columns)}"
+        )
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise DataError(f"Symbol '{symbol}': index is not a DatetimeIndex (got {type(frame.index).__name__}).")
+    bars = frame.loc[:, list(OHLCV_COLUMNS)].copy()
+    bars.index = _to_utc(bars.index, symbol)
+    bars.index.name = "timestamp"
+    _check_order(bars.index, symbol)
+    for column in OHLCV_COLUMNS:
+        bars[column] = _to_float(bars[column], symbol, column)
+    _check_values(bars, symbol)
+    return bars
+
+
+def _to_utc(index, symbol):
+    if index.tz is None:
+        logger.warning("Symbol '%s': naive timestamps taken as UTC.", symbol)
+        return index.tz_localize("UTC")
+    return index.tz_convert("UTC")
+
+
+def _check_order(index, symbol):
+    duplicated = index.duplicated()
+    if duplicated.any():
+        raise DataError(
+            f"Symbol '{symbol}', column 'timestamp': duplicate timestamp {index[duplicated.argmax()]}."
+        )
+    decreasing = np.flatnonzero(np.diff(index.asi8) < 0)
+    if len(decreasing):
+        position = decreasing[0] + 1
+        raise DataError(
+            f"Symbol '{symbol}', column 'timestamp': timestamps are not sorted; "
+            f"{index[position]} comes after {index[position - 1]}."
+        )
+
+
+def _to_float(series, symbol, column):
+    converted = pd.to_numeric(series, errors="coerce").astype("float64")
+    unparsable = converted.isna() & series.notna()
+    if unparsable.any():
+        first = unparsable.idxmax()
+        raise DataError(
+            f"Symbol '{symbol}', column '{column}': non-numeric value {series[first]!r} at {first}."
+        )
+    return converted
+
+
+def _first_bad(bars, mask, symbol, column, problem):
+    if mask.any():
+        first = mask.idxmax()
+        value = bars.at[first, column]
+        raise DataError(f"Symbol '{symbol}', column '{column}': {problem} at {first} (value {value!r}).")
+
+
+def _check_values(bars, symbol):
+    for column in OHLCV_COLUMNS:
+        _first_bad(bars, ~np.isfinite(bars[column]), symbol, column, "NaN or infinite value")
+    for column in PRICE_COLUMNS:
+        _first_bad(bars, bars[column] <= 0, symbol, column, "non-positive price")
+    _first_bad(bars, bars["volume"] < 0, symbol, "volume", "negative volume")
+    slack = _RANGE_TOLERANCE * bars["high"]
+    _first_bad(bars, bars["high"] < bars["low"] - slack, symbol, "high", "high below low")
+    for column in ("open", "close"):
+        outside = (bars[column] > bars["high"] + slack) | (bars[column] < bars["low"] - slack)
+        _first_bad(bars, outside, symbol, column, "price outside [low, high]")
+
+
+class Panel(Mapping):
+    """Validated OHLCV bars for several symbols.
+
+    A read-only mapping from symbol to a canonical frame (see `validate_bars`).
+    Symbols keep the order they were given in.
+
+    Args:
+        frames: a mapping from symbol to a frame of bars.
+        validate: whether to validate and canonicalize each frame. Sources pass
+            `True`; internal transforms of an already valid panel may pass
+            `False`. Defaults to `True`.
+
+    Raises:
+        DataError: for an empty mapping or invalid bars.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> index = pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC")
+    >>> bars = pd.DataFrame({"open": [1.0, 2, 3], "high": [2.0, 3, 4],
+    ...     "low": [0.5, 1, 2], "close": [1.5, 2.5, 3.5], "volume": [10.0, 20, 30]}, index=index)
+    >>> Panel({"ABC": bars}).symbols
+    ('ABC',)
+    """
+
+    def __init__(self, frames, validate=True):
+        if not frames:
+            raise DataError("The panel has no symbols: the data source returned nothing.")
+        self._frames = {
+            str(symbol): validate_bars(frame, symbol) if validate else frame
+            for symbol, frame in frames.items()
+        }
+
+    def __getitem__(self, symbol):
+        try:
+            return self._frames[symbol]
+        except KeyError:
+            raise KeyError(f"Symbol '{symbol}' is not in the panel. Symbols: {list(self._frames)}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frames)
+
+    def __len__(self):
+        return len(self._frames)
+
+    def __repr__(self):
+        return f"Panel({len(self)} symbols, {self.num_bars} bars, {self.start} .. {self.end})"
+
+    @property
+    def symbols(self):
+        return tuple(self._frames)
+
+    @property
+    def num_bars(self):
+        return sum(len(frame) for frame in self._frames.values())
+
+    @property
+    def start(self):
+        return min(frame.index[0] for frame in self._frames.values())
+
+    @property
+    def end(self):
+        return max(frame.index[-1] for frame in self._frames.values())
+
+    def select(self, symbols):
+        """Returns a panel with only `symbols`, in that order."""
+        return Panel({symbol: self[symbol] for symbol in symbols}, validate=False)
+
+    def truncate(self, end):
+        """Returns a panel with only the bars at or before `end` (a timestamp)."""
+        end = pd.Timestamp(end)
+        frames = {symbol: frame.loc[:end] for symbol, frame in self._frames.items()}
+        return Panel({symbol: frame for symbol, frame in frames.items() if len(frame)}, validate=False)
+
+    def to_long(self):
+        """Returns one long frame with a `symbol` column and a `timestamp` column."""
+        return pd.concat(
+            [frame.reset_index().assign(symbol=symbol) for symbol, frame in self._frames.items()],
+            ignore_index=True,
+        )
+
+    def fingerprint(self):
+        """Returns a SHA-256 hex digest of symbols, timestamps and values.
+
+        Two panels with the same fingerprint hold identical bars; the registry
+        records it so a model can be traced to the exact data it was fit on.
+        """
+        digest = hashlib.sha256()
+        for symbol, frame in self._frames.items():
+            digest.update(symbol.encode())
+            digest.update(frame.index.asi8.tobytes())
+            digest.update(np.ascontiguousarray(frame.to_numpy(dtype="float64")).tobytes())
+        return digest.hexdigest()
+
+    def require_history(self, num_bars, reason):
+        """Raises `DataError` naming each symbol with fewer than `num_bars` bars.
+
+        Args:
+            num_bars: the minimum number of bars each symbol needs.
+            reason: what the bars are needed for, e.g.
+                "sequence_length 20 + horizon 5 + warm-up 20".
+        """
+        short = {symbol: len(frame) for symbol, frame in self._frames.items() if len(frame) < num_bars}
+        if short:
+            raise DataError(
+                f"History too short for {reason} (needs {num_bars} bars): "
+                + ", ".join(f"'{symbol}' has {count}" for symbol, count in short.items())
+            )

@@ -1,0 +1,26 @@
+"""Errors a user can act on.
+
+Every error the toolkit raises for bad input derives from `SynapseError`, so the
+command-line entry points can print its message and exit with status 2 instead
+of showing a deep TensorFlow traceback.
+"""
+
+
+class SynapseError(Exception):
+    """Base class for errors caused by input the user can fix."""
+
+
+class DataError(SynapseError):
+    """Bars that are missing, malformed or inconsistent.
+
+    The message names the symbol, the column and the first bad timestamp
+    wherever those are known.
+    """
+
+
+class ConfigError(SynapseError):
+    """An experiment setting that is invalid or impossible to satisfy."""
+
+
+class SourceUnavailableError(DataError):
+    """A network source could not be reached and has no cached copy."""

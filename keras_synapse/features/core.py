@@ -1,0 +1,53 @@
+"""The core feature set: returns, volatility, volume and range, past bars only.
+
+Every value at bar t is computed from bars at or before t (trailing windows,
+no centered or forward-looking operations), so the features can sit beside a
+label that starts after t without leaking it.
+"""
+
+import numpy as np
+import pandas as pd
+
+CORE_WINDOW = 20
+CORE_WARMUP = CORE_WINDOW + 1  # one extra bar for the first return
+
+
+def core_features(bars):
+    """Computes the core features of one symbol's bars.
+
+    Features: `log_return_1`, `log_return_5`, `log_return_20` (trailing log
+    returns), `realized_volatility_20` (std of daily log returns),
+    `volume_zscore_20` (log volume vs its trailing mean and std),
+    `log_range` (log high/low), `close_to_mean_20` (log close vs its trailing
+    mean) and `overnight_gap` (log open vs previous close).
+
+    Args:
+        bars: one symbol's canonical OHLCV frame (see `Panel`).
+
+    Returns:
+        A float64 frame on the same index; the first `CORE_WARMUP - 1` rows
+        are NaN (warm-up).
+    """
+    close = bars["close"]
+    log_close = np.log(close)
+    log_return = log_close.diff()
+    log_volume = np.log1p(bars["volume"])
+    volume_mean = log_volume.rolling(CORE_WINDOW).mean()
+    volume_std = log_volume.rolling(CORE_WINDOW).std()
+    return pd.DataFrame(
+        {
+            "log_return_1": log_return,
+            "log_return_5": log_close.diff(5),
+            "log_return_20": log_close.diff(CORE_WINDOW),
+            "realized_volatility_20": log_return.rolling(CORE_WINDOW).std(),
+            # A constant volume (e.g. an index that reports none) has no
+            # surprise: score it 0 instead of dividing by zero.
+            "volume_zscore_20": ((log_volume - volume_mean) / volume_std.where(volume_std > 0)).where(
+                volume_std > 0, 0.0
+            ).where(volume_mean.notna()),
+            "log_range": np.log(bars["high"] / bars["low"]),
+            "close_to_mean_20": log_close - np.log(close.rolling(CORE_WINDOW).mean()),
+            "overnight_gap": np.log(bars["open"]) - log_close.shift(1),
+        },
+        index=bars.index,
+    )

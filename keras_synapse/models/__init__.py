@@ -1,0 +1,37 @@
+"""The model zoo: one module per model, each exposing `build_model(config, num_features)`.
+
+The trainer finds a model by name, `keras_synapse.models.<config.model>`, so a
+new model is a new module and nothing else.
+"""
+
+import importlib
+
+from keras_synapse.errors import ConfigError
+
+MODEL_NAMES = ("shared_backbone",)
+
+
+def get_model_builder(name):
+    """Returns `build_model` of the model module `name`.
+
+    Raises:
+        ConfigError: for an unknown model name, listing the known ones.
+    """
+    if name not in MODEL_NAMES:
+        raise ConfigError(f"Unknown model {name!r}. Known: {', '.join(MODEL_NAMES)}")
+    return importlib.import_module(f"keras_synapse.models.{name}").build_model
+
+
+def fit_normalization(model, feature_rows):
+    """Adapts the model's input normalization to training-fold feature rows.
+
+    The statistics then live inside the model, so a saved `.keras` file takes
+    raw features. Pass rows from the training fold only.
+
+    Args:
+        model: a model built by this package (its first layer after the input
+            is named `feature_normalization`).
+        feature_rows: float32 `[rows, features]` from the training fold.
+    """
+    # The layer was built on [batch, time, features]; adapt() wants the same rank.
+    model.get_layer("feature_normalization").adapt(feature_rows[:, None, :])
