@@ -43,7 +43,8 @@ def resample_time_bars(frame, rule):
 
     Returns:
         A frame with columns `open, high, low, close, volume`, one row per
-        non-empty bin.
+        non-empty bin. If the data end inside a bin, its bar covers only the
+        bars so far (stamped at the last of them, so still no look-ahead).
 
     Raises:
         ConfigError: if `rule` is not a pandas offset alias.
@@ -178,7 +179,7 @@ def _threshold_bars(bars, activity, threshold):
     # A row belongs to the bar that was open when it started: the number of
     # multiples already reached by the rows before it.
     multiples_reached = np.floor(cumulative / threshold)
-    bar_number = np.concatenate([[0.0], multiples_reached[:-1]])
+    bar_number = np.concatenate([[0.0], multiples_reached[:-1]])[: len(activity)]
     # Computed from the same numbers as the next row's bar_number, so a row
     # closes a bar exactly when the next row starts a new one.
     complete = multiples_reached > bar_number

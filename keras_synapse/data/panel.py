@@ -57,16 +57,19 @@ def standardize_columns(frame, where):
 
 
 def _parse_timestamps(values, where, column):
+    mixed_zones = DataError(
+        f"{where}: column '{column}' mixes time zones (first value {values[0]!r}). "
+        "Write all timestamps in one zone, preferably UTC."
+    )
     try:
         parsed = pd.to_datetime(values, utc=False)
     except (ValueError, TypeError) as error:
+        if "mixed timezones" in str(error).lower() or "tz-naive and tz-aware" in str(error).lower():
+            raise mixed_zones from None
         raise DataError(f"{where}: column '{column}' is not a date/time column ({error}).") from None
     if not isinstance(parsed, pd.DatetimeIndex):
-        # pandas returns an object Index when rows carry different UTC offsets.
-        raise DataError(
-            f"{where}: column '{column}' mixes time zones (first value {values[0]!r}). "
-            "Write all timestamps in one zone, preferably UTC."
-        )
+        # Older pandas return an object Index when rows carry different UTC offsets.
+        raise mixed_zones
     return parsed
 
 

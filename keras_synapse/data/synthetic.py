@@ -185,6 +185,9 @@ def generate_universe(
         raise ConfigError(
             f"`start` and `freq` must give a date range ({error}). Received: start={start!r}, freq={freq!r}"
         ) from None
+    # Canonical bars carry no index frequency (validation drops it): keeping
+    # one would make a validated copy compare unequal.
+    index = pd.DatetimeIndex(index, freq=None)
 
     # Independent streams per component and per symbol: spawned children
     # depend only on their position, so adding symbols leaves existing ones

@@ -1,0 +1,93 @@
+"""The user's own files: per-symbol directories and long files, CSV and Parquet."""
+
+import numpy as np
+import pytest
+from conftest import make_bars
+
+from keras_synapse.data import load_panel
+from keras_synapse.data.files import load_files
+from keras_synapse.errors import DataError
+
+
+def write_csv(bars, path, date_name="Date"):
+    frame = bars.rename(columns=str.capitalize).reset_index(names=date_name)
+    frame.to_csv(path, index=False)
+
+
+def test_directory_of_csv_and_parquet_files(tmp_path):
+    write_csv(make_bars(seed=1), tmp_path / "AAA.csv")
+    make_bars(seed=2).reset_index().to_parquet(tmp_path / "BBB.parquet")
+    (tmp_path / "notes.txt").write_text("ignored")
+    panel = load_panel(str(tmp_path))
+    assert panel.symbols == ("AAA", "BBB")
+    np.testing.assert_allclose(panel["AAA"]["close"], make_bars(seed=1)["close"])
+    assert str(panel["BBB"].index.tz) == "UTC"
+
+
+@pytest.mark.parametrize("date_name", ["Date", "DATETIME", "timestamp", "Time"])
+def test_date_column_names_and_case(tmp_path, date_name):
+    write_csv(make_bars(), tmp_path / "AAA.csv", date_name)
+    assert len(load_files(tmp_path)["AAA"]) == 60
+
+
+def test_long_format_file_with_symbol_column(tmp_path):
+    frames = [make_bars(seed=seed).reset_index().assign(Symbol=name) for seed, name in ((1, "X"), (2, "Y"))]
+    import pandas as pd
+
+    pd.concat(frames).to_csv(tmp_path / "bars.csv", index=False)
+    panel = load_files(tmp_path / "bars.csv")
+    assert panel.symbols == ("X", "Y")
+    np.testing.assert_allclose(panel["Y"]["volume"], make_bars(seed=2)["volume"])
+
+
+def test_single_file_without_symbol_column_is_one_symbol(tmp_path):
+    write_csv(make_bars(), tmp_path / "SPY.csv")
+    assert load_files(tmp_path / "SPY.csv").symbols == ("SPY",)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "AAA.csv").write_text("")
+    with pytest.raises(DataError, match=r"AAA.csv: the file is empty"):
+        load_files(tmp_path)
+
+
+def test_header_only_file(tmp_path):
+    (tmp_path / "AAA.csv").write_text("date,open,high,low,close,volume\n")
+    with pytest.raises(DataError, match=r"AAA.csv: the file has a header but no rows"):
+        load_files(tmp_path)
+
+
+def test_no_date_column(tmp_path):
+    make_bars().reset_index(drop=True).to_csv(tmp_path / "AAA.csv", index=False)
+    with pytest.raises(DataError, match=r"AAA.csv: no date column.*Received columns: \['open', 'high'"):
+        load_files(tmp_path)
+
+
+def test_mixed_time_zones(tmp_path):
+    write_csv(make_bars(num_bars=30), tmp_path / "AAA.csv")
+    lines = (tmp_path / "AAA.csv").read_text().splitlines()
+    lines[1] = lines[1].replace("+00:00", "-05:00", 1)
+    (tmp_path / "AAA.csv").write_text("\n".join(lines))
+    with pytest.raises(DataError, match=r"AAA.csv: column 'date' mixes time zones"):
+        load_files(tmp_path)
+
+
+def test_bad_bar_in_a_file_names_the_symbol_column_and_time(tmp_path):
+    bars = make_bars()
+    bars.iloc[12, 3] = -1.0
+    write_csv(bars, tmp_path / "ACME.csv")
+    with pytest.raises(DataError, match=r"Symbol 'ACME', column 'close': non-positive price at 2024-01-17"):
+        load_files(tmp_path)
+
+
+def test_missing_path_and_empty_directory(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_files(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="holds no bar files"):
+        load_files(tmp_path)
+
+
+def test_per_symbol_file_holding_another_symbol(tmp_path):
+    make_bars().reset_index().assign(symbol="MSFT").to_csv(tmp_path / "AAPL.csv", index=False)
+    with pytest.raises(DataError, match="named 'AAPL' holds symbol"):
+        load_files(tmp_path)

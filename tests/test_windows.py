@@ -1,0 +1,79 @@
+"""Windows gathered by index: never across symbols, last bar before the label, purged by label end."""
+
+import numpy as np
+import pandas as pd
+from conftest import make_bars
+
+from keras_synapse.data.panel import Panel
+from keras_synapse.features import compute_features
+from keras_synapse.labels import compute_labels
+from keras_synapse.windows import build_windowed_panel, make_dataset, select_ends
+
+SEQUENCE_LENGTH, HORIZON = 10, 5
+
+
+def windowed_panel():
+    # Unequal histories and different start dates.
+    panel = Panel({"AAA": make_bars(120, seed=1), "BBB": make_bars(90, seed=2, start="2024-02-01")})
+    features = compute_features(panel, "core")
+    labels = compute_labels(panel, horizon=HORIZON, scaling="none")
+    return panel, features, build_windowed_panel(features, labels, SEQUENCE_LENGTH, HORIZON)
+
+
+def test_dataset_windows_equal_windows_cut_by_hand():
+    panel, features, windowed = windowed_panel()
+    ends = windowed.labelled_ends()
+    (inputs, targets), = make_dataset(windowed, ends, batch_size=len(ends)).take(1)
+    sequences = inputs["sequence"].numpy()
+    frame = windowed.window_frame(ends)
+    for position in (0, 7, len(ends) // 2, len(ends) - 1):
+        symbol, end_time = frame["symbol"][position], frame["timestamp"][position]
+        by_hand = features[symbol].loc[:end_time].iloc[-SEQUENCE_LENGTH:]
+        np.testing.assert_allclose(sequences[position], by_hand.to_numpy(), rtol=1e-6)
+        close = panel[symbol]["close"]
+        later = close.index.get_loc(end_time) + HORIZON
+        expected = np.log(close.iloc[later] / close.loc[end_time])
+        np.testing.assert_allclose(targets.numpy()[position, 0], expected, rtol=1e-5)
+
+
+def test_windows_never_cross_symbols_and_end_before_their_label():
+    _, _, windowed = windowed_panel()
+    ends = windowed.labelled_ends()
+    starts = ends - SEQUENCE_LENGTH + 1
+    assert (windowed.symbol_codes[starts] == windowed.symbol_codes[ends]).all()
+    rows = starts[:, None] + np.arange(SEQUENCE_LENGTH)
+    assert (windowed.symbol_codes[rows] == windowed.symbol_codes[ends][:, None]).all()
+    assert (np.diff(windowed.timestamps[rows], axis=1) > np.timedelta64(0)).all()
+    assert (windowed.timestamps[ends] < windowed.label_end_times[ends]).all()
+    # The first row of each symbol can never end a window.
+    first_rows = np.flatnonzero(np.diff(windowed.symbol_codes, prepend=-1) != 0)
+    for first in first_rows:
+        assert not windowed.window_ok[first : first + SEQUENCE_LENGTH - 1].any()
+
+
+def test_purging_drops_windows_whose_label_reaches_the_boundary():
+    _, _, windowed = windowed_panel()
+    ends = windowed.labelled_ends()
+    boundary = windowed.calendar[60]
+    kept = select_ends(windowed, ends, label_before=boundary)
+    assert (windowed.label_end_times[kept] < boundary).all()
+    dropped = np.setdiff1d(ends[windowed.timestamps[ends] < boundary], kept)
+    assert len(dropped) > 0 and (windowed.label_end_times[dropped] >= boundary).all()
+
+
+def test_stride_aligns_end_dates_across_symbols():
+    _, _, windowed = windowed_panel()
+    kept = select_ends(windowed, windowed.labelled_ends(), stride=5)
+    frame = windowed.window_frame(kept)
+    dates_by_symbol = frame.groupby("symbol")["timestamp"].apply(set)
+    # BBB's history lies inside AAA's, so every BBB end date is an AAA end date too.
+    assert dates_by_symbol["BBB"] <= dates_by_symbol["AAA"]
+    positions = np.searchsorted(windowed.calendar, windowed.timestamps[kept])
+    assert (np.diff(np.unique(positions)) % 5 == 0).all()
+
+
+def test_window_frame_maps_predictions_back_to_symbol_and_time():
+    _, _, windowed = windowed_panel()
+    frame = windowed.window_frame(windowed.labelled_ends()[:3])
+    assert list(frame.columns) == ["symbol", "timestamp", "target", "forward_return", "past_return"]
+    assert isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype)
