@@ -20,7 +20,7 @@ How the bars are made (per bar `t`, per symbol `i`, all draws seeded):
   `beta_i` is drawn in [0.6, 1.4]. The market factor makes every pair of
   symbols positively correlated, sectors make pairs in one sector more so.
   The symbol's current volatility (the standard deviation of the unplanted
-  part) is `sigma_it = v_t * sqrt(beta_i^2 s_m^2 + s_f^2 + s_e,i^2)`, about 1.5%
+  part) is `sigma_it = v_t * sqrt(beta_i^2 s_m^2 + s_f^2 + s_e,i^2)`, about 1.6%
   a day when calm. There is no drift: apart from the planted part, log prices
   are driftless random walks, so with `signal_strength=0` nothing is
   predictable, not even the sign of the average return.
@@ -50,8 +50,11 @@ restricted to the planted part: the drifts still to come in bars
 `t+1 .. t+horizon` from surprises already seen (`u <= t`). Surprise `t-k`
 still has `horizon - k` of its drifts ahead, so
 `expected_return_t = sum_(k=0..horizon-1) (horizon - k) * a_(t-k)`. Surprises
-after `t` have mean zero and are not in it. Near the end of the sample the
-oracle still holds this value although the future closes do not exist.
+after `t` have mean zero and are not in it. Everything else in the return has
+mean zero too, so this is the whole conditional expectation, and no predictor
+that sees only bars up to `t` can beat it on average. Near the end of the
+sample the oracle still holds this value although the future closes do not
+exist.
 
 What an oracle achieves: its correlation with the realized forward
 `horizon`-bar log return is `oracle_correlation(lambda, horizon)`; for
@@ -101,7 +104,8 @@ class SyntheticUniverse:
     """A generated panel with the truth about it.
 
     Attributes:
-        panel: the bars, a validated `Panel` of symbols `SYN-00`, `SYN-01`, ...
+        panel: the bars, a `Panel` of symbols `SYN-00`, `SYN-01`, ... (valid by
+            construction; every check of `validate_bars` passes).
         expected_return: symbol -> `pandas.Series` on the panel's index, the
             oracle: the planted part of the expected forward `horizon`-bar log
             return known at each bar (see the module docstring). All zeros
@@ -151,7 +155,8 @@ def generate_universe(
             bars. `0` plants nothing. Defaults to `0.0`.
         horizon: how many bars the planted drift of one surprise spans, and
             the horizon of `expected_return`. Defaults to `5`.
-        start: the first timestamp (UTC). Defaults to `"2005-01-03"`.
+        start: the first timestamp; naive means UTC. Defaults to
+            `"2005-01-03"`.
         freq: a pandas frequency alias for the bar spacing. Defaults to `"B"`
             (business days).
         num_sectors: how many sectors share a sector factor. Defaults to `3`.

@@ -1,0 +1,47 @@
+"""Experiment files, --set overrides, and refusal of leaky settings."""
+
+import pytest
+
+from keras_synapse.config import ExperimentConfig, apply_overrides, load_experiment
+from keras_synapse.errors import ConfigError
+
+
+def test_overrides_are_parsed_to_field_types():
+    config = apply_overrides(ExperimentConfig(), ["epochs=3", "lstm_units=32,16", "learning_rate=1e-3", "data=./bars"])
+    assert config.epochs == 3 and config.lstm_units == (32, 16)
+    assert config.learning_rate == 0.001 and config.data == "./bars"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("epochs", r"`--set` expects key=value. Received: 'epochs'"),
+        ("epoch=3", r"Unknown config field 'epoch'"),
+        ("epochs=three", r"`epochs` expects a int. Received: epochs='three'"),
+        ("epochs=0", r"`epochs` must be >= 1. Received: epochs=0"),
+        ("gap=2", r"`gap` must be >= `horizon` \(5\).*Received: gap=2"),
+    ],
+)
+def test_bad_overrides_say_what_was_received(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(ExperimentConfig(), [override])
+
+
+def test_experiment_file_is_loaded_with_its_quick_branch(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(
+        "import dataclasses\nfrom keras_synapse.config import ExperimentConfig\n"
+        "def get_config(quick=False):\n"
+        "    config = ExperimentConfig(name='tiny')\n"
+        "    return dataclasses.replace(config, epochs=1) if quick else config\n"
+    )
+    assert load_experiment(path).epochs == 25
+    assert load_experiment(path, quick=True).epochs == 1
+
+
+def test_missing_experiment_and_missing_get_config(tmp_path):
+    with pytest.raises(ConfigError, match="Experiment file not found"):
+        load_experiment(tmp_path / "nope.py")
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    with pytest.raises(ConfigError, match=r"defines no `get_config"):
+        load_experiment(tmp_path / "empty.py")

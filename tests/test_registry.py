@@ -1,0 +1,39 @@
+"""Registry writes are atomic and versioned; `latest` follows the newest version."""
+
+import json
+
+import pytest
+
+from keras_synapse.registry import read_metadata, register, resolve
+
+
+def write_model(directory):
+    (directory / "model.keras").write_text("weights")
+
+
+def test_versions_count_up_and_latest_points_at_the_newest(tmp_path):
+    first = register(tmp_path, "exp", write_model, {"note": "a"})
+    second = register(tmp_path, "exp", write_model, {"note": "b"})
+    assert (first.name, second.name) == ("1", "2")
+    assert resolve(tmp_path / "exp" / "latest") == (tmp_path / "exp" / "2").resolve()
+    assert read_metadata(tmp_path / "exp" / "latest") == {"note": "b", "version": 2}
+
+
+def test_a_crash_while_writing_leaves_no_version_behind(tmp_path):
+    register(tmp_path, "exp", write_model, {})
+
+    def crash(directory):
+        (directory / "model.keras").write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        register(tmp_path, "exp", crash, {})
+    assert sorted(child.name for child in (tmp_path / "exp").iterdir()) == ["1", "latest"]
+    assert json.loads((tmp_path / "exp" / "latest" / "metadata.json").read_text())["version"] == 1
+
+
+def test_resolve_refuses_a_directory_that_is_not_a_version(tmp_path):
+    from keras_synapse.errors import SynapseError
+
+    with pytest.raises(SynapseError, match="is not a registry version"):
+        resolve(tmp_path)
