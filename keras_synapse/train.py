@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import DataError, SynapseError
+from keras_synapse.validation import iso_utc
 
 logger = logging.getLogger("keras_synapse.train")
 
@@ -77,25 +78,16 @@ def run(args):
     started = time.time()
     # --- Config -------------------------------------------------------------
     config = resolve_config(args)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+
+    # --- Data: bars -> features + labels -> stacked windows -------------------
+    # Loaded and validated before TensorFlow is imported, so bad input fails
+    # fast with a clear message and leaves no run directory behind.
     from tqdm import tqdm
 
-    from keras_synapse.config import config_to_dict
     from keras_synapse.data import load_panel
     from keras_synapse.features import compute_features, get_feature_set
     from keras_synapse.labels import compute_labels
-    from keras_synapse.validation import GappedTimeSeriesCV
-    from keras_synapse.windows import build_windowed_panel
 
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
-    run_dir = _new_run_dir(Path(args.output), config.name)
-    _write_json(run_dir / "config.json", config_to_dict(config))
-    print(f"run directory: {run_dir}")
-
-    # --- Data: bars -> features + labels -> stacked windows -------------------
     with tqdm(total=3, desc="data", unit="step") as progress:
         panel = load_panel(config.data, quick=args.quick, sample_signal_strength=config.sample_signal_strength)
         progress.update()
@@ -108,10 +100,23 @@ def run(args):
         features = compute_features(panel, config.features)
         labels = compute_labels(panel, config.label, config.horizon, config.label_scaling)
         progress.update()
+        _quiet_tensorflow()
+        import keras
+        import tensorflow as tf
+
+        from keras_synapse.config import config_to_dict
+        from keras_synapse.validation import GappedTimeSeriesCV
+        from keras_synapse.windows import build_windowed_panel
+
         windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon)
         progress.update()
     print(f"data: {panel!r}; {len(windowed.feature_names)} features; label {config.label} "
           f"({config.horizon}-bar horizon, scaling {config.label_scaling})")
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    run_dir = _new_run_dir(Path(args.output), config.name)
+    _write_json(run_dir / "config.json", config_to_dict(config))
+    print(f"run directory: {run_dir}")
 
     # --- Folds: gapped CV on the shared calendar ------------------------------
     calendar = windowed.calendar
@@ -153,6 +158,13 @@ def run(args):
     write_report(run_dir / "report.html", metrics, histories, test_predictions, equity)
     print_summary(metrics, time.time() - started, run_dir)
     return run_dir
+
+
+def _quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines, oneDNN
+    # notes) and tf2onnx's per-pass INFO lines bury the fold table.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
 
 
 def fold_windows(windowed, calendar, fold, config):
@@ -203,6 +215,7 @@ def fit_fold(config, windowed, split, log_dir):
         make_dataset(windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed),
         validation_data=make_dataset(windowed, split["validation"], config.batch_size),
         epochs=config.epochs,
+        shuffle=False,  # the dataset already reshuffles each epoch, seeded
         callbacks=[callback for callback in callbacks if callback is not None],
         verbose=1 if sys.stdout.isatty() else 2,
     )
@@ -235,7 +248,7 @@ def _fold_record(fold, split, frame, history):
     return {
         "index": fold.index,
         **fold.as_dict(),
-        "validation": [str(split["validation_start"]), str(fold.train_end)],
+        "validation": [iso_utc(split["validation_start"]), iso_utc(fold.train_end)],
         "n_train": int(len(split["fit"])),
         "n_validation": int(len(split["validation"])),
         "n_test": int(len(split["test"])),
@@ -300,7 +313,7 @@ def refit_final(config, windowed, calendar, last_fold, run_dir):
                  test_start=None, test_end=None)
     split = fold_windows(windowed, calendar, final, config)
     print(f"final refit: {len(split['fit'])} fit windows, {len(split['validation'])} validation windows "
-          f"up to {last_fold.test_end}")
+          f"up to {iso_utc(last_fold.test_end)}")
     model, history = fit_fold(config, windowed, split, run_dir / "tensorboard" / "final")
     return model, history, split
 

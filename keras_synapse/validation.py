@@ -10,6 +10,7 @@ start, so a label longer than the gap still cannot leak.
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from keras_synapse.errors import ConfigError
 
@@ -25,10 +26,16 @@ class Fold:
     test_end: np.datetime64
 
     def as_dict(self):
+        """The train and test ranges as ISO-8601 UTC strings, for `metrics.json`."""
         return {
-            "train": [str(self.train_start), str(self.train_end)],
-            "test": [str(self.test_start), str(self.test_end)],
+            "train": [iso_utc(self.train_start), iso_utc(self.train_end)],
+            "test": [iso_utc(self.test_start), iso_utc(self.test_end)],
         }
+
+
+def iso_utc(timestamp):
+    """A `datetime64` (naive UTC) as an ISO-8601 string with its UTC offset."""
+    return pd.Timestamp(timestamp, tz="UTC").isoformat()
 
 
 class GappedTimeSeriesCV:

@@ -42,7 +42,15 @@ _TIMEFRAME_PATTERN = re.compile(r"(\d+)(Min|Hour|Day|Week|Month)")
 
 
 def load_alpaca(
-    symbols, *, start=None, end=None, timeframe="1Day", cache=None, retries=3, url_override=None, sleep=time.sleep
+    symbols,
+    *,
+    start=None,
+    end=None,
+    timeframe="1Day",
+    cache=None,
+    retries=3,
+    url_override=None,
+    sleep=time.sleep,
 ):
     """Loads bars for `symbols` from Alpaca, through `cache`.
 
@@ -100,12 +108,13 @@ def load_alpaca(
 
 def _parse_timeframe(timeframe):
     match = _TIMEFRAME_PATTERN.fullmatch(str(timeframe))
-    try:
-        if match is None:
-            raise ValueError("expected a count and a unit, e.g. '1Day', '15Min' or '1Hour'")
-        return TimeFrame(int(match[1]), TimeFrameUnit(match[2]))
-    except ValueError as error:
-        raise ConfigError(f"`timeframe` is not an Alpaca timeframe: {error}. Received: timeframe={timeframe!r}") from None
+    problem = "expected a count and a unit, e.g. '1Day', '15Min' or '1Hour'"
+    if match is not None:
+        try:
+            return TimeFrame(int(match[1]), TimeFrameUnit(match[2]))
+        except ValueError as error:  # an amount the unit does not allow, e.g. 2Day
+            problem = str(error)
+    raise ConfigError(f"`timeframe` is not an Alpaca timeframe ({problem}). Received: timeframe={timeframe!r}")
 
 
 def _stock_keys():
@@ -143,7 +152,9 @@ def _download(symbol, start, end, timeframe, url_override):
         if status is None or status == 429 or status >= 500:
             raise TransientError(f"HTTP {status} from Alpaca") from None
         hint = f" Check {KEY_ID_VARIABLE} and {SECRET_KEY_VARIABLE}." if status in (401, 403) else ""
-        raise DataError(f"{SOURCE}: request for '{symbol}' refused (HTTP {status}: {str(error)[:200]}).{hint}") from None
+        raise DataError(
+            f"{SOURCE}: request for '{symbol}' refused (HTTP {status}: {str(error)[:200]}).{hint}"
+        ) from None
     bars = bars_by_symbol.get(symbol)
     if not bars:
         raise DataError(

@@ -43,8 +43,10 @@ class BarCache:
     """Bars on disk, one Parquet file per download request.
 
     Entries are long-format frames: one row per bar, a `timestamp` column and
-    the bar columns. `start` and `end` are normalized, so `"2024-01-01"` and
-    `datetime(2024, 1, 1)` name the same entry.
+    the bar columns. Every method takes the entry's key: `source` (e.g.
+    `"yfinance"`), `symbol`, `interval` (as the source spells it), `start` and
+    `end` (dates, timestamps or `None`). `start` and `end` are normalized, so
+    `"2024-01-01"` and `datetime(2024, 1, 1)` name the same entry.
 
     Args:
         directory: where the files live; created on the first `put`.
@@ -74,8 +76,11 @@ class BarCache:
     def get(self, source, symbol, interval, start, end):
         """Returns the cached long-format frame, or `None` when absent.
 
-        An unreadable file (e.g. truncated by a full disk) is logged and
-        treated as absent, so the next download replaces it.
+        An unreadable file (damaged, or written by an incompatible version)
+        is logged and treated as absent, so the next download replaces it.
+
+        Raises:
+            ConfigError: for a `start` or `end` that is not a date.
         """
         path = self.path(source, symbol, interval, start, end)
         if not path.exists():
@@ -90,6 +95,7 @@ class BarCache:
         """Writes a long-format frame atomically and returns its path.
 
         Raises:
+            ConfigError: for a `start` or `end` that is not a date.
             Exception: whatever writing Parquet raises; no partial file is left.
         """
         path = self.path(source, symbol, interval, start, end)
@@ -161,6 +167,10 @@ def load_through_cache(cache, download, *, source, symbol, interval, start, end,
             "Connect once to fill the cache, or use --data sample / a CSV directory."
         ) from error
     bars = validate_bars(frame, symbol)
+    # Parquet cannot hold second resolution (yfinance's choice) and the panel
+    # fingerprint hashes the raw index integers, so downloaded and cached bars
+    # share one unit, pandas' default.
+    bars.index = bars.index.as_unit("us")
     if cache is not None:
         cache.put(source, symbol, interval, start, end, bars.reset_index())
     return bars

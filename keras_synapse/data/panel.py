@@ -105,7 +105,9 @@ def validate_bars(frame, symbol):
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise DataError(f"Symbol '{symbol}': index is not a DatetimeIndex (got {type(frame.index).__name__}).")
     bars = frame.loc[:, list(OHLCV_COLUMNS)].copy()
-    bars.index = _to_utc(bars.index, symbol)
+    # One time unit whatever the source (yfinance gives seconds, Parquet
+    # microseconds), so equal bars always hash to the same fingerprint.
+    bars.index = _to_utc(bars.index, symbol).as_unit("ns")
     bars.index.name = "timestamp"
     _check_order(bars.index, symbol)
     for column in OHLCV_COLUMNS:

@@ -10,8 +10,10 @@ which is 05:00 or 04:00 UTC for New York.
 import functools
 import json
 import time
+import warnings
 
 import yfinance
+from pandas.errors import Pandas4Warning
 from yfinance.data import YfData
 from yfinance.exceptions import YFDataException, YFRateLimitError, YFTickerMissingError
 
@@ -23,7 +25,9 @@ from keras_synapse.errors import DataError
 SOURCE = "yfinance"
 
 
-def load_yfinance(symbols, *, start=None, end=None, interval="1d", cache=None, retries=3, session=None, sleep=time.sleep):
+def load_yfinance(
+    symbols, *, start=None, end=None, interval="1d", cache=None, retries=3, session=None, sleep=time.sleep
+):
     """Loads bars for `symbols` from Yahoo Finance, through `cache`.
 
     Each symbol is looked up in `cache` first and downloaded only when absent;
@@ -89,8 +93,10 @@ def _download(symbol, start, end, interval, session):
         raise TransientError("unreadable reply from Yahoo (not JSON)") from None
     except OSError as error:
         status = getattr(getattr(error, "response", None), "status_code", None)
-        if status is None:
-            raise  # the network itself: retried, then reported as unreachable
+        if not status:
+            # No HTTP reply at all (curl_cffi reports status 0): the network
+            # itself, retried and then reported as unreachable.
+            raise
         if status == 429 or status >= 500:
             raise TransientError(f"HTTP {status} from Yahoo") from None
         raise DataError(
@@ -113,10 +119,14 @@ def _history(ticker, start, end, interval):
     hide_exceptions = yfinance.config.debug.hide_exceptions
     yfinance.config.debug.hide_exceptions = False
     try:
-        # period="max" makes a missing start mean "all history": yfinance
-        # otherwise fetches only the month before `end`.
-        return ticker.history(
-            period="max", start=start, end=end, interval=interval, auto_adjust=True, actions=False
-        )
+        with warnings.catch_warnings():
+            # yfinance 1.7 still passes `inplace=`, which pandas 3.1 deprecates:
+            # five warnings per symbol that a user cannot act on.
+            warnings.filterwarnings("ignore", category=Pandas4Warning, module="yfinance")
+            # period="max" makes a missing start mean "all history"; yfinance
+            # would otherwise fetch a single month.
+            return ticker.history(
+                period="max", start=start, end=end, interval=interval, auto_adjust=True, actions=False
+            )
     finally:
         yfinance.config.debug.hide_exceptions = hide_exceptions

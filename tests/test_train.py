@@ -1,0 +1,120 @@
+"""The main command end to end, as a user runs it: offline sample, own CSVs, bad data."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import make_bars
+
+EXPERIMENT = "experiments/shared_backbone.py"
+
+
+def run_train(*arguments, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_synapse.train", *arguments],
+        capture_output=True, text=True, cwd=cwd, timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, request):
+    root = request.config.rootpath
+    workdir = tmp_path_factory.mktemp("quick")
+    result = run_train(str(root / EXPERIMENT), "--quick", "--output", str(workdir / "runs"),
+                       "--registry", str(workdir / "saved_models"), cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (workdir / "runs" / "shared_backbone").iterdir()
+    return workdir, run_dir, result
+
+
+def test_quick_run_writes_the_contracted_metrics(quick_run):
+    _, run_dir, result = quick_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 3
+    for fold in metrics["folds"]:
+        assert fold["train"][1] < fold["test"][0]  # train ends before test starts
+        assert fold["n_train"] > 0 and fold["n_test"] > 0
+        assert {"directional_accuracy", "ic", "rank_ic", "mse"} <= set(fold["metrics"])
+    for name in ("directional_accuracy", "ic", "rank_ic", "mse"):
+        item = metrics["summary"][name]
+        assert item["ci_low"] <= item["pooled"] <= item["ci_high"]
+    assert isinstance(metrics["summary"]["edge_significant"], bool)
+    assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "random"}
+    assert {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover"} <= set(
+        metrics["backtest"]["strategy"]
+    )
+    assert json.loads((run_dir / "config.json").read_text())["name"] == "shared_backbone"
+    assert "<img src=\"data:image/png;base64," in (run_dir / "report.html").read_text()
+    assert list((run_dir / "tensorboard" / "fold_0").rglob("events.out.tfevents.*"))
+    # The printed summary shows the fold table and says whether there is an edge.
+    assert "fold train" in result.stdout and "detectable edge" in result.stdout
+
+
+def test_registered_model_loads_without_keras_synapse_and_matches_onnx(quick_run, tmp_path):
+    workdir, run_dir, _ = quick_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    version_dir = workdir / "saved_models" / "shared_backbone" / "latest"
+    assert (version_dir / "model.keras").is_file() and metrics["model"]["onnx"].endswith("model.onnx")
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    assert metadata["label"]["horizon"] == 5 and len(metadata["normalization"]["mean"]) == 8
+    # Raw (unnormalized) feature windows from the sample, computed here ...
+    from keras_synapse.data import load_panel
+    from keras_synapse.features import compute_features
+
+    features = compute_features(load_panel("sample", quick=True), metadata["feature_set"])
+    windows = np.stack([frame.to_numpy("float32")[-20 - offset:len(frame) - offset]
+                        for frame in features.values() for offset in range(0, 40, 5)])
+    np.save(tmp_path / "windows.npy", windows)
+    # ... and predicted in a fresh process that never imports keras_synapse.
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras, onnxruntime
+        windows = np.load({str(tmp_path / 'windows.npy')!r})
+        model = keras.models.load_model({str(version_dir / 'model.keras')!r})
+        keras_out = model.predict({{"sequence": windows}}, verbose=0)
+        session = onnxruntime.InferenceSession({str(version_dir / 'model.onnx')!r})
+        onnx_out = session.run(None, {{"sequence": windows}})[0]
+        assert "keras_synapse" not in sys.modules
+        print(float(np.abs(keras_out - onnx_out).max()), float(keras_out.std()))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    max_difference, spread = map(float, result.stdout.split()[-2:])
+    assert max_difference <= 1e-4
+    assert spread > 0  # the model does respond to its inputs
+
+
+def test_own_csv_directory(tmp_path, request):
+    bars_dir = tmp_path / "bars"
+    bars_dir.mkdir()
+    for seed, symbol in enumerate(("AAA", "BBB", "CCC")):
+        make_bars(700, seed=seed).reset_index().to_csv(bars_dir / f"{symbol}.csv", index=False)
+    result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--data", str(bars_dir),
+                       "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"),
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
+    assert metadata["data"]["symbols"] == ["AAA", "BBB", "CCC"]
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda bars: bars.assign(close=bars["close"].where(bars.index != bars.index[40], -1.0)),
+         "error: Symbol 'BAD', column 'close': non-positive price at 2024-02-26"),
+        (lambda bars: bars.iloc[:30], "error: History too short"),
+    ],
+)
+def test_bad_data_gets_a_clear_error_and_no_traceback(tmp_path, request, corrupt, message):
+    bars_dir = tmp_path / "bars"
+    bars_dir.mkdir()
+    corrupt(make_bars(300)).reset_index().to_csv(bars_dir / "BAD.csv", index=False)
+    result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--data", str(bars_dir),
+                       "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "models").exists()  # nothing half-registered
