@@ -166,11 +166,7 @@ def load_through_cache(cache, download, *, source, symbol, interval, start, end,
             f"{source}: could not download '{symbol}' ({reason} after {attempts}) and {where}. "
             "Connect once to fill the cache, or use --data sample / a CSV directory."
         ) from error
-    bars = validate_bars(frame, symbol)
-    # Parquet cannot hold second resolution (yfinance's choice) and the panel
-    # fingerprint hashes the raw index integers, so downloaded and cached bars
-    # share one unit, pandas' default.
-    bars.index = bars.index.as_unit("us")
+    bars = validate_bars(frame, symbol)  # canonical microsecond index: cache and network hash alike
     if cache is not None:
         cache.put(source, symbol, interval, start, end, bars.reset_index())
     return bars

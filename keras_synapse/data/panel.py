@@ -106,8 +106,8 @@ def validate_bars(frame, symbol):
         raise DataError(f"Symbol '{symbol}': index is not a DatetimeIndex (got {type(frame.index).__name__}).")
     bars = frame.loc[:, list(OHLCV_COLUMNS)].copy()
     # One time unit whatever the source (yfinance gives seconds, Parquet
-    # microseconds), so equal bars always hash to the same fingerprint.
-    bars.index = _to_utc(bars.index, symbol).as_unit("ns")
+    # microseconds, pandas 3 defaults to microseconds), so equal bars always hash to the same fingerprint.
+    bars.index = _to_utc(bars.index, symbol).as_unit("us")
     bars.index.name = "timestamp"
     _check_order(bars.index, symbol)
     for column in OHLCV_COLUMNS:
