@@ -26,8 +26,8 @@ from alpaca.data.historical import CryptoHistoricalDataClient, StockHistoricalDa
 from alpaca.data.requests import CryptoBarsRequest, StockBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 
-from keras_synapse.data.cache import load_through_cache
-from keras_synapse.data.panel import Panel, standardize_columns
+from keras_synapse.data.cache import load_panel_through_cache
+from keras_synapse.data.panel import standardize_columns
 from keras_synapse.data.retry import TransientError
 from keras_synapse.errors import ConfigError, DataError
 
@@ -86,24 +86,13 @@ def load_alpaca(
         DataError: when stock keys are missing or refused, for a symbol
             without bars, or for invalid bars.
     """
-    if isinstance(symbols, str):
-        symbols = [symbols]
     bar_timeframe = _parse_timeframe(timeframe)
-    frames = {
-        symbol: load_through_cache(
-            cache,
-            functools.partial(_download, symbol, start, end, bar_timeframe, url_override),
-            source=SOURCE,
-            symbol=symbol,
-            interval=timeframe,
-            start=start,
-            end=end,
-            retries=retries,
-            sleep=sleep,
-        )
-        for symbol in symbols
-    }
-    return Panel(frames)
+    return load_panel_through_cache(
+        cache,
+        symbols,
+        lambda symbol: _download(symbol, start, end, bar_timeframe, url_override),
+        source=SOURCE, interval=timeframe, start=start, end=end, retries=retries, sleep=sleep,
+    )
 
 
 def _parse_timeframe(timeframe):

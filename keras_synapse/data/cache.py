@@ -11,6 +11,7 @@ served from then on, which keeps experiments reproducible; delete the file, or
 pass an explicit `end`, for newer bars.
 """
 
+import functools
 import hashlib
 import logging
 import os
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from keras_synapse.data.panel import validate_bars
+from keras_synapse.data.panel import Panel, validate_bars
 from keras_synapse.data.retry import TransientError, call_with_retries
 from keras_synapse.errors import ConfigError, SourceUnavailableError
 
@@ -170,3 +171,27 @@ def load_through_cache(cache, download, *, source, symbol, interval, start, end,
     if cache is not None:
         cache.put(source, symbol, interval, start, end, bars.reset_index())
     return bars
+
+
+def load_panel_through_cache(cache, symbols, download, *, source, interval, start, end, retries=3, sleep=time.sleep):
+    """`load_through_cache` for each of `symbols`, as one validated `Panel`.
+
+    Args:
+        cache: a `BarCache`, or `None` to always download.
+        symbols: a symbol or a list of symbols.
+        download: a callable taking a symbol and returning its bars (see
+            `load_through_cache`).
+        source, interval, start, end, retries, sleep: as for
+            `load_through_cache`.
+    """
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    return Panel(
+        {
+            symbol: load_through_cache(
+                cache, functools.partial(download, symbol), source=source, symbol=symbol, interval=interval,
+                start=start, end=end, retries=retries, sleep=sleep,
+            )
+            for symbol in symbols
+        }
+    )

@@ -7,7 +7,6 @@ model. Volume is as traded. Daily bars are stamped at midnight exchange time,
 which is 05:00 or 04:00 UTC for New York.
 """
 
-import functools
 import json
 import time
 import warnings
@@ -17,8 +16,8 @@ from pandas.errors import Pandas4Warning
 from yfinance.data import YfData
 from yfinance.exceptions import YFDataException, YFRateLimitError, YFTickerMissingError
 
-from keras_synapse.data.cache import load_through_cache
-from keras_synapse.data.panel import Panel, standardize_columns
+from keras_synapse.data.cache import load_panel_through_cache
+from keras_synapse.data.panel import standardize_columns
 from keras_synapse.data.retry import TransientError
 from keras_synapse.errors import DataError
 
@@ -59,23 +58,12 @@ def load_yfinance(
         DataError: for an unknown or delisted symbol, a range without bars,
             or invalid bars.
     """
-    if isinstance(symbols, str):
-        symbols = [symbols]
-    frames = {
-        symbol: load_through_cache(
-            cache,
-            functools.partial(_download, symbol, start, end, interval, session),
-            source=SOURCE,
-            symbol=symbol,
-            interval=interval,
-            start=start,
-            end=end,
-            retries=retries,
-            sleep=sleep,
-        )
-        for symbol in symbols
-    }
-    return Panel(frames)
+    return load_panel_through_cache(
+        cache,
+        symbols,
+        lambda symbol: _download(symbol, start, end, interval, session),
+        source=SOURCE, interval=interval, start=start, end=end, retries=retries, sleep=sleep,
+    )
 
 
 def _download(symbol, start, end, interval, session):
