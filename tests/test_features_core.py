@@ -26,7 +26,9 @@ def truncation_mismatches(compute, bars, cut_points):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_feature_sets_use_past_bars_only(name, seed):
     bars = make_bars(200, seed=seed)
-    compute = FEATURE_SETS[name].compute
+    def compute(bars):
+        return FEATURE_SETS[name].compute(bars, {})
+
     assert truncation_mismatches(compute, bars, cut_points=range(25, 200, 17)) == []
 
 
@@ -34,7 +36,7 @@ def test_the_truncation_check_catches_a_shifted_feature():
     bars = make_bars(200)
 
     def leaky(bars):  # tomorrow's return, as a careless shift(-1) would produce
-        return FEATURE_SETS["core"].compute(bars).assign(leak=np.log(bars["close"]).diff().shift(-1))
+        return FEATURE_SETS["core"].compute(bars, {}).assign(leak=np.log(bars["close"]).diff().shift(-1))
 
     assert truncation_mismatches(leaky, bars, cut_points=range(25, 200, 17)) != []
 
@@ -69,6 +71,6 @@ def test_warmup_rows_are_dropped_not_filled():
 
 def test_constant_volume_scores_zero_surprise():
     bars = make_bars(60).assign(volume=0.0)
-    features = FEATURE_SETS["core"].compute(bars).dropna()
+    features = FEATURE_SETS["core"].compute(bars, {}).dropna()
     assert (features["volume_zscore_20"] == 0).all()
     assert isinstance(features.index, pd.DatetimeIndex)

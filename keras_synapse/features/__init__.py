@@ -1,7 +1,9 @@
 """Named feature sets: Panel -> per-symbol feature frames, past bars only.
 
-A feature set is a function of one symbol's bars plus its warm-up (the bars of
-history it needs). Rows inside the warm-up are dropped, never filled.
+A feature set is a function of one symbol's bars (and, for cross-asset sets,
+of named reference series such as the market index) plus its warm-up: the
+bars of history it needs. Rows inside the warm-up are dropped, never filled.
+Sets combine with `+`, e.g. `"core+technical"`.
 """
 
 import dataclasses
@@ -12,45 +14,120 @@ import pandas as pd
 from keras_synapse.errors import ConfigError
 from keras_synapse.features.core import CORE_WARMUP, core_features
 
+# Roles a cross-asset feature can ask for, and what to give it.
+REFERENCE_ROLES = {
+    "market": "a broad market index (e.g. SP500 in the sample, SPY from yfinance)",
+    "sector": "the symbol's sector index or ETF (e.g. XLK)",
+    "vix": "the CBOE VIX index (e.g. ^VIX from yfinance)",
+    "vix3m": "the CBOE 3-month VIX index (e.g. ^VIX3M from yfinance)",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSet:
-    """A named feature function and the bars of history it needs."""
+    """A named feature function, the bars of history it needs, and its references.
+
+    Attributes:
+        name: the registry name.
+        compute: `compute(bars, references)` -> a float64 frame on `bars.index`
+            whose value at t uses bars at or before t only; `references` maps
+            each role in `references` to that series' canonical bars.
+        warmup: bars of history needed before the first valid row.
+        references: roles (keys of `REFERENCE_ROLES`) the set needs.
+    """
 
     name: str
-    compute: Callable[[pd.DataFrame], pd.DataFrame]
+    compute: Callable[[pd.DataFrame, dict], pd.DataFrame]
     warmup: int
+    references: tuple = ()
 
 
 FEATURE_SETS = {
-    "core": FeatureSet("core", core_features, CORE_WARMUP),
+    "core": FeatureSet("core", lambda bars, references: core_features(bars), CORE_WARMUP),
 }
 
 
 def get_feature_set(name):
-    """Returns the `FeatureSet` registered as `name`.
+    """Returns the `FeatureSet` named `name`; `"a+b"` is the union of `a` and `b`.
 
     Raises:
         ConfigError: for an unknown name, listing the known ones.
     """
-    if name not in FEATURE_SETS:
-        raise ConfigError(f"Unknown feature set {name!r}. Known: {', '.join(FEATURE_SETS)}")
-    return FEATURE_SETS[name]
+    parts = [part.strip() for part in str(name).split("+")]
+    unknown = [part for part in parts if part not in FEATURE_SETS]
+    if unknown:
+        raise ConfigError(f"Unknown feature set(s) {unknown}. Known: {', '.join(FEATURE_SETS)} (combine with '+').")
+    if len(parts) == 1:
+        return FEATURE_SETS[parts[0]]
+    members = [FEATURE_SETS[part] for part in dict.fromkeys(parts)]
+
+    def compute(bars, references):
+        frames = [member.compute(bars, references) for member in members]
+        return pd.concat(frames, axis=1).loc[:, lambda frame: ~frame.columns.duplicated()]
+
+    return FeatureSet(
+        name="+".join(member.name for member in members),
+        compute=compute,
+        warmup=max(member.warmup for member in members),
+        references=tuple(dict.fromkeys(role for member in members for role in member.references)),
+    )
 
 
-def compute_features(panel, name):
+def resolve_references(feature_set, panel, reference_symbols):
+    """Maps each reference role the feature set needs to that symbol's bars.
+
+    Args:
+        feature_set: a `FeatureSet`.
+        panel: the `Panel` holding the reference symbols.
+        reference_symbols: dict role -> symbol (empty or missing roles are
+            unset).
+
+    Returns:
+        A dict role -> canonical bars.
+
+    Raises:
+        ConfigError: naming each missing series, what it is, and how to
+            supply it. Missing references are never zero-filled.
+    """
+    missing = []
+    references = {}
+    for role in feature_set.references:
+        symbol = reference_symbols.get(role) or ""
+        if symbol and symbol in panel:
+            references[role] = panel[symbol]
+        else:
+            missing.append((role, symbol))
+    if missing:
+        lines = [
+            f"  '{role}' ({REFERENCE_ROLES[role]}): "
+            + (f"symbol '{symbol}' is not in the data" if symbol else "no symbol set")
+            + f"; add it to --data and pass --set {role}_symbol=SYMBOL"
+            for role, symbol in missing
+        ]
+        raise ConfigError(
+            f"Feature set '{feature_set.name}' needs reference series that are missing:\n"
+            + "\n".join(lines)
+            + "\nOr choose a feature set without cross-asset features."
+        )
+    return references
+
+
+def compute_features(panel, name, reference_symbols=None):
     """Computes feature set `name` for every symbol of `panel`.
 
     Args:
         panel: a `Panel`.
-        name: a registered feature set name.
+        name: a registered feature set name or a `+` union.
+        reference_symbols: dict role -> symbol for cross-asset sets. Defaults
+            to `None` (no references).
 
     Returns:
         A dict symbol -> float64 frame indexed like the symbol's bars, with the
         warm-up rows dropped.
     """
     feature_set = get_feature_set(name)
+    references = resolve_references(feature_set, panel, reference_symbols or {})
     return {
-        symbol: feature_set.compute(bars).iloc[feature_set.warmup - 1 :]
+        symbol: feature_set.compute(bars, references).iloc[feature_set.warmup - 1 :]
         for symbol, bars in panel.items()
     }
