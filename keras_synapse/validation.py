@@ -102,6 +102,22 @@ class GappedTimeSeriesCV:
             )
         return folds
 
+    def split_samples(self, times, end_times):
+        """Sample-level folds, like the other splitters: `[(train_rows, test_rows), ...]`.
+
+        Training samples end at least `gap` bars before the test block and are
+        also purged by label end time.
+        """
+        times, end_times = _check_samples(times, end_times)
+        calendar = np.unique(times)
+        rows = np.arange(len(times))
+        splits = []
+        for fold in self.split(calendar):
+            train = rows[times <= fold.train_end]
+            train = purge_and_embargo(train, times, end_times, [(fold.test_start, fold.test_end)], calendar, 0)
+            splits.append((train, rows[(times >= fold.test_start) & (times <= fold.test_end)]))
+        return splits
+
 
 def carve_validation(calendar, fold, validation_size, gap):
     """Splits a fold's training period into a fit part and an early-stopping part.
@@ -134,3 +150,198 @@ def carve_validation(calendar, fold, validation_size, gap):
             f"of {validation_size:.0%} with gap={gap}."
         )
     return train[fit_end], train[validation_start]
+
+
+# --- Sample-level splitters -------------------------------------------------
+#
+# These split samples (window ends) given each sample's time and its label's
+# end time, and purge every training sample whose label interval
+# [time, end_time] overlaps a test block, then embargo the bars just after
+# each test block. They follow "Advances in Financial Machine Learning" (ch. 7,
+# 12) and skfolio's CombinatorialPurgedCV.
+
+
+def _check_samples(times, end_times):
+    times, end_times = np.asarray(times), np.asarray(end_times)
+    if times.shape != end_times.shape:
+        raise ConfigError(f"`times` and `end_times` must have one entry per sample. Received shapes "
+                          f"{times.shape} and {end_times.shape}")
+    if (end_times < times).any():
+        first = int(np.argmax(end_times < times))
+        raise ConfigError(f"A label cannot end before its sample: sample {first} has time {times[first]} and "
+                          f"end time {end_times[first]}")
+    return times, end_times
+
+
+def purge_and_embargo(train_rows, times, end_times, test_blocks, calendar, embargo):
+    """Drops training samples whose label overlaps a test block or its embargo.
+
+    Args:
+        train_rows: candidate training sample positions.
+        times: each sample's time.
+        end_times: each sample's label end time.
+        test_blocks: `(first_time, last_time)` of each contiguous test block.
+        calendar: sorted unique times, to count embargo bars.
+        embargo: bars after each test block whose samples are also dropped.
+
+    Returns:
+        The kept training sample positions.
+    """
+    keep = np.ones(len(train_rows), dtype=bool)
+    for first, last in test_blocks:
+        last_position = np.searchsorted(calendar, last)
+        embargo_end = calendar[min(last_position + embargo, len(calendar) - 1)]
+        overlaps = (times[train_rows] <= embargo_end) & (end_times[train_rows] >= first)
+        keep &= ~overlaps
+    return train_rows[keep]
+
+
+def _blocks(calendar, num_groups):
+    if num_groups < 2 or num_groups > len(calendar):
+        raise ConfigError(f"Cannot cut {len(calendar)} time stamps into {num_groups} groups (needs 2 <= groups <= "
+                          f"time stamps).")
+    return np.array_split(calendar, num_groups)
+
+
+class PurgedKFold:
+    """K-fold over time blocks with purging by label end time and an embargo.
+
+    Unlike a shuffled k-fold, each test fold is one contiguous block of time;
+    training uses the blocks before and after it, minus every sample whose
+    label reaches into the test block (purging) and the `embargo` bars after
+    it (so serial correlation cannot carry test information back).
+
+    Args:
+        n_splits: number of folds. Defaults to `5`.
+        embargo: bars after each test block excluded from training. Defaults
+            to `0`.
+    """
+
+    def __init__(self, n_splits=5, embargo=0):
+        if n_splits < 2:
+            raise ConfigError(f"`n_splits` must be >= 2. Received: n_splits={n_splits}")
+        if embargo < 0:
+            raise ConfigError(f"`embargo` must be >= 0. Received: embargo={embargo}")
+        self.n_splits = n_splits
+        self.embargo = embargo
+
+    def split(self, times, end_times):
+        """Returns `[(train_rows, test_rows), ...]`, one pair per fold."""
+        times, end_times = _check_samples(times, end_times)
+        calendar = np.unique(times)
+        rows = np.arange(len(times))
+        splits = []
+        for block in _blocks(calendar, self.n_splits):
+            test = rows[(times >= block[0]) & (times <= block[-1])]
+            train = purge_and_embargo(np.setdiff1d(rows, test), times, end_times, [(block[0], block[-1])],
+                                      calendar, self.embargo)
+            splits.append((train, test))
+        return splits
+
+
+class CombinatorialPurgedCV:
+    """Combinatorial purged CV: every choice of `n_test_groups` of `n_groups` time blocks.
+
+    Each of the C(n_groups, n_test_groups) splits tests on its chosen blocks
+    and trains on the rest, purged and embargoed around every test block.
+    Each block is tested in C(n_groups - 1, n_test_groups - 1) splits, which
+    assemble into that many complete backtest paths (`paths()`), giving a
+    distribution of out-of-sample results instead of one.
+
+    Args:
+        n_groups: time blocks. Defaults to `6`.
+        n_test_groups: blocks tested per split. Defaults to `2`.
+        embargo: bars after each test block excluded from training. Defaults
+            to `0`.
+    """
+
+    def __init__(self, n_groups=6, n_test_groups=2, embargo=0):
+        if not 1 <= n_test_groups < n_groups:
+            raise ConfigError(f"`n_test_groups` must be in [1, n_groups). Received: n_test_groups={n_test_groups}, "
+                              f"n_groups={n_groups}")
+        if embargo < 0:
+            raise ConfigError(f"`embargo` must be >= 0. Received: embargo={embargo}")
+        self.n_groups = n_groups
+        self.n_test_groups = n_test_groups
+        self.embargo = embargo
+
+    def combinations(self):
+        """The test-group tuple of each split, in split order."""
+        import itertools
+
+        return list(itertools.combinations(range(self.n_groups), self.n_test_groups))
+
+    @property
+    def num_paths(self):
+        import math
+
+        return math.comb(self.n_groups - 1, self.n_test_groups - 1)
+
+    def paths(self):
+        """`paths()[p][g]` is the split whose predictions path p uses for group g."""
+        uses = {group: [index for index, combination in enumerate(self.combinations()) if group in combination]
+                for group in range(self.n_groups)}
+        return [[uses[group][path] for group in range(self.n_groups)] for path in range(self.num_paths)]
+
+    def split(self, times, end_times):
+        """Returns `[(train_rows, test_rows), ...]`, one pair per combination."""
+        times, end_times = _check_samples(times, end_times)
+        calendar = np.unique(times)
+        rows = np.arange(len(times))
+        blocks = _blocks(calendar, self.n_groups)
+        splits = []
+        for combination in self.combinations():
+            tested = [(blocks[group][0], blocks[group][-1]) for group in combination]
+            in_test = np.zeros(len(times), dtype=bool)
+            for first, last in tested:
+                in_test |= (times >= first) & (times <= last)
+            train = purge_and_embargo(rows[~in_test], times, end_times, tested, calendar, self.embargo)
+            splits.append((train, rows[in_test]))
+        return splits
+
+
+class WalkForwardCV:
+    """Walk-forward validation with an expanding or sliding training window (seed 000).
+
+    The last `n_splits * test_size` bars are cut into consecutive test blocks;
+    each trains on the `train_size` bars before its block (all earlier bars
+    when `train_size` is `None`), leaves `gap` bars out, and purges samples
+    whose label reaches the test block.
+
+    Args:
+        n_splits: number of folds. Defaults to `5`.
+        test_size: bars per test block. Defaults to `63`.
+        train_size: bars in a sliding training window, or `None` for an
+            expanding one. Defaults to `None`.
+        gap: bars between training and test. Defaults to `0`.
+    """
+
+    def __init__(self, n_splits=5, test_size=63, train_size=None, gap=0):
+        for name, value in (("n_splits", n_splits), ("test_size", test_size)):
+            if value < 1:
+                raise ConfigError(f"`{name}` must be >= 1. Received: {name}={value}")
+        if train_size is not None and train_size < 1:
+            raise ConfigError(f"`train_size` must be >= 1 or None. Received: train_size={train_size}")
+        if gap < 0:
+            raise ConfigError(f"`gap` must be >= 0. Received: gap={gap}")
+        self.n_splits, self.test_size, self.train_size, self.gap = n_splits, test_size, train_size, gap
+
+    def split(self, times, end_times):
+        """Returns `[(train_rows, test_rows), ...]`, oldest test block first."""
+        times, end_times = _check_samples(times, end_times)
+        calendar = np.unique(times)
+        first_test = len(calendar) - self.n_splits * self.test_size
+        if first_test - self.gap < 1:
+            raise ConfigError(f"{len(calendar)} time stamps are too few for n_splits={self.n_splits}, "
+                              f"test_size={self.test_size}, gap={self.gap}.")
+        rows = np.arange(len(times))
+        splits = []
+        for index in range(self.n_splits):
+            test_start = first_test + index * self.test_size
+            test_block = calendar[test_start : test_start + self.test_size]
+            train_end = test_start - self.gap - 1
+            train_start = 0 if self.train_size is None else max(0, train_end - self.train_size + 1)
+            train = rows[(times >= calendar[train_start]) & (times <= calendar[train_end])]
+            train = purge_and_embargo(train, times, end_times, [(test_block[0], test_block[-1])], calendar, 0)
+            splits.append((train, rows[(times >= test_block[0]) & (times <= test_block[-1])]))
+        return splits
