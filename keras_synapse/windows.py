@@ -4,8 +4,14 @@ All symbols' feature rows are stacked once into one `[rows, features]` matrix
 (O(rows x features) memory). A window is named by the row of its last bar; the
 dataset maps batches of those end rows to `[batch, sequence_length, features]`
 tensors with one `tf.gather`, so no window is ever materialized ahead of time.
-Windows never cross symbols: an end row is valid only when the
-`sequence_length - 1` rows before it belong to the same symbol.
+Windows never cross symbols or gaps in the data: an end row is valid only
+when the `sequence_length - 1` rows before it belong to the same symbol and no
+two consecutive rows in it are further apart than `max_gap_factor` times the
+symbol's median bar spacing.
+
+For hybrid models (seed 002) a second matrix of `static` features is gathered
+at each window's last bar, giving inputs `{"sequence": [L, F_seq], "static":
+[F_static]}`.
 """
 
 import dataclasses
@@ -36,7 +42,10 @@ class WindowedPanel:
         symbol_names: tuple of symbols.
         feature_names: tuple of feature names.
         sequence_length: bars per window.
-        window_ok: bool `[rows]`, true where a full window of one symbol ends.
+        window_ok: bool `[rows]`, true where a full window of one symbol,
+            free of data gaps, ends.
+        static_features: float32 `[rows, static features]` or `None`.
+        static_feature_names: tuple of static feature names.
     """
 
     features: np.ndarray
@@ -50,6 +59,8 @@ class WindowedPanel:
     feature_names: tuple
     sequence_length: int
     window_ok: np.ndarray
+    static_features: np.ndarray = None
+    static_feature_names: tuple = ()
 
     @property
     def calendar(self):
@@ -73,19 +84,33 @@ class WindowedPanel:
         )
 
     def gather(self, ends):
-        """Materializes the windows ending at `ends` as NumPy (small sets only)."""
-        offsets = np.arange(-self.sequence_length + 1, 1)
-        return self.features[np.asarray(ends)[:, None] + offsets]
+        """Materializes the inputs of the windows ending at `ends` as NumPy (small sets only).
+
+        Returns:
+            A dict with `"sequence"` (and `"static"` for hybrid panels).
+        """
+        ends = np.asarray(ends)
+        inputs = {"sequence": self.features[ends[:, None] + np.arange(-self.sequence_length + 1, 1)]}
+        if self.static_features is not None:
+            inputs["static"] = self.static_features[ends]
+        return inputs
 
 
-def build_windowed_panel(feature_frames, labels, sequence_length, horizon):
+def build_windowed_panel(feature_frames, labels, sequence_length, horizon, static_frames=None, max_gap_factor=5.0):
     """Stacks per-symbol features and labels into a `WindowedPanel`.
 
     Args:
-        feature_frames: dict symbol -> feature frame (warm-up dropped).
+        feature_frames: dict symbol -> sequence feature frame (warm-up dropped).
         labels: dict symbol -> `Label` (see `keras_synapse.labels`).
         sequence_length: bars per window.
         horizon: the label horizon, for the momentum baseline's past return.
+        static_frames: dict symbol -> static feature frame for hybrid inputs,
+            or `None`. Rows are aligned to `feature_frames`; a bar missing from
+            either is dropped from both. Defaults to `None`.
+        max_gap_factor: a window is invalid when two consecutive bars in it
+            are further apart than this multiple of the symbol's median bar
+            spacing (a data outage, not a weekend); `0` disables the check.
+            Defaults to `5.0`.
 
     Returns:
         A `WindowedPanel`.
@@ -97,25 +122,28 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon):
     """
     parts = []
     for code, (symbol, frame) in enumerate(feature_frames.items()):
+        static = None
+        if static_frames is not None:
+            common = frame.index.intersection(static_frames[symbol].index)
+            frame, static = frame.loc[common], static_frames[symbol].loc[common]
+            _check_finite(static, symbol)
         _check_finite(frame, symbol)
         label = labels[symbol]
         # The forward return known at t - horizon is the past return at t.
         past = label.forward_return.shift(horizon).reindex(frame.index)
-        parts.append(
-            {
-                "features": frame.to_numpy(dtype=np.float32),
-                "targets": label.values.reindex(frame.index).to_numpy(dtype=np.float32),
-                "forward_returns": label.forward_return.reindex(frame.index).to_numpy(dtype=np.float64),
-                "past_returns": past.to_numpy(dtype=np.float64),
-                "timestamps": frame.index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]"),
-                "label_end_times": pd.DatetimeIndex(label.end_time.reindex(frame.index))
-                .tz_convert("UTC")
-                .tz_localize(None)
-                .to_numpy(dtype="datetime64[ns]"),
-                "symbol_codes": np.full(len(frame), code, dtype=np.int32),
-                "window_ok": np.arange(len(frame)) >= sequence_length - 1,
-            }
-        )
+        part = {
+            "features": frame.to_numpy(dtype=np.float32),
+            "targets": label.values.reindex(frame.index).to_numpy(dtype=np.float32),
+            "forward_returns": label.forward_return.reindex(frame.index).to_numpy(dtype=np.float64),
+            "past_returns": past.to_numpy(dtype=np.float64),
+            "timestamps": _naive_utc(frame.index),
+            "label_end_times": _naive_utc(pd.DatetimeIndex(label.end_time.reindex(frame.index))),
+            "symbol_codes": np.full(len(frame), code, dtype=np.int32),
+            "window_ok": _complete_windows(frame.index, sequence_length, max_gap_factor),
+        }
+        if static is not None:
+            part["static_features"] = static.to_numpy(dtype=np.float32)
+        parts.append(part)
     stacked = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     if not stacked["window_ok"].any():
         raise DataError(
@@ -124,9 +152,26 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon):
     return WindowedPanel(
         symbol_names=tuple(feature_frames),
         feature_names=tuple(next(iter(feature_frames.values())).columns),
+        static_feature_names=tuple(next(iter(static_frames.values())).columns) if static_frames else (),
         sequence_length=sequence_length,
         **stacked,
     )
+
+
+def _naive_utc(index):
+    return index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _complete_windows(index, sequence_length, max_gap_factor):
+    """True where the `sequence_length` rows ending here hold no data gap."""
+    complete = np.arange(len(index)) >= sequence_length - 1
+    if max_gap_factor <= 0 or len(index) < 3:
+        return complete
+    spacing = np.diff(index.asi8)
+    broken = np.concatenate([[False], spacing > max_gap_factor * np.median(spacing)])
+    # Rows since the last gap: a window is clean when it starts at or after it.
+    last_break = np.maximum.accumulate(np.where(broken, np.arange(len(index)), 0))
+    return complete & (np.arange(len(index)) - last_break >= sequence_length - 1)
 
 
 def _check_finite(frame, symbol):
@@ -173,12 +218,14 @@ def select_ends(windowed, ends, *, stride=1, start=None, end=None, label_before=
     return np.sort(ends[keep])
 
 
-def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_targets=True):
-    """A `tf.data.Dataset` of `({"sequence": windows}, targets)` batches.
+def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_targets=True, sample_weights=None):
+    """A `tf.data.Dataset` of `(inputs, targets[, weights])` batches, gathered by index.
 
     Windows are gathered from the stacked feature matrix inside the pipeline
     (parallel `map` after `batch`, then `prefetch`), so memory stays
-    O(rows x features) whatever the number of windows.
+    O(rows x features) whatever the number of windows. Inputs are
+    `{"sequence": [batch, L, F]}`, plus `"static": [batch, F_static]` for
+    hybrid panels.
 
     Args:
         windowed: a `WindowedPanel`.
@@ -189,22 +236,33 @@ def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_t
         seed: the shuffle seed. Defaults to `None`.
         with_targets: yield `(inputs, targets)` pairs rather than inputs only.
             Defaults to `True`.
+        sample_weights: one weight per entry of `ends`, or `None`. Defaults to
+            `None`.
 
     Returns:
         A batched, prefetched `tf.data.Dataset`; targets are `[batch, 1]`.
     """
+    ends = np.asarray(ends, dtype=np.int64)
     features = tf.constant(windowed.features)
+    static = None if windowed.static_features is None else tf.constant(windowed.static_features)
     targets = tf.constant(np.nan_to_num(windowed.targets)[:, None])
     offsets = tf.range(-windowed.sequence_length + 1, 1, dtype=tf.int64)
-    dataset = tf.data.Dataset.from_tensor_slices(np.asarray(ends, dtype=np.int64))
+    if sample_weights is None:
+        dataset = tf.data.Dataset.from_tensor_slices(ends)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((ends, np.asarray(sample_weights, dtype=np.float32)))
     if shuffle:
         dataset = dataset.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
 
-    def gather(end_rows):
+    def gather(end_rows, weights=None):
         inputs = {"sequence": tf.gather(features, end_rows[:, None] + offsets)}
-        if with_targets:
+        if static is not None:
+            inputs["static"] = tf.gather(static, end_rows)
+        if not with_targets:
+            return inputs
+        if weights is None:
             return inputs, tf.gather(targets, end_rows)
-        return inputs
+        return inputs, tf.gather(targets, end_rows), weights
 
     dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -77,3 +77,42 @@ def test_window_frame_maps_predictions_back_to_symbol_and_time():
     frame = windowed.window_frame(windowed.labelled_ends()[:3])
     assert list(frame.columns) == ["symbol", "timestamp", "target", "forward_return", "past_return"]
     assert isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype)
+
+
+def test_windows_do_not_cross_a_data_outage():
+    bars = make_bars(150, seed=4)
+    outage = bars.drop(bars.index[70:90])  # four weeks missing
+    panel = Panel({"AAA": outage})
+    windowed = build_windowed_panel(compute_features(panel, "core"), compute_labels(panel, horizon=HORIZON),
+                                    SEQUENCE_LENGTH, HORIZON)
+    rows = windowed.labelled_ends()[:, None] + np.arange(-SEQUENCE_LENGTH + 1, 1)
+    spans = windowed.timestamps[rows[:, -1]] - windowed.timestamps[rows[:, 0]]
+    assert spans.max() < np.timedelta64(20, "D")  # no window spans the outage
+    # After the outage a full window of fresh rows is needed again.
+    after = np.flatnonzero(windowed.timestamps >= np.datetime64(bars.index[90].tz_localize(None)))
+    assert not windowed.window_ok[after[: SEQUENCE_LENGTH - 1]].any()
+    assert windowed.window_ok[after[SEQUENCE_LENGTH - 1]]
+
+
+def test_hybrid_inputs_gather_static_features_at_the_last_bar():
+    panel, features, _ = windowed_panel()
+    labels = compute_labels(panel, horizon=HORIZON, scaling="none")
+    static = {symbol: frame[["log_range"]] * 10 for symbol, frame in features.items()}
+    windowed = build_windowed_panel(features, labels, SEQUENCE_LENGTH, HORIZON, static_frames=static)
+    ends = windowed.labelled_ends()[:50]
+    (inputs, _), = make_dataset(windowed, ends, batch_size=50).take(1)
+    assert set(inputs) == {"sequence", "static"}
+    frame = windowed.window_frame(ends)
+    expected = [static[symbol].loc[time, "log_range"] for symbol, time in zip(frame["symbol"], frame["timestamp"])]
+    np.testing.assert_allclose(inputs["static"].numpy()[:, 0], expected, rtol=1e-6)
+
+
+def test_sample_weights_ride_along_with_their_windows():
+    _, _, windowed = windowed_panel()
+    ends = windowed.labelled_ends()[:40]
+    weights = np.arange(40, dtype=np.float32)
+    batches = list(make_dataset(windowed, ends, batch_size=16, shuffle=True, seed=1, sample_weights=weights))
+    seen_targets = np.concatenate([targets.numpy()[:, 0] for _, targets, _ in batches])
+    seen_weights = np.concatenate([batch_weights.numpy() for _, _, batch_weights in batches])
+    expected = dict(zip(np.nan_to_num(windowed.targets[ends]), weights))
+    assert all(expected[target] == weight for target, weight in zip(seen_targets, seen_weights))
