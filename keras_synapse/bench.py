@@ -1,0 +1,127 @@
+"""Benchmarks that print the toolkit's figures beside a reference, in one run.
+
+    python -m keras_synapse.bench windows [--symbols 34] [--bars 5040]
+
+Each contender runs in its own subprocess so its peak resident memory is its
+own. Figures depend on the machine; the README quotes the ones measured on a
+2-core CPU with the command that produced them.
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+WINDOW_CONTENDERS = ("keras_synapse", "keras_timeseries_dataset", "numpy_sliding_window_copy")
+
+
+def _feature_blocks(num_symbols, num_bars, num_features, seed=0):
+    """Per-symbol float32 feature blocks (values do not affect windowing speed)."""
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((num_bars, num_features), dtype=np.float32) for _ in range(num_symbols)]
+
+
+def _peak_rss_megabytes():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_window_contender(name, num_symbols, num_bars, num_features, sequence_length, batch_size):
+    """Windows every block with one contender; returns windows, seconds and peak RSS.
+
+    `baseline_rss_mb` is the peak before any window is made (interpreter,
+    libraries and the feature blocks), so `peak - baseline` is what windowing
+    itself costs.
+    """
+    if name != "numpy_sliding_window_copy":
+        import os
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        import keras  # noqa: F401  (imported before the baseline is read)
+        import tensorflow  # noqa: F401
+    blocks = _feature_blocks(num_symbols, num_bars, num_features)
+    windows_per_symbol = num_bars - sequence_length + 1
+    baseline = _peak_rss_megabytes()
+    if name == "numpy_sliding_window_copy":
+        started = time.perf_counter()
+        copies = [
+            np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(block, sequence_length, axis=0).transpose(0, 2, 1))
+            for block in blocks
+        ]
+        seconds = time.perf_counter() - started
+        assert copies[0].shape == (windows_per_symbol, sequence_length, num_features)
+    else:
+        if name == "keras_synapse":
+            from keras_synapse.windows import WindowedPanel, make_dataset
+
+            rows = num_symbols * num_bars
+            position = np.tile(np.arange(num_bars), num_symbols)
+            windowed = WindowedPanel(
+                features=np.concatenate(blocks), targets=np.zeros(rows, np.float32),
+                forward_returns=np.zeros(rows), past_returns=np.zeros(rows),
+                timestamps=np.zeros(rows, "datetime64[ns]"), label_end_times=np.zeros(rows, "datetime64[ns]"),
+                symbol_codes=np.repeat(np.arange(num_symbols, dtype=np.int32), num_bars), symbol_names=(),
+                feature_names=(), sequence_length=sequence_length, window_ok=position >= sequence_length - 1,
+            )
+            dataset = make_dataset(windowed, np.flatnonzero(windowed.window_ok), batch_size, with_targets=False)
+        else:
+            import keras
+
+            dataset = None
+            for block in blocks:
+                part = keras.utils.timeseries_dataset_from_array(block, None, sequence_length, batch_size=batch_size)
+                dataset = part if dataset is None else dataset.concatenate(part)
+        started = time.perf_counter()
+        for _ in dataset:
+            pass
+        seconds = time.perf_counter() - started
+    return {"windows": num_symbols * windows_per_symbol, "seconds": seconds, "peak_rss_mb": _peak_rss_megabytes(),
+            "baseline_rss_mb": baseline}
+
+
+def bench_windows(args):
+    print(f"windowing {args.symbols} symbols x {args.bars} bars x {args.features} features, "
+          f"windows of {args.sequence_length}, batch {args.batch_size} (each contender in its own process)")
+    results = {}
+    for name in WINDOW_CONTENDERS:
+        symbols = args.symbols if name != "keras_timeseries_dataset" else max(1, args.symbols // 8)
+        command = [sys.executable, "-m", "keras_synapse.bench", "_window_contender", name, str(symbols),
+                   str(args.bars), str(args.features), str(args.sequence_length), str(args.batch_size)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        results[name] = json.loads(output.strip().splitlines()[-1])
+    print(f"\n{'contender':<28}{'windows':>9}{'seconds':>9}{'windows/s':>12}{'vs keras':>10}"
+          f"{'peak RSS MB':>13}{'of which windowing':>20}")
+    reference = results["keras_timeseries_dataset"]["windows"] / results["keras_timeseries_dataset"]["seconds"]
+    for name, result in results.items():
+        rate = result["windows"] / result["seconds"]
+        print(f"{name:<28}{result['windows']:>9}{result['seconds']:>9.2f}{rate:>12,.0f}{rate / reference:>9.1f}x"
+              f"{result['peak_rss_mb']:>13.0f}{result['peak_rss_mb'] - result['baseline_rss_mb']:>20.0f}")
+    print("\n(keras_timeseries_dataset runs on 1/8 of the symbols to keep the run short; its rate is per window.)")
+    return results
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_window_contender":
+        name, *numbers = argv[1:]
+        print(json.dumps(run_window_contender(name, *map(int, numbers))))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m keras_synapse.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    windows = commands.add_parser("windows", help="tf.data gather pipeline vs Keras's utility vs a NumPy copy")
+    windows.add_argument("--symbols", type=int, default=34)
+    windows.add_argument("--bars", type=int, default=5040)
+    windows.add_argument("--features", type=int, default=17)
+    windows.add_argument("--sequence-length", type=int, default=20)
+    windows.add_argument("--batch-size", type=int, default=256)
+    args = parser.parse_args(argv)
+    {"windows": bench_windows}[args.command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
