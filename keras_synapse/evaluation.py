@@ -147,3 +147,45 @@ def edge_verdict(summary):
     if summary["edge_significant"]:
         return f"Detectable edge: both intervals lie above zero ({interval})."
     return f"No detectable edge: the intervals include zero or less ({interval})."
+
+
+def classification_metrics(probabilities, labels, class_names):
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix (seed 001's report).
+
+    Args:
+        probabilities: `[samples, classes]` predicted class probabilities
+            (for a binary sigmoid head, `[samples, 1]` or `[samples]` of P(1)).
+        labels: `[samples]` integer class labels.
+        class_names: names of the classes, in label order.
+
+    Returns:
+        A dict with `accuracy`, `f1` (macro), `balanced_accuracy`,
+        `per_class` (name -> precision, recall, f1, support, predicted share)
+        and `confusion_matrix` (rows: true class, columns: predicted).
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim == 1 or probabilities.shape[1] == 1:
+        positive = probabilities.reshape(-1)
+        probabilities = np.stack([1 - positive, positive], axis=1)
+    labels = np.asarray(labels).astype(int)
+    predicted = probabilities.argmax(axis=1)
+    num_classes = len(class_names)
+    confusion = np.zeros((num_classes, num_classes), dtype=int)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = {}
+    for index, name in enumerate(class_names):
+        true_positive = confusion[index, index]
+        precision = true_positive / confusion[:, index].sum() if confusion[:, index].sum() else 0.0
+        recall = true_positive / confusion[index].sum() if confusion[index].sum() else np.nan
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
+                           "support": int(confusion[index].sum()),
+                           "predicted_share": float(confusion[:, index].sum() / max(len(labels), 1))}
+    recalls = [item["recall"] for item in per_class.values() if np.isfinite(item["recall"])]
+    return {
+        "accuracy": float(np.mean(predicted == labels)),
+        "f1": float(np.mean([item["f1"] for item in per_class.values()])),
+        "balanced_accuracy": float(np.mean(recalls)),
+        "per_class": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }

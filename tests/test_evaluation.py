@@ -1,0 +1,63 @@
+"""Metrics by hand; intervals that cover the truth; an edge only when there is one."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_synapse.evaluation import block_bootstrap_intervals, classification_metrics, regression_metrics, summarize
+
+
+def test_regression_metrics_by_hand():
+    prediction = np.array([0.5, -0.2, 0.1, 0.3])
+    realized = np.array([0.1, -0.1, -0.2, 0.0])
+    metrics = regression_metrics(prediction, realized * 2, realized)
+    # Zero returns are excluded: 2 of 3 signs right.
+    assert metrics["directional_accuracy"] == pytest.approx(2 / 3)
+    # Chance with 2/3 predicted up and 1/3 realized up: 2/3*1/3 + 1/3*2/3 = 4/9.
+    assert metrics["excess_directional_accuracy"] == pytest.approx(2 / 3 - 4 / 9)
+    assert metrics["ic"] == pytest.approx(np.corrcoef(prediction, realized)[0, 1])
+    assert metrics["mse"] == pytest.approx(np.mean((prediction - realized * 2) ** 2))
+
+
+def test_always_up_has_no_excess_accuracy_and_no_ic():
+    realized = np.random.default_rng(0).normal(0.001, 0.01, 500)
+    metrics = regression_metrics(np.ones(500), realized, realized)
+    assert metrics["excess_directional_accuracy"] == pytest.approx(0.0)
+    assert np.isnan(metrics["ic"])
+
+
+def test_classification_report_by_hand():
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    probabilities = np.eye(3)[[0, 2, 2, 2, 2, 0]]
+    metrics = classification_metrics(probabilities, labels, ["DOWN", "FLAT", "UP"])
+    assert metrics["accuracy"] == pytest.approx(3 / 6)
+    assert metrics["confusion_matrix"] == [[1, 0, 1], [0, 0, 1], [1, 0, 2]]
+    assert metrics["per_class"]["UP"]["precision"] == pytest.approx(2 / 4)
+    assert metrics["per_class"]["FLAT"]["predicted_share"] == 0.0  # seed 001's never-predicted class shows
+
+
+def prediction_frame(signal_strength, seed, num_dates=400, num_symbols=10):
+    rng = np.random.default_rng(seed)
+    dates = np.repeat(pd.date_range("2020-01-01", periods=num_dates, freq="B", tz="UTC"), num_symbols)
+    prediction = rng.standard_normal(len(dates))
+    realized = signal_strength * prediction + rng.standard_normal(len(dates))
+    return pd.DataFrame({"timestamp": dates, "prediction": prediction, "target": realized, "forward_return": realized})
+
+
+def test_edge_is_significant_with_a_real_signal_and_not_with_noise():
+    strong = prediction_frame(0.3, seed=1)
+    noise = prediction_frame(0.0, seed=2)
+    for frame, expected in ((strong, True), (noise, False)):
+        folds = [regression_metrics(part["prediction"], part["target"], part["forward_return"])
+                 for part in (frame.iloc[:1300], frame.iloc[1300:2700], frame.iloc[2700:])]
+        assert summarize(folds, frame, "prediction", block_length=5)["edge_significant"] is expected
+
+
+def test_intervals_cover_the_true_ic_about_95_percent_of_the_time():
+    true_ic = 0.1 / np.sqrt(1 + 0.1**2)
+    covered = []
+    for seed in range(40):
+        frame = prediction_frame(0.1, seed=seed, num_dates=150, num_symbols=8)
+        low, high = block_bootstrap_intervals(frame, "prediction", block_length=5, num_resamples=200, seed=seed)["ic"]
+        covered.append(low <= true_ic <= high)
+    assert 0.85 <= np.mean(covered) <= 1.0
