@@ -13,6 +13,9 @@ import pandas as pd
 
 from keras_synapse.errors import ConfigError
 from keras_synapse.features.core import CORE_WARMUP, core_features
+from keras_synapse.features.multiscale import MULTISCALE_WARMUP, multiscale_features
+from keras_synapse.features.raw_ohlcv import RAW_OHLCV_WARMUP, raw_ohlcv_features
+from keras_synapse.features.technical import TECHNICAL_WARMUP, technical_features
 
 # Roles a cross-asset feature can ask for, and what to give it.
 REFERENCE_ROLES = {
@@ -44,6 +47,9 @@ class FeatureSet:
 
 FEATURE_SETS = {
     "core": FeatureSet("core", lambda bars, references: core_features(bars), CORE_WARMUP),
+    "technical": FeatureSet("technical", technical_features, TECHNICAL_WARMUP),
+    "multiscale": FeatureSet("multiscale", multiscale_features, MULTISCALE_WARMUP),
+    "raw_ohlcv": FeatureSet("raw_ohlcv", raw_ohlcv_features, RAW_OHLCV_WARMUP),
 }
 
 
