@@ -51,6 +51,14 @@ class ExperimentConfig:
     recurrent_dropout: float = 0.3
     l2: float = 0.006
     head_activation: str = "tanh"
+    # Attention models (transformer, lstm_attention).
+    num_heads: int = 4
+    model_dim: int = 32
+    num_blocks: int = 2
+    ff_dim: int = 64
+    positional_encoding: str = "learned"
+    causal_mask: bool = False
+    pooling: str = "last"
     # Fitting.
     epochs: int = 25
     learning_rate: float = 0.0008

@@ -196,11 +196,12 @@ def fit_fold(config, windowed, split, log_dir):
     """Builds, normalizes (fit rows only), compiles and fits a fresh model."""
     import keras
 
-    from keras_synapse.models import fit_normalization, get_model_builder
+    from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
     from keras_synapse.windows import make_dataset
 
     keras.utils.clear_session()
-    model = get_model_builder(config.model)(config, len(windowed.feature_names))
+    spec = ModelSpec(config.sequence_length, len(windowed.feature_names))
+    model = get_model_builder(config.model)(config, spec)
     fit_normalization(model, windowed.features[windowed.timestamps <= split["fit_end"]])
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
@@ -220,6 +221,15 @@ def fit_fold(config, windowed, split, log_dir):
         verbose=1 if sys.stdout.isatty() else 2,
     )
     return model, history.history
+
+
+def loss_for(task, regression_loss="mse"):
+    """The Keras loss for a task: the configured regression loss, or cross-entropy."""
+    if task == "binary":
+        return "binary_crossentropy"
+    if task == "multiclass":
+        return "sparse_categorical_crossentropy"
+    return regression_loss
 
 
 def _mkdir(path):

@@ -7,15 +7,14 @@ from onnx import numpy_helper
 
 from keras_synapse.config import ExperimentConfig
 from keras_synapse.export import ExportError, check_parity, convert_to_onnx, export_onnx
-from keras_synapse.models import fit_normalization, get_model_builder
+from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
 
 NUM_FEATURES = 8
 
 
 @pytest.fixture(scope="module")
 def model_and_inputs():
-    config = ExperimentConfig(sequence_length=12)
-    model = get_model_builder("shared_backbone")(config, NUM_FEATURES)
+    model = get_model_builder("shared_backbone")(ExperimentConfig(), ModelSpec(12, NUM_FEATURES))
     rng = np.random.default_rng(0)
     fit_normalization(model, (rng.normal(5, 3, (500, NUM_FEATURES))).astype("float32"))
     inputs = {"sequence": rng.normal(5, 3, (64, 12, NUM_FEATURES)).astype("float32")}

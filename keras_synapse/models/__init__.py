@@ -1,4 +1,4 @@
-"""The model zoo: one module per model, each exposing `build_model(config, num_features)`.
+"""The model zoo: one module per model, each exposing `build_model(config, spec)`.
 
 The trainer finds a model by name, `keras_synapse.models.<config.model>`, so a
 new model is a new module and nothing else.
@@ -7,8 +7,9 @@ new model is a new module and nothing else.
 import importlib
 
 from keras_synapse.errors import ConfigError
+from keras_synapse.models.blocks import ModelSpec  # noqa: F401  (re-exported)
 
-MODEL_NAMES = ("shared_backbone",)
+MODEL_NAMES = ("shared_backbone", "lstm_attention", "transformer")
 
 
 def get_model_builder(name):
@@ -22,16 +23,21 @@ def get_model_builder(name):
     return importlib.import_module(f"keras_synapse.models.{name}").build_model
 
 
-def fit_normalization(model, feature_rows):
-    """Adapts the model's input normalization to training-fold feature rows.
+def fit_normalization(model, feature_rows, static_rows=None):
+    """Adapts the model's input normalization to training-fold rows.
 
     The statistics then live inside the model, so a saved `.keras` file takes
     raw features. Pass rows from the training fold only.
 
     Args:
-        model: a model built by this package (its first layer after the input
-            is named `feature_normalization`).
+        model: a model built by this package (normalization layers named
+            `feature_normalization` and, for hybrid inputs,
+            `static_normalization`).
         feature_rows: float32 `[rows, features]` from the training fold.
+        static_rows: float32 `[rows, static features]` from the training
+            fold, for hybrid models. Defaults to `None`.
     """
     # The layer was built on [batch, time, features]; adapt() wants the same rank.
     model.get_layer("feature_normalization").adapt(feature_rows[:, None, :])
+    if static_rows is not None:
+        model.get_layer("static_normalization").adapt(static_rows)

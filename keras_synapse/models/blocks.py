@@ -1,0 +1,103 @@
+"""Building blocks shared by the models: inputs with normalization, heads, backbones.
+
+Everything here is made of built-in Keras layers (and `keras.ops` on symbolic
+tensors, which Keras serializes), so a saved `.keras` model loads with plain
+`keras.models.load_model` in a process that never imports keras_synapse.
+"""
+
+import dataclasses
+
+import keras
+
+TASKS = ("regression", "binary", "multiclass")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What a model's inputs and output look like, derived from the data and label.
+
+    Attributes:
+        sequence_length: bars per window.
+        num_features: sequence features per bar.
+        num_static_features: static (last-bar) features for hybrid inputs; 0
+            for none.
+        task: `"regression"`, `"binary"` or `"multiclass"`.
+        num_classes: classes of a multiclass label (1 otherwise).
+    """
+
+    sequence_length: int
+    num_features: int
+    num_static_features: int = 0
+    task: str = "regression"
+    num_classes: int = 1
+
+
+def model_inputs(spec):
+    """Named inputs and their normalized tensors.
+
+    Returns:
+        `(inputs, sequence, static)`: the input dict for `keras.Model`, the
+        normalized sequence `[batch, L, F]`, and the normalized static vector
+        `[batch, F_static]` (or `None`). The `Normalization` layers
+        (`feature_normalization`, `static_normalization`) are adapted on the
+        training fold by `keras_synapse.models.fit_normalization`, so the
+        saved model takes raw features.
+    """
+    sequence_input = keras.Input((spec.sequence_length, spec.num_features), name="sequence")
+    inputs = {"sequence": sequence_input}
+    sequence = keras.layers.Normalization(axis=-1, name="feature_normalization")(sequence_input)
+    static = None
+    if spec.num_static_features:
+        static_input = keras.Input((spec.num_static_features,), name="static")
+        inputs["static"] = static_input
+        static = keras.layers.Normalization(axis=-1, name="static_normalization")(static_input)
+    return inputs, sequence, static
+
+
+def append_static_to_steps(sequence, static, sequence_length):
+    """Concatenates the static vector to every time step (hybrid input for recurrent models)."""
+    if static is None:
+        return sequence
+    repeated = keras.layers.RepeatVector(sequence_length, name="static_repeated")(static)
+    return keras.layers.Concatenate(axis=-1, name="sequence_with_static")([sequence, repeated])
+
+
+def prediction_head(x, spec, head_activation="tanh", name="prediction"):
+    """The output layer for the task: tanh/linear regression, sigmoid or softmax."""
+    if spec.task == "binary":
+        return keras.layers.Dense(1, activation="sigmoid", name=name)(x)
+    if spec.task == "multiclass":
+        return keras.layers.Dense(spec.num_classes, activation="softmax", name=name)(x)
+    return keras.layers.Dense(1, activation=head_activation, name=name)(x)
+
+
+def lstm_backbone(sequence, lstm_units, dropout, recurrent_dropout, return_sequences=False):
+    """Stacked LSTMs with BatchNorm and dropout between them (seed 004).
+
+    Args:
+        sequence: `[batch, L, F]`.
+        lstm_units: units per layer, e.g. `(64, 32)`.
+        dropout: dropout after every layer but the last.
+        recurrent_dropout: recurrent dropout of the first layer (as the seed).
+        return_sequences: return the last layer's full sequence instead of
+            its final state. Defaults to `False`.
+    """
+    x = sequence
+    for depth, units in enumerate(lstm_units):
+        last = depth == len(lstm_units) - 1
+        x = keras.layers.LSTM(
+            units,
+            return_sequences=return_sequences or not last,
+            recurrent_dropout=recurrent_dropout if depth == 0 else 0.0,
+            name=f"lstm_{depth}",
+        )(x)
+        x = keras.layers.BatchNormalization(name=f"lstm_{depth}_batch_norm")(x)
+        if not last:
+            x = keras.layers.Dropout(dropout, name=f"lstm_{depth}_dropout")(x)
+    return x
+
+
+def dense_block(x, units, l2, dropout, name="dense"):
+    """Dense relu with L2 on the kernel, then dropout (the seed's head)."""
+    x = keras.layers.Dense(units, activation="relu", kernel_regularizer=keras.regularizers.L2(l2), name=name)(x)
+    return keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
