@@ -14,6 +14,13 @@ import pandas as pd
 from keras_synapse.errors import ConfigError
 from keras_synapse.features.core import CORE_WARMUP, core_features
 from keras_synapse.features.multiscale import MULTISCALE_WARMUP, multiscale_features
+from keras_synapse.features.pattern import (
+    PATTERN_REFERENCES,
+    PATTERN_WARMUP,
+    SINGLE_ASSET_PATTERN_WARMUP,
+    pattern_features,
+    single_asset_pattern_features,
+)
 from keras_synapse.features.raw_ohlcv import RAW_OHLCV_WARMUP, raw_ohlcv_features
 from keras_synapse.features.technical import TECHNICAL_WARMUP, technical_features
 
@@ -50,6 +57,10 @@ FEATURE_SETS = {
     "technical": FeatureSet("technical", technical_features, TECHNICAL_WARMUP),
     "multiscale": FeatureSet("multiscale", multiscale_features, MULTISCALE_WARMUP),
     "raw_ohlcv": FeatureSet("raw_ohlcv", raw_ohlcv_features, RAW_OHLCV_WARMUP),
+    # Seed 004's 17 pattern features need market, sector and VIX/VIX3M series;
+    # pattern14 is the declared subset that needs none of them.
+    "pattern17": FeatureSet("pattern17", pattern_features, PATTERN_WARMUP, PATTERN_REFERENCES),
+    "pattern14": FeatureSet("pattern14", single_asset_pattern_features, SINGLE_ASSET_PATTERN_WARMUP),
 }
 
 
