@@ -7,6 +7,7 @@ with `--set key=value`; values are parsed to the field's type.
 
 import dataclasses
 import importlib.util
+import sys
 import typing
 from pathlib import Path
 
@@ -30,13 +31,24 @@ class ExperimentConfig:
     data: str = "sample"
     sample_signal_strength: float = 0.0
     features: str = "core"
+    # Static (last-bar) features for hybrid models, e.g. "technical"; "" for none.
+    static_features: str = ""
+    # Reference series for cross-asset features (pattern17), by symbol in the data.
+    market_symbol: str = "SP500"
+    sector_symbol: str = ""
+    vix_symbol: str = ""
+    vix3m_symbol: str = ""
     label: str = "forward_return"
     label_scaling: str = "volatility"
+    # Options of the label, "name=value;name=value" (see keras_synapse.labels.label_options).
+    label_options: str = ""
     horizon: int = 5
     # Windows (seed 004: 20 bars, stride 5).
     sequence_length: int = 20
     stride: int = 5
     batch_size: int = 64
+    # Windows never span a gap longer than this multiple of the median bar spacing (0: off).
+    max_gap_factor: float = 5.0
     # Gapped time-series CV (seed 004: 3 folds, test 0.2, gap 5); the early
     # stopping carve-out is the last `validation_size` of each training fold.
     n_splits: int = 3
@@ -65,6 +77,7 @@ class ExperimentConfig:
     clipnorm: float = 1.0
     patience: int = 15
     loss: str = "mse"
+    sample_weighting: str = "none"
     seed: int = 42
     # Backtest: costs and slippage per unit of turnover, in basis points.
     cost_bps: float = 5.0
@@ -112,7 +125,13 @@ def load_experiment(path, quick=False):
         raise ConfigError(f"Experiment file not found: {path}")
     spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # A variant imports its base experiment by name (`import shared_backbone`),
+    # so the experiment's own directory is importable while it loads.
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.resolve().parent))
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} defines no `get_config(quick=False)` function.")
     config = module.get_config(quick=quick)
@@ -159,6 +178,38 @@ def _parse(text, kind, key):
         return kind(text)
     except ValueError:
         raise ConfigError(f"`{key}` expects a {kind.__name__}. Received: {key}={text!r}") from None
+
+
+def reference_symbols(config):
+    """The config's reference symbols by role, for `keras_synapse.features.compute_features`."""
+    return {"market": config.market_symbol, "sector": config.sector_symbol, "vix": config.vix_symbol,
+            "vix3m": config.vix3m_symbol}
+
+
+def label_options(config):
+    """The config's `label_options` string parsed to keyword arguments of its label.
+
+    Values take the type of the option's default, e.g. `"flat_multiple=0.5"`
+    for the `direction` label gives `{"flat_multiple": 0.5}`.
+
+    Raises:
+        ConfigError: for malformed pairs or unknown options.
+    """
+    from keras_synapse.labels import label_options as defaults_of
+
+    defaults = defaults_of(config.label)
+    options = {}
+    for pair in filter(None, (part.strip() for part in config.label_options.split(";"))):
+        key, separator, text = pair.partition("=")
+        key = key.strip()
+        if not separator:
+            raise ConfigError(f"`label_options` expects name=value pairs separated by ';'. Received: {pair!r}")
+        if key not in defaults:
+            raise ConfigError(f"Label '{config.label}' has no option {key!r}. Options: {', '.join(defaults)}")
+        default = defaults[key]
+        options[key] = text.strip() if isinstance(default, str) or default is None else _parse(
+            text.strip(), type(default), key)
+    return options
 
 
 def config_to_dict(config):

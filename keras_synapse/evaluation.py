@@ -62,7 +62,8 @@ def block_bootstrap_intervals(frame, prediction_column, block_length, num_resamp
 
     Args:
         frame: test predictions with columns `timestamp`, `target`,
-            `forward_return` and `prediction_column`.
+            `reference` (what the prediction should agree with: the forward
+            return, or a centred event outcome) and `prediction_column`.
         prediction_column: the column holding the predictions.
         block_length: consecutive timestamps per block (at least the number
             of window ends one label horizon spans).
@@ -76,7 +77,7 @@ def block_bootstrap_intervals(frame, prediction_column, block_length, num_resamp
     timestamps, codes = np.unique(frame["timestamp"].to_numpy(), return_inverse=True)
     order = np.argsort(codes, kind="stable")
     boundaries = np.searchsorted(codes[order], np.arange(len(timestamps) + 1))
-    columns = [frame[name].to_numpy(dtype=np.float64) for name in (prediction_column, "target", "forward_return")]
+    columns = [frame[name].to_numpy(dtype=np.float64) for name in (prediction_column, "target", "reference")]
     num_timestamps = len(timestamps)
     block_length = max(1, min(block_length, num_timestamps))
     num_blocks = int(np.ceil(num_timestamps / block_length))
@@ -114,10 +115,10 @@ def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=
         `edge_significant`: true only when both the excess directional
         accuracy and the IC have 95% intervals entirely above zero.
     """
-    pooled = regression_metrics(
-        pooled_frame[prediction_column], pooled_frame["target"], pooled_frame["forward_return"]
-    )
+    pooled = regression_metrics(pooled_frame[prediction_column], pooled_frame["target"], pooled_frame["reference"])
     intervals = block_bootstrap_intervals(pooled_frame, prediction_column, block_length, seed=seed)
+    # Only the metrics the folds report (a classifier's folds carry no MSE).
+    names = [name for name in METRIC_NAMES if name in fold_metrics[0]]
     summary = {
         name: {
             "mean": float(np.nanmean([fold[name] for fold in fold_metrics]))
@@ -127,7 +128,7 @@ def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=
             "ci_low": intervals[name][0],
             "ci_high": intervals[name][1],
         }
-        for name in METRIC_NAMES
+        for name in names
     }
     summary["edge_significant"] = bool(
         summary["excess_directional_accuracy"]["ci_low"] > 0 and summary["ic"]["ci_low"] > 0

@@ -24,10 +24,6 @@ def _figure_html(figure):
     return f'<img src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _number(value):
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:+.4f}"
-
-
 def _table(header, rows):
     head = "".join(f"<th>{html.escape(str(cell))}</th>" for cell in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
@@ -66,7 +62,7 @@ def prediction_scatter(predictions, realized):
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.axvline(0, color="grey", linewidth=0.5)
     axis.set_xlabel("prediction")
-    axis.set_ylabel("realized forward log return")
+    axis.set_ylabel("realized (forward return or centred event outcome)")
     return _figure_html(figure)
 
 
@@ -79,31 +75,41 @@ def write_report(path, metrics, histories, test_predictions, equity):
         histories: dict fold title -> Keras `History.history`.
         test_predictions: all folds' test predictions (columns `prediction`,
             `forward_return`, `symbol`).
-        equity: a frame of `strategy` and `buy_and_hold` equity by timestamp.
+        equity: a frame of `strategy` and `buy_and_hold` equity by timestamp,
+            or `None` when the backtest does not apply to the label.
     """
     summary = metrics["summary"]
+    names = [name for name in METRIC_NAMES if name in summary]
     fold_rows = [
         [fold["index"], " .. ".join(fold["train"]), " .. ".join(fold["test"]), fold["n_train"], fold["n_test"]]
-        + [_number(fold["metrics"][name]) for name in METRIC_NAMES]
+        + [_signed(fold["metrics"][name]) for name in names]
         for fold in metrics["folds"]
     ]
     summary_rows = [
-        [name, _number(summary[name]["mean"]), _number(summary[name]["pooled"]),
-         f"[{_number(summary[name]['ci_low'])}, {_number(summary[name]['ci_high'])}]"]
-        for name in METRIC_NAMES
+        [name, _signed(summary[name]["mean"]), _signed(summary[name]["pooled"]),
+         f"[{_signed(summary[name]['ci_low'])}, {_signed(summary[name]['ci_high'])}]"]
+        for name in names
     ]
     baseline_rows = [
-        [name] + [_number(result["summary"][metric]["pooled"]) for metric in METRIC_NAMES]
-        for name, result in metrics["baselines"].items()
+        [name] + [_signed(result["summary"][metric]["pooled"]) for metric in names]
+        for name, result in metrics["baselines"].items() if "summary" in result
     ]
-    backtest_rows = [
-        [name] + [_number(metrics["backtest"][name][key]) for key in ("sharpe", "sortino", "max_drawdown",
-                                                                      "win_rate", "profit_factor", "turnover",
-                                                                      "annualized_return")]
-        for name in ("strategy", "buy_and_hold")
-    ]
+    backtest_keys = ("sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover", "annualized_return")
+    if equity is not None:
+        backtest_html = _table(["", *backtest_keys], [
+            [name] + [_signed(metrics["backtest"][name][key]) for key in backtest_keys]
+            for name in ("strategy", "buy_and_hold")
+        ]) + equity_curves(equity)
+    else:
+        backtest_html = f"<p>{html.escape(metrics['backtest']['skipped'])}</p>"
+    confusion_html = ""
+    if "confusion_matrix" in metrics["folds"][0]["metrics"]:
+        classes = metrics["label"]["classes"]
+        confusion = np.sum([fold["metrics"]["confusion_matrix"] for fold in metrics["folds"]], axis=0)
+        confusion_html = "<h2>Confusion matrix (all test folds; rows true, columns predicted)</h2>" + _table(
+            ["", *classes], [[name, *row] for name, row in zip(classes, confusion.tolist())])
     per_symbol = test_predictions.groupby("symbol").apply(
-        lambda group: np.corrcoef(group["prediction"], group["forward_return"])[0, 1] if len(group) > 2 else np.nan,
+        lambda group: np.corrcoef(group["prediction"], group["reference"])[0, 1] if len(group) > 2 else np.nan,
         include_groups=False,
     )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(metrics['experiment'])}</title>
@@ -111,16 +117,70 @@ def write_report(path, metrics, histories, test_predictions, equity):
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>{html.escape(metrics['experiment'])} — run {html.escape(metrics['run_id'])}</h1>
 <p><b>{html.escape(summary['verdict'])}</b></p>
-<h2>Test folds</h2>{_table(["fold", "train", "test", "n_train", "n_test", *METRIC_NAMES], fold_rows)}
+<h2>Test folds</h2>{_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
-<h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *METRIC_NAMES], baseline_rows)}
+<h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *names], baseline_rows)}
+{confusion_html}
 <h2>Backtest of test-fold predictions (costs {metrics['backtest']['cost_bps']} bps)</h2>
-{_table(["", "sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover", "annualized_return"],
-        backtest_rows)}
-{equity_curves(equity)}
+{backtest_html}
 <h2>Training curves</h2>{training_curves(histories)}
-<h2>Predicted vs realized</h2>{prediction_scatter(test_predictions["prediction"], test_predictions["forward_return"])}
-<h2>Per-symbol IC (test folds)</h2>{_table(["symbol", "IC"], [[symbol, _number(value)] for symbol, value in per_symbol.items()])}
+<h2>Predicted vs realized</h2>{prediction_scatter(test_predictions["prediction"], test_predictions["reference"])}
+<h2>Per-symbol IC (test folds)</h2>{_table(["symbol", "IC"], [[symbol, _signed(value)] for symbol, value in per_symbol.items()])}
 </body></html>"""
     path.write_text(page)
 
+
+
+def _signed(value, digits=4):
+    return "   n/a" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def format_summary(metrics):
+    """The text summary printed at the end of a run: folds, intervals, baselines, backtest, verdict."""
+    lines = [f"{'fold':<5}{'train':<25}{'test':<25}{'n_train':>8}{'n_test':>7}{'dir.acc':>9}{'IC':>9}{'rank IC':>9}"
+             + ("  accuracy" if "accuracy" in metrics["folds"][0]["metrics"] else "")]
+    for fold in metrics["folds"]:
+        values = fold["metrics"]
+        line = (f"{fold['index']:<5}{fold['train'][0][:10] + '..' + fold['train'][1][:10]:<25}"
+                f"{fold['test'][0][:10] + '..' + fold['test'][1][:10]:<25}{fold['n_train']:>8}{fold['n_test']:>7}"
+                f"{_signed(values['directional_accuracy']):>9}{_signed(values['ic']):>9}{_signed(values['rank_ic']):>9}")
+        if "accuracy" in values:
+            line += f"{_signed(values['accuracy']):>10}"
+        lines.append(line)
+    if metrics.get("label_balance"):
+        shares = ", ".join(f"{name} {share:.1%}" for name, share in metrics["label_balance"].items())
+        lines.append(f"\nlabel balance (all labelled windows): {shares}")
+    summary = metrics["summary"]
+    lines.append("\nmetric (test folds)            fold mean    pooled   95% CI (block bootstrap)")
+    for name in METRIC_NAMES:
+        if name in summary:
+            item = summary[name]
+            lines.append(f"{name:<30}{_signed(item['mean']):>10}{_signed(item['pooled']):>10}   "
+                         f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]")
+    for name in ("accuracy", "f1", "balanced_accuracy"):
+        if name in summary:
+            lines.append(f"{name:<30}{_signed(summary[name]['mean']):>10}")
+    lines.append("\nbaseline (same test windows)    dir.acc   excess        IC   rank IC")
+    for name, result in metrics["baselines"].items():
+        if "summary" not in result:
+            continue
+        item = result["summary"]
+        lines.append(f"{name:<30}{_signed(item['directional_accuracy']['pooled']):>10}"
+                     f"{_signed(item['excess_directional_accuracy']['pooled']):>9}{_signed(item['ic']['pooled']):>10}"
+                     f"{_signed(item['rank_ic']['pooled']):>10}")
+    if "majority_class" in metrics["baselines"]:
+        majority = metrics["baselines"]["majority_class"]
+        lines.append(f"majority class ({majority['class']}) accuracy {majority['accuracy']:.4f}")
+    backtest = metrics["backtest"]
+    if "strategy" in backtest:
+        lines.append(f"\nbacktest after {backtest['cost_bps']} bps   sharpe  sortino   max_dd  win_rate  profit_f  "
+                     "turnover")
+        for name in ("strategy", "buy_and_hold"):
+            item = backtest[name]
+            lines.append(f"{name:<26}{_signed(item['sharpe'], 2):>8}{_signed(item['sortino'], 2):>9}"
+                         f"{_signed(item['max_drawdown'], 2):>9}{_signed(item['win_rate'], 2):>10}"
+                         f"{_signed(item['profit_factor'], 2):>10}{_signed(item['turnover'], 2):>10}")
+    else:
+        lines.append(f"\nbacktest: {backtest['skipped']}")
+    lines.append(f"\n{summary['verdict']}")
+    return "\n".join(lines)

@@ -8,12 +8,11 @@ baselines on the same windows and 95% block-bootstrap intervals.
 """
 
 import argparse
-import json
+import dataclasses
 import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -73,6 +72,15 @@ def main(argv=None):
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """The validated panel, its stacked windows, and the label's task."""
+
+    panel: object
+    windowed: object
+    task: object
+
+
 def run(args):
     """Runs one experiment end to end and returns the run directory."""
     started = time.time()
@@ -80,69 +88,46 @@ def run(args):
     config = resolve_config(args)
 
     # --- Data: bars -> features + labels -> stacked windows -------------------
-    # Loaded and validated before TensorFlow is imported, so bad input fails
-    # fast with a clear message and leaves no run directory behind.
+    data = prepare_data(config, args.quick)
+    import keras
+    import tensorflow as tf
     from tqdm import tqdm
 
-    from keras_synapse.data import load_panel
-    from keras_synapse.features import compute_features, get_feature_set
-    from keras_synapse.labels import compute_labels
+    from keras_synapse.config import config_to_dict
+    from keras_synapse.runs import new_run_dir, write_json
+    from keras_synapse.validation import GappedTimeSeriesCV
 
-    with tqdm(total=3, desc="data", unit="step") as progress:
-        panel = load_panel(config.data, quick=args.quick, sample_signal_strength=config.sample_signal_strength)
-        progress.update()
-        feature_set = get_feature_set(config.features)
-        panel.require_history(
-            feature_set.warmup + config.sequence_length + config.horizon,
-            f"feature warm-up {feature_set.warmup} + sequence_length {config.sequence_length} "
-            f"+ horizon {config.horizon}",
-        )
-        features = compute_features(panel, config.features)
-        labels = compute_labels(panel, config.label, config.horizon, config.label_scaling)
-        progress.update()
-        _quiet_tensorflow()
-        import keras
-        import tensorflow as tf
-
-        from keras_synapse.config import config_to_dict
-        from keras_synapse.validation import GappedTimeSeriesCV
-        from keras_synapse.windows import build_windowed_panel
-
-        windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon)
-        progress.update()
-    print(f"data: {panel!r}; {len(windowed.feature_names)} features; label {config.label} "
-          f"({config.horizon}-bar horizon, scaling {config.label_scaling})")
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    run_dir = _new_run_dir(Path(args.output), config.name)
-    _write_json(run_dir / "config.json", config_to_dict(config))
+    run_dir = new_run_dir(args.output, config.name)
+    write_json(run_dir / "config.json", config_to_dict(config))
     print(f"run directory: {run_dir}")
 
     # --- Folds: gapped CV on the shared calendar ------------------------------
-    calendar = windowed.calendar
+    calendar = data.windowed.calendar
     folds = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap).split(calendar)
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
     fold_results, histories, predictions = [], {}, []
     for fold in tqdm(folds, desc="folds", unit="fold"):
-        split = fold_windows(windowed, calendar, fold, config)
-        model, history = fit_fold(config, windowed, split, run_dir / "tensorboard" / f"fold_{fold.index}")
+        split = fold_windows(data.windowed, calendar, fold, config)
+        model, history = fit_fold(config, data, split, run_dir / "tensorboard" / f"fold_{fold.index}")
         histories[f"fold {fold.index}"] = history
-        frame = predict_windows(model, windowed, split["test"], config.batch_size)
-        frame = frame.assign(fold=fold.index, **_baselines(windowed, split, config.seed + fold.index))
+        frame = predict_windows(model, data, split["test"], config.batch_size)
+        frame = frame.assign(fold=fold.index, **_baselines(data, split, config.seed + fold.index))
         predictions.append(frame)
-        fold_results.append(_fold_record(fold, split, frame, history))
+        fold_results.append(_fold_record(fold, split, frame, history, data.task))
     test_predictions = pd.concat(predictions, ignore_index=True)
 
     # --- Evaluate: summary with intervals, baselines, backtest ------------------
-    metrics, equity = evaluate_run(config, run_dir, folds, fold_results, test_predictions, calendar)
+    metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar)
 
     # --- Register: refit on all data up to the last test fold, export, save ----
-    final_model, final_history, final_split = refit_final(config, windowed, calendar, folds[-1], run_dir)
+    final_model, final_history, final_split = refit_final(config, data, calendar, folds[-1], run_dir)
     histories["final refit"] = final_history
     # Parity is checked on the most recent windows the refit held back for early stopping.
-    parity_inputs = {"sequence": windowed.gather(final_split["validation"][-256:])}
-    version_dir = register_model(config, args.registry, final_model, windowed, panel, metrics, parity_inputs)
+    parity_inputs = data.windowed.gather(final_split["validation"][-256:])
+    version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs)
     metrics["model"] = {
         "keras": str(version_dir / "model.keras"),
         "onnx": str(version_dir / "model.onnx"),
@@ -151,13 +136,56 @@ def run(args):
     }
 
     # --- Report -------------------------------------------------------------
-    from keras_synapse.report import write_report
+    from keras_synapse.report import format_summary, write_report
 
-    _write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "metrics.json", metrics)
     test_predictions.to_csv(run_dir / "test_predictions.csv", index=False)
     write_report(run_dir / "report.html", metrics, histories, test_predictions, equity)
-    print_summary(metrics, time.time() - started, run_dir)
+    print()
+    print(format_summary(metrics))
+    print(f"model: {metrics['model']['keras']} (+ model.onnx)")
+    print(f"run: {run_dir} ({time.time() - started:.0f} s)")
     return run_dir
+
+
+def prepare_data(config, quick):
+    """Loads and validates the bars, computes features and labels, stacks the windows.
+
+    Runs before TensorFlow is imported, so bad input fails fast with a clear
+    message and leaves no run directory behind.
+    """
+    from tqdm import tqdm
+
+    from keras_synapse.config import label_options, reference_symbols
+    from keras_synapse.data import load_panel
+    from keras_synapse.features import compute_features, get_feature_set
+    from keras_synapse.labels import compute_labels
+    from keras_synapse.tasks import Task
+
+    with tqdm(total=3, desc="data", unit="step") as progress:
+        panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
+        progress.update()
+        warmup = max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
+        panel.require_history(
+            warmup + config.sequence_length + config.horizon,
+            f"feature warm-up {warmup} + sequence_length {config.sequence_length} + horizon {config.horizon}",
+        )
+        references = reference_symbols(config)
+        features = compute_features(panel, config.features, references)
+        static = compute_features(panel, config.static_features, references) if config.static_features else None
+        labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, **label_options(config))
+        progress.update()
+        _quiet_tensorflow()
+        from keras_synapse.windows import build_windowed_panel
+
+        windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon, static,
+                                        config.max_gap_factor)
+        progress.update()
+    task = Task.from_labels(config.label, labels)
+    print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
+          + (f" + {len(windowed.static_feature_names)} static" if static else "")
+          + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")
+    return PreparedData(panel=panel, windowed=windowed, task=task)
 
 
 def _quiet_tensorflow():
@@ -192,69 +220,85 @@ def fold_windows(windowed, calendar, fold, config):
     return split
 
 
-def fit_fold(config, windowed, split, log_dir):
+def fit_fold(config, data, split, log_dir):
     """Builds, normalizes (fit rows only), compiles and fits a fresh model."""
     import keras
 
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
+    from keras_synapse.weights import sample_weights
     from keras_synapse.windows import make_dataset
 
+    windowed, task = data.windowed, data.task
     keras.utils.clear_session()
-    spec = ModelSpec(config.sequence_length, len(windowed.feature_names))
+    spec = ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
+                     task.kind, task.num_classes)
     model = get_model_builder(config.model)(config, spec)
-    fit_normalization(model, windowed.features[windowed.timestamps <= split["fit_end"]])
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
-        loss=config.loss,
-    )
+    fit_rows = windowed.timestamps <= split["fit_end"]
+    fit_normalization(model, windowed.features[fit_rows],
+                      None if windowed.static_features is None else windowed.static_features[fit_rows])
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
+                  loss=task.loss(config.loss))
+    log_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
         keras.callbacks.TensorBoard(log_dir=str(log_dir)),
-        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv")) if _mkdir(log_dir) else None,
+        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv")),
     ]
+    weights = sample_weights(windowed, split["fit"], config.sample_weighting)
     history = model.fit(
-        make_dataset(windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed),
+        make_dataset(windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed,
+                     sample_weights=weights),
         validation_data=make_dataset(windowed, split["validation"], config.batch_size),
         epochs=config.epochs,
         shuffle=False,  # the dataset already reshuffles each epoch, seeded
-        callbacks=[callback for callback in callbacks if callback is not None],
+        callbacks=callbacks,
         verbose=1 if sys.stdout.isatty() else 2,
     )
     return model, history.history
 
 
-def loss_for(task, regression_loss="mse"):
-    """The Keras loss for a task: the configured regression loss, or cross-entropy."""
-    if task == "binary":
-        return "binary_crossentropy"
-    if task == "multiclass":
-        return "sparse_categorical_crossentropy"
-    return regression_loss
-
-
-def _mkdir(path):
-    path.mkdir(parents=True, exist_ok=True)
-    return True
-
-
-def predict_windows(model, windowed, ends, batch_size):
-    """Predictions for the windows ending at `ends`, with their symbol and time."""
+def predict_windows(model, data, ends, batch_size):
+    """Scores (and class probabilities) for the windows ending at `ends`, with their symbol and time."""
     from keras_synapse.windows import make_dataset
 
-    outputs = model.predict(make_dataset(windowed, ends, batch_size, with_targets=False), verbose=0)
-    return windowed.window_frame(ends).assign(prediction=np.asarray(outputs, dtype=np.float64).ravel())
+    outputs = np.asarray(model.predict(make_dataset(data.windowed, ends, batch_size, with_targets=False), verbose=0))
+    frame = data.windowed.window_frame(ends).assign(prediction=data.task.scores(outputs))
+    if data.task.kind != "regression":
+        probabilities = outputs.reshape(len(outputs), -1)
+        if data.task.kind == "binary":
+            probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+        frame = frame.assign(**{f"probability_{name}": probabilities[:, index]
+                                for index, name in enumerate(data.task.classes)})
+    return frame.assign(reference=data.task.reference(frame))
 
 
-def _baselines(windowed, split, seed):
+def _baselines(data, split, seed):
     from keras_synapse.baselines import baseline_predictions
 
     train = np.concatenate([split["fit"], split["validation"]])
-    return {f"baseline_{name}": values for name, values in baseline_predictions(windowed, train, split["test"], seed).items()}
+    predictions = baseline_predictions(data.windowed, train, split["test"], seed)
+    # The ridge regresses class indices for class labels; centre it on the
+    # middle of the class range so its sign reads like the model's score.
+    if data.task.kind != "regression":
+        predictions["ridge"] = predictions["ridge"] - (len(data.task.classes) - 1) / 2
+    return {f"baseline_{name}": values for name, values in predictions.items()}
 
 
-def _fold_record(fold, split, frame, history):
-    from keras_synapse.evaluation import regression_metrics
+def fold_metrics(frame, task, column="prediction"):
+    """Test-fold metrics of one prediction column: the headline set plus the task's own."""
+    from keras_synapse.evaluation import classification_metrics, regression_metrics
 
+    metrics = regression_metrics(frame[column], frame["target"], frame["reference"])
+    if task.kind == "regression":
+        return metrics
+    del metrics["mse"]  # a cross-entropy model is judged by its classification report instead
+    if column == "prediction":
+        probabilities = frame[[f"probability_{name}" for name in task.classes]].to_numpy()
+        metrics.update(classification_metrics(probabilities, frame["target"], task.classes))
+    return metrics
+
+
+def _fold_record(fold, split, frame, history, task):
     return {
         "index": fold.index,
         **fold.as_dict(),
@@ -263,99 +307,119 @@ def _fold_record(fold, split, frame, history):
         "n_validation": int(len(split["validation"])),
         "n_test": int(len(split["test"])),
         "epochs_trained": len(history.get("loss", [])),
-        "metrics": regression_metrics(frame["prediction"], frame["target"], frame["forward_return"]),
+        "metrics": fold_metrics(frame, task),
     }
 
 
-def evaluate_run(config, run_dir, folds, fold_results, test_predictions, calendar):
+def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar):
     """Summary with intervals, baselines on the same folds, and the backtest.
 
     Returns:
-        The `metrics.json` content (without `model`) and the equity curves.
+        The `metrics.json` content (without `model`) and the equity curves
+        (`None` when the backtest does not apply).
     """
     from keras_synapse.backtest import backtest
     from keras_synapse.baselines import BASELINE_NAMES
-    from keras_synapse.evaluation import edge_verdict, regression_metrics, summarize
+    from keras_synapse.evaluation import edge_verdict, summarize
 
+    task = data.task
     # Blocks span at least one label horizon (in window ends, `stride` bars
     # apart), and grow with the sample so slow regimes are kept whole.
     num_ends = test_predictions["timestamp"].nunique()
     block_length = max(int(np.ceil(config.horizon / config.stride)), int(round(num_ends ** (1 / 3))))
     summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", block_length,
                         config.seed)
+    for name in ("accuracy", "f1", "balanced_accuracy"):
+        if name in fold_results[0]["metrics"]:
+            summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
     summary["verdict"] = edge_verdict(summary)
     baselines = {}
     for name in BASELINE_NAMES:
         column = f"baseline_{name}"
-        per_fold = [
-            regression_metrics(group[column], group["target"], group["forward_return"])
-            for _, group in test_predictions.groupby("fold")
-        ]
-        baselines[name] = {
-            "folds": per_fold,
-            "summary": summarize(per_fold, test_predictions, column, block_length, config.seed),
-        }
-    bars_per_year = _bars_per_year(calendar)
-    backtest_results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                        bars_per_year)
-    return {
+        per_fold = [fold_metrics(group, task, column) for _, group in test_predictions.groupby("fold")]
+        baselines[name] = {"folds": per_fold,
+                           "summary": summarize(per_fold, test_predictions, column, block_length, config.seed)}
+    if task.kind != "regression":
+        majority = np.bincount(test_predictions["target"].astype(int)).argmax()
+        baselines["majority_class"] = {"accuracy": float(np.mean(test_predictions["target"] == majority)),
+                                       "class": task.classes[majority]}
+    metrics = {
         "experiment": config.name,
         "run_id": run_dir.name,
+        "label": {"name": task.label, "kind": task.kind, "classes": list(task.classes), "horizon": config.horizon,
+                  "scored_against": "forward return" if task.directional else "event outcome"},
+        "label_balance": task.balance(data.windowed.targets[data.windowed.labelled_ends()]),
         "folds": fold_results,
         "summary": summary,
         "baselines": baselines,
-        "backtest": {**backtest_results, "cost_bps": config.cost_bps, "rule": "sign(prediction), equal weight, "
-                     "held one horizon, non-overlapping"},
         "bootstrap": {"block_length_timestamps": block_length, "resamples": 1000, "level": 0.95},
-    }, equity
+    }
+    equity = None
+    if task.directional:
+        results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
+                                   _bars_per_year(calendar))
+        metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
+                               "rule": "sign(score), equal weight, held one horizon, non-overlapping"}
+    else:
+        metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
+            f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "
+            "on a primary signal instead")}
+    return metrics, equity
 
 
 def _bars_per_year(calendar):
-    years = (calendar[-1] - calendar[0]) / np.timedelta64(365, "D") * 365.25 / 365
+    years = (calendar[-1] - calendar[0]) / np.timedelta64(1, "D") / 365.25
     return float(len(calendar) / years) if years > 0 else 252.0
 
 
-def refit_final(config, windowed, calendar, last_fold, run_dir):
+def refit_final(config, data, calendar, last_fold, run_dir):
     """Refits on all windows up to the last test fold's end, with the same carve-out."""
     from keras_synapse.validation import Fold
 
     final = Fold(index=len(calendar), train_start=calendar[0], train_end=last_fold.test_end,
                  test_start=None, test_end=None)
-    split = fold_windows(windowed, calendar, final, config)
+    split = fold_windows(data.windowed, calendar, final, config)
     print(f"final refit: {len(split['fit'])} fit windows, {len(split['validation'])} validation windows "
           f"up to {iso_utc(last_fold.test_end)}")
-    model, history = fit_fold(config, windowed, split, run_dir / "tensorboard" / "final")
+    model, history = fit_fold(config, data, split, run_dir / "tensorboard" / "final")
     return model, history, split
 
 
-def register_model(config, registry_dir, model, windowed, panel, metrics, parity_inputs):
+def register_model(config, registry_dir, model, data, metrics, parity_inputs):
     """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata."""
-    import keras
-
     from keras_synapse.config import config_to_dict
     from keras_synapse.export import export_onnx
     from keras_synapse.registry import register
+    from keras_synapse.runs import json_ready
 
+    windowed, panel = data.windowed, data.panel
     export_info = {}
 
     def write_files(directory):
         model.save(directory / "model.keras")
         export_info.update(export_onnx(model, directory / "model.onnx", parity_inputs))
 
-    normalization = model.get_layer("feature_normalization")
+    def statistics(layer_name):
+        layer = model.get_layer(layer_name)
+        return {"mean": np.asarray(layer.mean).ravel().tolist(), "variance": np.asarray(layer.variance).ravel().tolist()}
+
+    inputs = {"sequence": {"shape": [None, config.sequence_length, len(windowed.feature_names)],
+                           "feature_set": config.features, "feature_names": list(windowed.feature_names)}}
+    normalization = {"fitted_on": "the final refit's fit rows (training data only)",
+                     "sequence": statistics("feature_normalization")}
+    if windowed.static_features is not None:
+        inputs["static"] = {"shape": [None, len(windowed.static_feature_names)], "feature_set": config.static_features,
+                            "feature_names": list(windowed.static_feature_names)}
+        normalization["static"] = statistics("static_normalization")
     metadata = {
         "experiment": config.name,
         "config": config_to_dict(config),
         "feature_set": config.features,
         "feature_names": list(windowed.feature_names),
-        "input": {"name": "sequence", "shape": [None, config.sequence_length, len(windowed.feature_names)],
-                  "raw_features": True},
-        "label": {"name": config.label, "horizon": config.horizon, "scaling": config.label_scaling},
-        "normalization": {
-            "fitted_on": "final refit's fit rows (training data only)",
-            "mean": np.asarray(normalization.mean).ravel().tolist(),
-            "variance": np.asarray(normalization.variance).ravel().tolist(),
-        },
+        "inputs": inputs,
+        "raw_features": True,
+        "label": metrics["label"],
+        "normalization": normalization,
         "data": {"spec": config.data, "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
                  "start": str(panel.start), "end": str(panel.end)},
         "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
@@ -363,85 +427,19 @@ def register_model(config, registry_dir, model, windowed, panel, metrics, parity
         "packages": _package_versions(),
         "parameters": int(model.count_params()),
     }
-    return register(registry_dir, config.name, write_files, _json_ready(metadata))
+    return register(registry_dir, config.name, write_files, json_ready(metadata))
 
 
 def _package_versions():
     from importlib import metadata
 
-    names = ("keras_synapse", "tensorflow", "keras", "tf2onnx", "onnxruntime", "numpy", "pandas")
     versions = {}
-    for name in names:
+    for name in ("keras_synapse", "tensorflow", "keras", "tf2onnx", "onnxruntime", "numpy", "pandas"):
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def _new_run_dir(output, experiment):
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    run_dir = output / experiment / f"{stamp}-{os.getpid()}"
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {str(key): _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
-def _write_json(path, content):
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(_json_ready(content), indent=2, allow_nan=False))
-    os.replace(staging, path)
-
-
-def _format(value, digits=4):
-    return "   n/a" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
-
-
-def print_summary(metrics, seconds, run_dir):
-    """Prints the fold table, intervals, baselines, backtest and the verdict."""
-    print()
-    print(f"{'fold':<5}{'train':<25}{'test':<25}{'n_train':>8}{'n_test':>7}{'dir.acc':>9}{'IC':>9}{'rank IC':>9}")
-    for fold in metrics["folds"]:
-        fold_metrics = fold["metrics"]
-        print(f"{fold['index']:<5}{fold['train'][0][:10] + '..' + fold['train'][1][:10]:<25}"
-              f"{fold['test'][0][:10] + '..' + fold['test'][1][:10]:<25}{fold['n_train']:>8}{fold['n_test']:>7}"
-              f"{_format(fold_metrics['directional_accuracy']):>9}{_format(fold_metrics['ic']):>9}"
-              f"{_format(fold_metrics['rank_ic']):>9}")
-    summary = metrics["summary"]
-    print("\nmetric (test folds)            fold mean    pooled   95% CI (block bootstrap)")
-    for name in ("directional_accuracy", "excess_directional_accuracy", "ic", "rank_ic", "mse"):
-        item = summary[name]
-        print(f"{name:<30}{_format(item['mean']):>10}{_format(item['pooled']):>10}   "
-              f"[{_format(item['ci_low'])}, {_format(item['ci_high'])}]")
-    print("\nbaseline (same test windows)    dir.acc   excess        IC   rank IC")
-    for name, result in metrics["baselines"].items():
-        item = result["summary"]
-        print(f"{name:<30}{_format(item['directional_accuracy']['pooled']):>10}"
-              f"{_format(item['excess_directional_accuracy']['pooled']):>9}{_format(item['ic']['pooled']):>10}"
-              f"{_format(item['rank_ic']['pooled']):>10}")
-    backtest = metrics["backtest"]
-    print(f"\nbacktest after {backtest['cost_bps']} bps   sharpe  sortino   max_dd  win_rate  profit_f  turnover")
-    for name in ("strategy", "buy_and_hold"):
-        item = backtest[name]
-        print(f"{name:<26}{_format(item['sharpe'], 2):>8}{_format(item['sortino'], 2):>9}"
-              f"{_format(item['max_drawdown'], 2):>9}{_format(item['win_rate'], 2):>10}"
-              f"{_format(item['profit_factor'], 2):>10}{_format(item['turnover'], 2):>10}")
-    print(f"\n{summary['verdict']}")
-    print(f"model: {metrics['model']['keras']} (+ model.onnx)")
-    print(f"run: {run_dir} ({seconds:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -41,14 +41,14 @@ def prediction_frame(signal_strength, seed, num_dates=400, num_symbols=10):
     dates = np.repeat(pd.date_range("2020-01-01", periods=num_dates, freq="B", tz="UTC"), num_symbols)
     prediction = rng.standard_normal(len(dates))
     realized = signal_strength * prediction + rng.standard_normal(len(dates))
-    return pd.DataFrame({"timestamp": dates, "prediction": prediction, "target": realized, "forward_return": realized})
+    return pd.DataFrame({"timestamp": dates, "prediction": prediction, "target": realized, "reference": realized})
 
 
 def test_edge_is_significant_with_a_real_signal_and_not_with_noise():
     strong = prediction_frame(0.3, seed=1)
     noise = prediction_frame(0.0, seed=2)
     for frame, expected in ((strong, True), (noise, False)):
-        folds = [regression_metrics(part["prediction"], part["target"], part["forward_return"])
+        folds = [regression_metrics(part["prediction"], part["target"], part["reference"])
                  for part in (frame.iloc[:1300], frame.iloc[1300:2700], frame.iloc[2700:])]
         assert summarize(folds, frame, "prediction", block_length=5)["edge_significant"] is expected
 

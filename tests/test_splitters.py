@@ -90,7 +90,7 @@ def cross_validated_ic(splits, features, targets, times, horizon):
         predictions[test] = nearest_neighbour_predictions(features[train], targets[train], features[test])
     scored = np.isfinite(predictions)
     frame = pd.DataFrame({"timestamp": times[scored], "prediction": predictions[scored],
-                          "target": targets[scored], "forward_return": targets[scored]})
+                          "target": targets[scored], "reference": targets[scored]})
     interval = block_bootstrap_intervals(frame, "prediction", block_length=horizon, num_resamples=300)["ic"]
     return regression_metrics(predictions[scored], targets[scored], targets[scored])["ic"], interval
 

@@ -59,7 +59,7 @@ def test_registered_model_loads_without_keras_synapse_and_matches_onnx(quick_run
     version_dir = workdir / "saved_models" / "shared_backbone" / "latest"
     assert (version_dir / "model.keras").is_file() and metrics["model"]["onnx"].endswith("model.onnx")
     metadata = json.loads((version_dir / "metadata.json").read_text())
-    assert metadata["label"]["horizon"] == 5 and len(metadata["normalization"]["mean"]) == 8
+    assert metadata["label"]["horizon"] == 5 and len(metadata["normalization"]["sequence"]["mean"]) == 8
     # Raw (unnormalized) feature windows from the sample, computed here ...
     from keras_synapse.data import load_panel
     from keras_synapse.features import compute_features

@@ -124,7 +124,7 @@ def resolve_references(feature_set, panel, reference_symbols):
         raise ConfigError(
             f"Feature set '{feature_set.name}' needs reference series that are missing:\n"
             + "\n".join(lines)
-            + "\nOr choose a feature set without cross-asset features."
+            + "\nOr choose a feature set without cross-asset features (e.g. pattern14 instead of pattern17)."
         )
     return references
 
