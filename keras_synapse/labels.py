@@ -218,6 +218,33 @@ def forward_return_label(bars, horizon=5, scaling="volatility"):
     return _make_label(bars, values, _horizon_end_time(bars, horizon), forward_return, "regression", ())
 
 
+def forward_volatility_label(bars, horizon=5, scaling="volatility"):
+    """Realized volatility over the next `horizon` bars (seed 004's volatility head).
+
+    The target is the root mean square of the log returns of bars t+1 ..
+    t+horizon; with `scaling="volatility"` it is divided by the trailing
+    `VOLATILITY_WINDOW`-bar volatility known at t, so 1 means "as volatile as
+    lately". Non-negative; the end time is bar t + horizon.
+
+    Args:
+        bars: one symbol's canonical OHLCV frame.
+        horizon: bars ahead. Defaults to `5`.
+        scaling: `"none"` or `"volatility"`. Defaults to `"volatility"`.
+
+    Returns:
+        A regression `Label`.
+    """
+    _check_common(horizon, scaling)
+    log_close = _log_close(bars)
+    squared = _forward_matrix(log_close.diff() ** 2, horizon)
+    values = pd.Series(np.sqrt(squared.mean(axis=1)), index=bars.index)
+    if scaling == "volatility":
+        trailing_volatility = _trailing_volatility(log_close)
+        values = values / trailing_volatility.where(trailing_volatility > 0)
+    forward_return = _forward_log_return(log_close, horizon)
+    return _make_label(bars, values, _horizon_end_time(bars, horizon), forward_return, "regression", ())
+
+
 def direction_label(
     bars,
     horizon=5,
@@ -832,6 +859,7 @@ def meta_label(
 
 LABELS = {
     "forward_return": forward_return_label,
+    "forward_volatility": forward_volatility_label,
     "direction": direction_label,
     "direction_binary": direction_binary_label,
     "momentum_persistence": momentum_persistence_label,

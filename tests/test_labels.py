@@ -478,7 +478,7 @@ def test_label_options_lists_defaults():
 
 
 def test_unknown_label_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="Unknown label 'direction3'. Known: forward_return, direction"):
+    with pytest.raises(ConfigError, match="Unknown label 'direction3'. Known: forward_return, forward_volatility, direction"):
         compute_labels(Panel({"A": make_bars(60)}), "direction3")
 
 
@@ -511,3 +511,13 @@ def test_bad_options_say_what_was_received(name, options, message):
     with pytest.raises(ConfigError) as error:
         compute_labels(Panel({"A": make_bars(60)}), name, **options)
     assert message in str(error.value)
+
+
+def test_forward_volatility_by_hand():
+    bars = make_bars(40, seed=9)
+    label = compute_labels(Panel({"A": bars}), "forward_volatility", horizon=3, scaling="none")["A"]
+    returns = np.log(bars["close"]).diff()
+    expected = np.sqrt(np.mean(returns.iloc[6:9] ** 2))  # bars t+1..t+3 for t = 5
+    assert label.values.iloc[5] == pytest.approx(expected)
+    assert label.end_time.iloc[5] == bars.index[8] and label.kind == "regression"
+    assert (label.values.dropna() >= 0).all()
