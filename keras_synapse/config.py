@@ -42,6 +42,10 @@ class ExperimentConfig:
     label_scaling: str = "volatility"
     # Options of the label, "name=value;name=value" (see keras_synapse.labels.label_options).
     label_options: str = ""
+    # Multi-task heads, "head=label;head=label" (the head whose label is `label`
+    # is primary: it drives the headline metrics), and their loss weights.
+    heads: str = ""
+    loss_weights: str = ""
     horizon: int = 5
     # Windows (seed 004: 20 bars, stride 5).
     sequence_length: int = 20
@@ -199,17 +203,40 @@ def label_options(config):
 
     defaults = defaults_of(config.label)
     options = {}
-    for pair in filter(None, (part.strip() for part in config.label_options.split(";"))):
-        key, separator, text = pair.partition("=")
-        key = key.strip()
-        if not separator:
-            raise ConfigError(f"`label_options` expects name=value pairs separated by ';'. Received: {pair!r}")
+    for key, text in parse_pairs(config.label_options, "label_options").items():
         if key not in defaults:
             raise ConfigError(f"Label '{config.label}' has no option {key!r}. Options: {', '.join(defaults)}")
         default = defaults[key]
-        options[key] = text.strip() if isinstance(default, str) or default is None else _parse(
-            text.strip(), type(default), key)
+        options[key] = text if isinstance(default, str) or default is None else _parse(text, type(default), key)
     return options
+
+
+def parse_pairs(text, field):
+    """Parses `"name=value;name=value"` into an ordered dict of stripped strings.
+
+    Raises:
+        ConfigError: for a pair without `=`.
+    """
+    pairs = {}
+    for pair in filter(None, (part.strip() for part in text.split(";"))):
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise ConfigError(f"`{field}` expects name=value pairs separated by ';'. Received: {pair!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def head_labels(config):
+    """The multi-task heads as dict head -> label name, and the primary head.
+
+    Raises:
+        ConfigError: when no head uses the config's `label`.
+    """
+    heads = parse_pairs(config.heads, "heads")
+    primary = next((head for head, label in heads.items() if label == config.label), None)
+    if heads and primary is None:
+        raise ConfigError(f"No head uses the primary label {config.label!r}. Received: heads={config.heads!r}")
+    return heads, primary
 
 
 def config_to_dict(config):

@@ -61,18 +61,27 @@ def check_parity(model, model_proto, inputs, tolerance=PARITY_TOLERANCE):
     serialized = model_proto if isinstance(model_proto, bytes) else model_proto.SerializeToString()
     try:
         session = onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"])
-        onnx_output = session.run(None, inputs)[0]
+        names = [output.name for output in session.get_outputs()]
+        onnx_outputs = dict(zip(names, session.run(None, inputs)))
     except Exception as error:  # onnxruntime raises its own untyped errors
         raise ExportError(f"ONNX Runtime could not run the exported model: {error}") from None
-    keras_output = np.asarray(model(inputs, training=False))
-    difference = np.abs(onnx_output.astype(np.float64) - keras_output.astype(np.float64))
-    largest = float(difference.max())
-    if not largest <= tolerance:
-        where = np.unravel_index(np.nanargmax(difference), difference.shape)
-        raise ExportError(
-            f"ONNX output differs from Keras by {largest:.3g} (tolerance {tolerance:g}) at sample {where[0]}, "
-            f"output index {where[1:]}: ONNX {onnx_output[where]:.6g} vs Keras {keras_output[where]:.6g}."
-        )
+    keras_outputs = model(inputs, training=False)
+    # A multi-output (dict) model is compared output by output, by name.
+    if not isinstance(keras_outputs, dict):
+        keras_outputs = {names[0]: keras_outputs}
+    largest = 0.0
+    for name, keras_output in keras_outputs.items():
+        keras_output = np.asarray(keras_output, dtype=np.float64)
+        onnx_output = onnx_outputs[name].astype(np.float64)
+        difference = np.abs(onnx_output - keras_output)
+        if not difference.max() <= tolerance:
+            where = np.unravel_index(np.nanargmax(difference), difference.shape)
+            raise ExportError(
+                f"ONNX output '{name}' differs from Keras by {difference.max():.3g} (tolerance {tolerance:g}) at "
+                f"sample {where[0]}, output index {tuple(int(index) for index in where[1:])}: ONNX {onnx_output[where]:.6g} vs Keras "
+                f"{keras_output[where]:.6g}."
+            )
+        largest = max(largest, float(difference.max()))
     return largest
 
 

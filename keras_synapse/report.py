@@ -147,6 +147,14 @@ def format_summary(metrics):
         if "accuracy" in values:
             line += f"{_signed(values['accuracy']):>10}"
         lines.append(line)
+    if "heads" in metrics["folds"][0]:
+        lines.append("\nhead (fold mean, labelled windows only)   n      IC   dir.acc / mse")
+        for head in metrics["folds"][0]["heads"]:
+            values = [fold["heads"][head] for fold in metrics["folds"]]
+            last = "directional_accuracy" if "directional_accuracy" in values[0] else "mse"
+            lines.append(f"{head:<38}{sum(value['n'] for value in values):>6}"
+                         f"{_signed(np.nanmean([value['ic'] for value in values])):>9}"
+                         f"{_signed(np.nanmean([value[last] for value in values])):>10}")
     if metrics.get("label_balance"):
         shares = ", ".join(f"{name} {share:.1%}" for name, share in metrics["label_balance"].items())
         lines.append(f"\nlabel balance (all labelled windows): {shares}")

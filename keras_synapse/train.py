@@ -74,11 +74,17 @@ def main(argv=None):
 
 @dataclasses.dataclass(frozen=True)
 class PreparedData:
-    """The validated panel, its stacked windows, and the label's task."""
+    """The validated panel, its stacked windows, and the label's task.
+
+    For multi-task models, `head_tasks` maps each head to its task and
+    `primary_head` names the head whose label is the config's `label`.
+    """
 
     panel: object
     windowed: object
     task: object
+    head_tasks: dict = None
+    primary_head: str = None
 
 
 def run(args):
@@ -116,7 +122,7 @@ def run(args):
         frame = predict_windows(model, data, split["test"], config.batch_size)
         frame = frame.assign(fold=fold.index, **_baselines(data, split, config.seed + fold.index))
         predictions.append(frame)
-        fold_results.append(_fold_record(fold, split, frame, history, data.task))
+        fold_results.append(_fold_record(fold, split, frame, history, data.task, data.head_tasks))
     test_predictions = pd.concat(predictions, ignore_index=True)
 
     # --- Evaluate: summary with intervals, baselines, backtest ------------------
@@ -156,7 +162,7 @@ def prepare_data(config, quick):
     """
     from tqdm import tqdm
 
-    from keras_synapse.config import label_options, reference_symbols
+    from keras_synapse.config import head_labels, label_options, reference_symbols
     from keras_synapse.data import load_panel
     from keras_synapse.features import compute_features, get_feature_set
     from keras_synapse.labels import compute_labels
@@ -174,18 +180,24 @@ def prepare_data(config, quick):
         features = compute_features(panel, config.features, references)
         static = compute_features(panel, config.static_features, references) if config.static_features else None
         labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, **label_options(config))
+        heads, primary_head = head_labels(config)
+        per_head = {head: labels if name == config.label else compute_labels(panel, name, config.horizon,
+                                                                            config.label_scaling)
+                    for head, name in heads.items()}
         progress.update()
         _quiet_tensorflow()
         from keras_synapse.windows import build_windowed_panel
 
         windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon, static,
-                                        config.max_gap_factor)
+                                        config.max_gap_factor, head_labels=per_head or None)
         progress.update()
     task = Task.from_labels(config.label, labels)
+    head_tasks = {head: Task.from_labels(heads[head], head_label) for head, head_label in per_head.items()}
     print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
           + (f" + {len(windowed.static_feature_names)} static" if static else "")
           + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")
-    return PreparedData(panel=panel, windowed=windowed, task=task)
+    return PreparedData(panel=panel, windowed=windowed, task=task, head_tasks=head_tasks or None,
+                        primary_head=primary_head)
 
 
 def _quiet_tensorflow():
@@ -224,20 +236,28 @@ def fit_fold(config, data, split, log_dir):
     """Builds, normalizes (fit rows only), compiles and fits a fresh model."""
     import keras
 
+    from keras_synapse.config import parse_pairs
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
     from keras_synapse.weights import sample_weights
     from keras_synapse.windows import make_dataset
 
     windowed, task = data.windowed, data.task
     keras.utils.clear_session()
+    heads = tuple((head, head_task.kind, head_task.num_classes) for head, head_task in (data.head_tasks or {}).items())
     spec = ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
-                     task.kind, task.num_classes)
+                     task.kind, task.num_classes, heads)
     model = get_model_builder(config.model)(config, spec)
     fit_rows = windowed.timestamps <= split["fit_end"]
     fit_normalization(model, windowed.features[fit_rows],
                       None if windowed.static_features is None else windowed.static_features[fit_rows])
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
-                  loss=task.loss(config.loss))
+    if data.head_tasks:
+        weights = {head: float(weight) for head, weight in parse_pairs(config.loss_weights, "loss_weights").items()}
+        loss = {head: head_task.loss(config.loss) for head, head_task in data.head_tasks.items()}
+        loss_weights = {head: weights.get(head, 1.0) for head in data.head_tasks}
+    else:
+        loss, loss_weights = task.loss(config.loss), None
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm), loss=loss,
+                  loss_weights=loss_weights)
     log_dir.mkdir(parents=True, exist_ok=True)
     callbacks = [
         keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
@@ -261,8 +281,16 @@ def predict_windows(model, data, ends, batch_size):
     """Scores (and class probabilities) for the windows ending at `ends`, with their symbol and time."""
     from keras_synapse.windows import make_dataset
 
-    outputs = np.asarray(model.predict(make_dataset(data.windowed, ends, batch_size, with_targets=False), verbose=0))
-    frame = data.windowed.window_frame(ends).assign(prediction=data.task.scores(outputs))
+    outputs = model.predict(make_dataset(data.windowed, ends, batch_size, with_targets=False), verbose=0)
+    frame = data.windowed.window_frame(ends)
+    if data.head_tasks:
+        # Each head's score and target ride along; the primary head is the prediction.
+        for head, head_task in data.head_tasks.items():
+            frame[f"head_{head}"] = head_task.scores(outputs[head])
+            frame[f"head_target_{head}"] = data.windowed.head_targets[head][ends]
+        outputs = outputs[data.primary_head]
+    outputs = np.asarray(outputs)
+    frame = frame.assign(prediction=data.task.scores(outputs))
     if data.task.kind != "regression":
         probabilities = outputs.reshape(len(outputs), -1)
         if data.task.kind == "binary":
@@ -298,7 +326,27 @@ def fold_metrics(frame, task, column="prediction"):
     return metrics
 
 
-def _fold_record(fold, split, frame, history, task):
+def head_metrics(frame, head_tasks):
+    """Per-head test metrics of a multi-task model, on the windows where each head's label is known."""
+    from keras_synapse.evaluation import regression_metrics
+
+    results = {}
+    for head, head_task in head_tasks.items():
+        known = np.isfinite(frame[f"head_target_{head}"].to_numpy(dtype=float))
+        score, target = frame[f"head_{head}"][known], frame[f"head_target_{head}"][known]
+        if head_task.kind == "regression":
+            metrics = regression_metrics(score, target, target)
+            results[head] = {"n": int(known.sum()), "mse": metrics["mse"], "ic": metrics["ic"],
+                             "rank_ic": metrics["rank_ic"]}
+        else:
+            centred = target - (len(head_task.classes) - 1) / 2
+            metrics = regression_metrics(score, target, centred)
+            results[head] = {"n": int(known.sum()), "directional_accuracy": metrics["directional_accuracy"],
+                             "ic": metrics["ic"], "balance": head_task.balance(target)}
+    return results
+
+
+def _fold_record(fold, split, frame, history, task, head_tasks=None):
     return {
         "index": fold.index,
         **fold.as_dict(),
@@ -308,6 +356,7 @@ def _fold_record(fold, split, frame, history, task):
         "n_test": int(len(split["test"])),
         "epochs_trained": len(history.get("loss", [])),
         "metrics": fold_metrics(frame, task),
+        **({"heads": head_metrics(frame, head_tasks)} if head_tasks else {}),
     }
 
 

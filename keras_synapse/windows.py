@@ -46,6 +46,9 @@ class WindowedPanel:
             free of data gaps, ends.
         static_features: float32 `[rows, static features]` or `None`.
         static_feature_names: tuple of static feature names.
+        head_targets: for multi-task models, dict head name -> float32
+            `[rows]` targets (NaN where a head's label is unknown; such
+            windows get weight 0 for that head), or `None`.
     """
 
     features: np.ndarray
@@ -61,6 +64,7 @@ class WindowedPanel:
     window_ok: np.ndarray
     static_features: np.ndarray = None
     static_feature_names: tuple = ()
+    head_targets: dict = None
 
     @property
     def calendar(self):
@@ -96,7 +100,8 @@ class WindowedPanel:
         return inputs
 
 
-def build_windowed_panel(feature_frames, labels, sequence_length, horizon, static_frames=None, max_gap_factor=5.0):
+def build_windowed_panel(feature_frames, labels, sequence_length, horizon, static_frames=None, max_gap_factor=5.0,
+                         head_labels=None):
     """Stacks per-symbol features and labels into a `WindowedPanel`.
 
     Args:
@@ -107,6 +112,11 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
         static_frames: dict symbol -> static feature frame for hybrid inputs,
             or `None`. Rows are aligned to `feature_frames`; a bar missing from
             either is dropped from both. Defaults to `None`.
+        head_labels: for multi-task models, dict head name -> (dict symbol
+            -> `Label`). `labels` stays the primary label (it decides which
+            windows are labelled); a window's label end time, used for
+            purging, is the latest end time over the primary label and every
+            head. Defaults to `None`.
         max_gap_factor: a window is invalid when two consecutive bars in it
             are further apart than this multiple of the symbol's median bar
             spacing (a data outage, not a weekend); `0` disables the check.
@@ -143,8 +153,16 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
         }
         if static is not None:
             part["static_features"] = static.to_numpy(dtype=np.float32)
+        for head, head_label in (head_labels or {}).items():
+            part[f"head:{head}"] = head_label[symbol].values.reindex(frame.index).to_numpy(dtype=np.float32)
+            head_end = _naive_utc(pd.DatetimeIndex(head_label[symbol].end_time.reindex(frame.index)))
+            # Purge on whichever label becomes known last (NaT compares as missing).
+            part["label_end_times"] = np.where(np.isnat(head_end), part["label_end_times"],
+                                               np.where(np.isnat(part["label_end_times"]), head_end,
+                                                        np.maximum(part["label_end_times"], head_end)))
         parts.append(part)
     stacked = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    head_targets = {key.partition(":")[2]: stacked.pop(key) for key in list(stacked) if key.startswith("head:")}
     if not stacked["window_ok"].any():
         raise DataError(
             f"No symbol has enough rows after the feature warm-up for one window of {sequence_length} bars."
@@ -154,6 +172,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
         feature_names=tuple(next(iter(feature_frames.values())).columns),
         static_feature_names=tuple(next(iter(static_frames.values())).columns) if static_frames else (),
         sequence_length=sequence_length,
+        head_targets=head_targets or None,
         **stacked,
     )
 
@@ -240,8 +259,12 @@ def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_t
             `None`.
 
     Returns:
-        A batched, prefetched `tf.data.Dataset`; targets are `[batch, 1]`.
+        A batched, prefetched `tf.data.Dataset`; targets are `[batch, 1]`, or
+        for multi-task panels dicts head -> `[batch, 1]` with per-head weights
+        that are 0 where a head's label is unknown.
     """
+    if windowed.head_targets:
+        return _multitask_dataset(windowed, ends, batch_size, shuffle, seed, with_targets, sample_weights)
     ends = np.asarray(ends, dtype=np.int64)
     features = tf.constant(windowed.features)
     static = None if windowed.static_features is None else tf.constant(windowed.static_features)
@@ -263,6 +286,33 @@ def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_t
         if weights is None:
             return inputs, tf.gather(targets, end_rows)
         return inputs, tf.gather(targets, end_rows), weights
+
+    dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _multitask_dataset(windowed, ends, batch_size, shuffle, seed, with_targets, sample_weights):
+    """`make_dataset` for multi-task panels: one target and one weight per head."""
+    ends = np.asarray(ends, dtype=np.int64)
+    features = tf.constant(windowed.features)
+    static = None if windowed.static_features is None else tf.constant(windowed.static_features)
+    offsets = tf.range(-windowed.sequence_length + 1, 1, dtype=tf.int64)
+    base_weights = np.ones(len(ends), np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32)
+    heads = {name: tf.constant(np.nan_to_num(values)[:, None]) for name, values in windowed.head_targets.items()}
+    known = {name: tf.constant(np.isfinite(values).astype(np.float32)) for name, values in windowed.head_targets.items()}
+    dataset = tf.data.Dataset.from_tensor_slices((ends, base_weights))
+    if shuffle:
+        dataset = dataset.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
+
+    def gather(end_rows, weights):
+        inputs = {"sequence": tf.gather(features, end_rows[:, None] + offsets)}
+        if static is not None:
+            inputs["static"] = tf.gather(static, end_rows)
+        if not with_targets:
+            return inputs
+        targets = {name: tf.gather(values, end_rows) for name, values in heads.items()}
+        head_weights = {name: tf.gather(mask, end_rows) * weights for name, mask in known.items()}
+        return inputs, targets, head_weights
 
     dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -40,7 +40,7 @@ def test_a_corrupted_export_is_refused_with_the_largest_difference(tmp_path, mod
     )
     weights = numpy_helper.to_array(largest).copy()
     largest.CopyFrom(numpy_helper.from_array(weights * 1.5 + 0.1, largest.name))
-    with pytest.raises(ExportError, match=r"ONNX output differs from Keras by .* \(tolerance 0.0001\) at sample \d+"):
+    with pytest.raises(ExportError, match=r"ONNX output 'prediction' differs from Keras by .* \(tolerance 0.0001\) at sample \d+"):
         check_parity(model, proto, inputs)
 
 

@@ -23,6 +23,7 @@ class ModelSpec:
             for none.
         task: `"regression"`, `"binary"` or `"multiclass"`.
         num_classes: classes of a multiclass label (1 otherwise).
+        heads: for multi-task models, `(name, task, num_classes)` per head.
     """
 
     sequence_length: int
@@ -30,6 +31,7 @@ class ModelSpec:
     num_static_features: int = 0
     task: str = "regression"
     num_classes: int = 1
+    heads: tuple = ()
 
 
 def model_inputs(spec):

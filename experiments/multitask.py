@@ -1,0 +1,28 @@
+"""The shared backbone with seed 004's four heads, each fed by a label from the label library.
+
+    python -m keras_synapse.train experiments/multitask.py
+    python -m keras_synapse.train experiments/multitask.py --quick
+
+Heads: pattern_confidence <- momentum_persistence (does strong momentum
+persist?), signal_quality <- meta_label (does the 20-bar momentum side pay
+before its stop?), market_regime <- direction (bear / neutral / bull, the
+primary head that drives the headline metrics), volatility_forecast <-
+forward_volatility. Pattern heads only learn from windows where the pattern
+fired. Per-head test metrics are in metrics.json under folds[*].heads.
+"""
+
+import dataclasses
+
+import shared_backbone
+
+
+def get_config(quick=False):
+    return dataclasses.replace(
+        shared_backbone.get_config(quick),
+        name="multitask",
+        model="multitask",
+        label="direction",
+        heads="pattern_confidence=momentum_persistence;signal_quality=meta_label;market_regime=direction;"
+              "volatility_forecast=forward_volatility",
+        loss_weights="pattern_confidence=0.5;signal_quality=0.5;market_regime=1.0;volatility_forecast=0.5",
+    )
