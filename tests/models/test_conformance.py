@@ -21,11 +21,24 @@ from keras_synapse.models import MODEL_NAMES, ModelSpec, fit_normalization, get_
 from keras_synapse.tasks import Task
 
 SEQUENCE_LENGTH, NUM_FEATURES, NUM_STATIC = 12, 6, 4
+MULTITASK_HEADS = (("pattern_confidence", "binary", 1), ("signal_quality", "binary", 1),
+                   ("market_regime", "multiclass", 3), ("volatility_forecast", "regression", 1))
 CASES = [
     (name, task, num_static)
-    for name in MODEL_NAMES
+    for name in MODEL_NAMES if name != "multitask"
     for task, num_static in (("regression", 0), ("multiclass", NUM_STATIC), ("binary", 0))
-]
+] + [("multitask", "heads", 0), ("multitask", "heads", NUM_STATIC), ("transformer_sinusoidal_causal", "regression", 0)]
+# Named variants of a model with config overrides.
+VARIANTS = {"transformer_sinusoidal_causal": ("transformer", {"positional_encoding": "sinusoidal",
+                                                              "causal_mask": True, "pooling": "mean"})}
+
+
+def one_target(task, num_classes, rng):
+    if task == "multiclass":
+        return rng.integers(0, num_classes, (64, 1)).astype("float32")
+    if task == "binary":
+        return rng.integers(0, 2, (64, 1)).astype("float32")
+    return np.abs(rng.normal(0, 0.5, (64, 1))).astype("float32")
 
 
 def tiny_data(spec, seed=0):
@@ -33,13 +46,9 @@ def tiny_data(spec, seed=0):
     inputs = {"sequence": rng.normal(3, 2, (64, spec.sequence_length, spec.num_features)).astype("float32")}
     if spec.num_static_features:
         inputs["static"] = rng.normal(-1, 5, (64, spec.num_static_features)).astype("float32")
-    if spec.task == "multiclass":
-        targets = rng.integers(0, spec.num_classes, (64, 1)).astype("float32")
-    elif spec.task == "binary":
-        targets = rng.integers(0, 2, (64, 1)).astype("float32")
-    else:
-        targets = rng.normal(0, 0.5, (64, 1)).astype("float32")
-    return inputs, targets
+    if spec.heads:
+        return inputs, {name: one_target(task, num_classes, rng) for name, task, num_classes in spec.heads}
+    return inputs, one_target(spec.task, spec.num_classes, rng)
 
 
 @pytest.fixture(scope="module")
@@ -48,25 +57,33 @@ def saved_models(tmp_path_factory):
     saved = {}
     for name, task, num_static in CASES:
         keras.utils.set_random_seed(0)
-        config = ExperimentConfig(name=name, model=name)
-        spec = ModelSpec(SEQUENCE_LENGTH, NUM_FEATURES, num_static, task, 3 if task == "multiclass" else 1)
-        model = get_model_builder(name)(config, spec)
+        model_name, overrides = VARIANTS.get(name, (name, {}))
+        config = ExperimentConfig(name=model_name, model=model_name, **overrides)
+        heads = MULTITASK_HEADS if task == "heads" else ()
+        spec = ModelSpec(SEQUENCE_LENGTH, NUM_FEATURES, num_static, task, 3 if task == "multiclass" else 1, heads)
+        model = get_model_builder(model_name)(config, spec)
         inputs, targets = tiny_data(spec)
         fit_normalization(model, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
-        model.compile(keras.optimizers.Adam(1e-2), loss=Task("any", spec.task).loss(config.loss))
+        if heads:
+            loss = {head: Task("any", head_task).loss() for head, head_task, _ in heads}
+        else:
+            loss = Task("any", spec.task).loss(config.loss)
+        model.compile(keras.optimizers.Adam(1e-2), loss=loss)
         # Training-mode losses (dropout and batch statistics on) over a few steps.
-        losses = [float(model.train_on_batch(inputs, targets)) for _ in range(8)]
+        losses = [float(np.ravel(model.train_on_batch(inputs, targets))[0]) for _ in range(8)]
         before, after = losses[0], float(np.mean(losses[-2:]))
         key = f"{name}-{task}-{num_static}"
         path = directory / f"{key}.keras"
         model.save(path)
         onnx_info = export_onnx(model, directory / f"{key}.onnx", inputs)
         np.savez(directory / f"{key}.npz", **inputs)
-        predictions = np.asarray(model.predict(inputs, verbose=0))
+        predictions = model.predict(inputs, verbose=0)
+        predictions = np.concatenate([predictions[head] for head, _, _ in heads], axis=1) if heads else predictions
         print(f"{key}: {model.count_params()} parameters, loss {before:.4f} -> {after:.4f}, "
               f"onnx max diff {onnx_info['max_abs_diff']:.2e}")
         saved[key] = {"path": str(path), "inputs": str(directory / f"{key}.npz"), "before": before, "after": after,
-                      "predictions": predictions, "parameters": model.count_params()}
+                      "predictions": predictions, "parameters": model.count_params(),
+                      "heads": [head for head, _, _ in heads]}
     return saved
 
 
@@ -77,7 +94,8 @@ def test_training_steps_lower_the_loss(saved_models, key):
 
 
 def test_every_model_reloads_without_keras_synapse_and_predicts_identically(saved_models, tmp_path):
-    listing = {key: {"path": item["path"], "inputs": item["inputs"]} for key, item in saved_models.items()}
+    listing = {key: {"path": item["path"], "inputs": item["inputs"], "heads": item["heads"]}
+               for key, item in saved_models.items()}
     (tmp_path / "models.json").write_text(json.dumps(listing))
     script = textwrap.dedent(f"""
         import json, sys, numpy as np, keras
@@ -85,7 +103,10 @@ def test_every_model_reloads_without_keras_synapse_and_predicts_identically(save
         for key, item in listing.items():
             model = keras.models.load_model(item["path"])
             inputs = dict(np.load(item["inputs"]))
-            np.save(item["path"] + ".reloaded.npy", np.asarray(model.predict(inputs, verbose=0)))
+            predictions = model.predict(inputs, verbose=0)
+            if isinstance(predictions, dict):  # multi-task: heads in the order they were declared
+                predictions = np.concatenate([predictions[head] for head in item["heads"]], axis=1)
+            np.save(item["path"] + ".reloaded.npy", np.asarray(predictions))
         assert not any(name.startswith("keras_synapse") for name in sys.modules)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
