@@ -75,6 +75,12 @@ class ExperimentConfig:
     positional_encoding: str = "learned"
     causal_mask: bool = False
     pooling: str = "last"
+    # Fine-tuning (seed 004's stock-specific adaptation): after the shared
+    # backbone is trained on all symbols, freeze it and train a new head on
+    # this symbol only. `base_model` (a registry path) supplies the backbone
+    # of the final model instead of a fresh refit.
+    finetune_symbol: str = ""
+    base_model: str = ""
     # Fitting.
     epochs: int = 25
     learning_rate: float = 0.0008

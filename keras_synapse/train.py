@@ -118,9 +118,18 @@ def run(args):
     for fold in tqdm(folds, desc="folds", unit="fold"):
         split = fold_windows(data.windowed, calendar, fold, config)
         model, history = fit_fold(config, data, split, run_dir / "tensorboard" / f"fold_{fold.index}")
+        shared_model = None
+        if config.finetune_symbol:
+            shared_model, split = model, symbol_split(data.windowed, split, config.finetune_symbol)
+            model, history = finetune_head(config, data, split, shared_model,
+                                           run_dir / "tensorboard" / f"fold_{fold.index}_finetune")
         histories[f"fold {fold.index}"] = history
         frame = predict_windows(model, data, split["test"], config.batch_size)
         frame = frame.assign(fold=fold.index, **_baselines(data, split, config.seed + fold.index))
+        if shared_model is not None:
+            # The same windows scored by the shared backbone before fine-tuning.
+            frame["baseline_shared_backbone"] = predict_windows(shared_model, data, split["test"],
+                                                                config.batch_size)["prediction"].to_numpy()
         predictions.append(frame)
         fold_results.append(_fold_record(fold, split, frame, history, data.task, data.head_tasks))
     test_predictions = pd.concat(predictions, ignore_index=True)
@@ -277,6 +286,58 @@ def fit_fold(config, data, split, log_dir):
     return model, history.history
 
 
+HEAD_LAYERS = ("dense", "dense_dropout", "prediction")
+
+
+def symbol_split(windowed, split, symbol):
+    """The fold's windows restricted to one symbol (for fine-tuning and its evaluation)."""
+    if symbol not in windowed.symbol_names:
+        raise DataError(f"`finetune_symbol` {symbol!r} is not in the data. Symbols: {list(windowed.symbol_names)}")
+    code = windowed.symbol_names.index(symbol)
+    restricted = {part: ends[windowed.symbol_codes[ends] == code] for part, ends in split.items()
+                  if part in ("fit", "validation", "test")}
+    for part, ends in restricted.items():
+        if len(ends) == 0 and (part != "test" or len(split["test"])):
+            raise DataError(f"Symbol '{symbol}' has no {part} windows in this fold.")
+    return {**split, **restricted}
+
+
+def finetune_head(config, data, split, base_model, log_dir):
+    """Freezes everything but the head of `base_model` and trains a fresh head on `split`.
+
+    The new model has the same architecture; all layers but `HEAD_LAYERS`
+    take the base model's weights (normalization statistics included) and are
+    frozen, so only the new head learns from the one symbol's windows.
+    """
+    import keras
+
+    from keras_synapse.windows import make_dataset
+
+    keras.utils.set_random_seed(config.seed)
+    model = keras.models.clone_model(base_model)  # fresh (re-initialized) weights, same graph
+    for layer in model.layers:
+        if layer.name not in HEAD_LAYERS and layer.weights:
+            layer.set_weights(base_model.get_layer(layer.name).get_weights())
+            if isinstance(layer, keras.layers.Normalization):
+                # set_weights leaves Normalization's cached mean/variance stale
+                # until finalize_state(); without it the layer would normalize
+                # with zeros and ones (the ONNX parity gate caught this).
+                layer.finalize_state()
+            layer.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
+                  loss=data.task.loss(config.loss))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    history = model.fit(
+        make_dataset(data.windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed),
+        validation_data=make_dataset(data.windowed, split["validation"], config.batch_size),
+        epochs=config.epochs, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
+        callbacks=[keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
+                   keras.callbacks.TensorBoard(log_dir=str(log_dir)),
+                   keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"))],
+    )
+    return model, history.history
+
+
 def predict_windows(model, data, ends, batch_size):
     """Scores (and class probabilities) for the windows ending at `ends`, with their symbol and time."""
     from keras_synapse.windows import make_dataset
@@ -368,7 +429,6 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         (`None` when the backtest does not apply).
     """
     from keras_synapse.backtest import backtest
-    from keras_synapse.baselines import BASELINE_NAMES
     from keras_synapse.evaluation import edge_verdict, summarize
 
     task = data.task
@@ -383,8 +443,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
             summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
     summary["verdict"] = edge_verdict(summary)
     baselines = {}
-    for name in BASELINE_NAMES:
-        column = f"baseline_{name}"
+    for column in [column for column in test_predictions.columns if column.startswith("baseline_")]:
+        name = column.removeprefix("baseline_")
         per_fold = [fold_metrics(group, task, column) for _, group in test_predictions.groupby("fold")]
         baselines[name] = {"folds": per_fold,
                            "summary": summarize(per_fold, test_predictions, column, block_length, config.seed)}
@@ -430,8 +490,31 @@ def refit_final(config, data, calendar, last_fold, run_dir):
     split = fold_windows(data.windowed, calendar, final, config)
     print(f"final refit: {len(split['fit'])} fit windows, {len(split['validation'])} validation windows "
           f"up to {iso_utc(last_fold.test_end)}")
-    model, history = fit_fold(config, data, split, run_dir / "tensorboard" / "final")
+    if config.finetune_symbol and config.base_model:
+        model, history = load_base_model(config, data, last_fold), {}
+    else:
+        model, history = fit_fold(config, data, split, run_dir / "tensorboard" / "final")
+    if config.finetune_symbol:
+        split = symbol_split(data.windowed, split, config.finetune_symbol)
+        model, history = finetune_head(config, data, split, model, run_dir / "tensorboard" / "final_finetune")
     return model, history, split
+
+
+def load_base_model(config, data, last_fold):
+    """The registered shared backbone to fine-tune, refused if it saw data past the final refit's end."""
+    import keras
+
+    from keras_synapse.registry import read_metadata, resolve
+
+    metadata = read_metadata(config.base_model)
+    base_end = np.datetime64(metadata["metrics"]["folds"][-1]["test"][1].replace("+00:00", ""))
+    if base_end > last_fold.test_end:
+        raise DataError(f"`base_model` {config.base_model} was trained on data up to {base_end}, after this run's "
+                        f"last test fold ends ({iso_utc(last_fold.test_end)}): fine-tuning it would leak.")
+    if metadata["feature_names"] != list(data.windowed.feature_names):
+        raise DataError(f"`base_model` {config.base_model} was trained on features {metadata['feature_names']}, "
+                        f"this run computes {list(data.windowed.feature_names)}.")
+    return keras.models.load_model(resolve(config.base_model) / "model.keras")
 
 
 def register_model(config, registry_dir, model, data, metrics, parity_inputs):

@@ -1,0 +1,239 @@
+"""The backtest on small hand-computed books: equity, costs, risk controls, sizing, filters, no look-ahead."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_synapse.backtest import BacktestRules, backtest, kelly_position_size, simulate_book
+
+CALENDAR = pd.date_range("2024-01-01", periods=80, freq="B", tz="UTC", name="timestamp")
+
+
+def make_frame(simple_returns, positions=None, **columns):
+    """Test predictions from per-symbol simple returns over the horizon.
+
+    `simple_returns` maps symbol -> list (None: no row); row j sits at
+    `CALENDAR[positions[j]]` (default: bar j). `columns` map a column name to
+    a per-symbol dict of lists, or to one list shared by every symbol.
+    `prediction` defaults to the log return itself: perfect foresight.
+    """
+    rows = []
+    for symbol, returns in simple_returns.items():
+        for index, simple_return in enumerate(returns):
+            if simple_return is None:
+                continue
+            row = {"symbol": symbol, "timestamp": CALENDAR[positions[index] if positions else index],
+                   "forward_return": np.log1p(simple_return), "past_return": 0.0, "target": 0.0}
+            row["prediction"] = row["forward_return"]
+            for name, values in columns.items():
+                row[name] = (values[symbol] if isinstance(values, dict) else values)[index]
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_perfect_foresight_gives_the_known_equity():
+    frame = make_frame({"A": [0.10, -0.05, 0.02, -0.01], "B": [-0.04, 0.03, 0.0, 0.06]})
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR)
+    # Each period earns the mean absolute return of its two slots (B's zero return is flat).
+    np.testing.assert_allclose(equity["strategy"], [1.07, 1.07 * 1.04, 1.07 * 1.04 * 1.01, 1.07 * 1.04 * 1.01 * 1.035])
+    assert list(equity.index) == list(CALENDAR[:4])
+    assert results["strategy"]["total_return"] == pytest.approx(1.16326548 - 1)
+    assert results["strategy"]["max_drawdown"] == 0 and results["strategy"]["win_rate"] == 1
+    assert results["strategy"]["num_trades"] == 7 and results["strategy"]["trade_win_rate"] == 1
+    assert results["strategy"]["exposure"] == 1 and results["strategy"]["periods_halted"] == 0
+
+
+def test_costs_reduce_returns_by_exactly_turnover_times_bps():
+    frame = make_frame({"A": [0.10, -0.05, 0.02, -0.01], "B": [-0.04, 0.03, 0.0, 0.06]})
+    results, equity = backtest(frame, "prediction", 1, 10, CALENDAR, slippage_bps=5)
+    # Weights A [.5, -.5, .5, -.5], B [-.5, .5, 0, .5]; the last period also closes the book.
+    turnover = np.array([1.0, 2.0, 1.5, 1.5 + 1.0])
+    np.testing.assert_allclose(equity["turnover"], turnover)
+    np.testing.assert_allclose(equity["net_return"], np.array([0.07, 0.04, 0.01, 0.035]) - turnover * 15e-4)
+    assert results["strategy"]["turnover"] == pytest.approx(turnover.mean())
+    assert results["strategy"]["total_costs"] == pytest.approx(turnover.sum() * 15e-4)
+
+
+def test_buy_and_hold_earns_the_average_simple_return_of_the_symbols_present():
+    frame = make_frame({"A": [0.10, -0.05, 0.02], "B": [-0.04, 0.03, 0.01], "C": [0.01, None, -0.07]})
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR)
+    period_returns = np.array([(0.10 - 0.04 + 0.01) / 3, (-0.05 + 0.03) / 2, (0.02 + 0.01 - 0.07) / 3])
+    np.testing.assert_allclose(equity["buy_and_hold"], np.cumprod(1 + period_returns))
+    assert results["buy_and_hold"]["win_rate"] == pytest.approx(1 / 3)
+
+
+def test_circuit_breaker_halts_after_the_loss_streak_and_resumes_after_the_cooldown():
+    returns = [-0.01, 0.01, -0.01, -0.01, 0.05, 0.05, 0.02, -0.02]
+    frame = make_frame({"A": returns}, prediction=[1.0] * 8)
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, max_loss_streak=2, cooldown_periods=2)
+    # The win at 1 resets the streak; losses at 2 and 3 halt 4 and 5; trading resumes at 6.
+    assert equity["halted"].tolist() == [False, False, False, False, True, True, False, False]
+    np.testing.assert_allclose(equity["gross_exposure"], [1, 1, 1, 1, 0, 0, 1, 1])
+    expected = np.cumprod(1 + np.array([-0.01, 0.01, -0.01, -0.01, 0, 0, 0.02, -0.02]))
+    np.testing.assert_allclose(equity["strategy"], expected)
+    assert results["strategy"]["periods_halted"] == 2 and results["strategy"]["exposure"] == 0.75
+
+
+def test_drawdown_limit_flattens_the_next_period():
+    frame = make_frame({"A": [0.01, -0.04, -0.08, 0.03, 0.02]}, prediction=[1.0] * 5)
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, drawdown_limit=0.05)
+    assert equity["flattened"].tolist() == [False, False, False, True, False]  # -4% is within the limit
+    np.testing.assert_allclose(equity["strategy"], np.cumprod(1 + np.array([0.01, -0.04, -0.08, 0.0, 0.02])))
+    assert results["strategy"]["periods_flattened"] == 1
+    assert results["strategy"]["max_drawdown"] == pytest.approx(1.01 * 0.96 * 0.92 / 1.01 - 1)
+
+
+def test_position_and_gross_exposure_caps():
+    frame = make_frame({"A": [0.02], "B": [-0.01]}, prediction={"A": [1.0], "B": [-1.0]})
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, max_position=0.4)
+    np.testing.assert_allclose(book.weights[0], [0.2, -0.2])  # 0.4 of each half-capital slot
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, max_position=0.4, max_gross_exposure=0.3)
+    np.testing.assert_allclose(book.weights[0], [0.15, -0.15])  # scaled down to 0.3 gross
+    assert book.net_returns[0] == pytest.approx(0.15 * 0.02 + 0.15 * 0.01)
+
+
+def test_quarter_kelly_has_the_closed_form_and_respects_the_cap():
+    assert kelly_position_size(0.6, 1.5) == pytest.approx(0.25 * (0.6 - 0.4 / 1.5))
+    assert kelly_position_size(0.9, 3.0, kelly_fraction=1.0, max_position=0.5) == 0.5
+    assert kelly_position_size(0.4, 1.0) == 0  # no edge, no bet (never a flipped bet)
+    np.testing.assert_allclose(kelly_position_size([0.55, 0.7], [1.0, 2.0]), [0.025, 0.25 * (0.7 - 0.15)])
+
+
+def test_kelly_payoff_ratio_comes_from_past_trades_only():
+    frame = make_frame({"A": [0.02, -0.01, 0.02, -0.01, 0.03]}, prediction=[1.0] * 5, probability_UP=[0.6] * 5)
+    options = dict(sizing="kelly", probability_source="column", probability_column="probability_UP", min_history=2)
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, **options)
+    # b = 1 until a win and a loss are realized (period 2), then 0.02 / 0.01 = 2.
+    np.testing.assert_allclose(book.weights[:, 0], [0.05, 0.05, 0.1, 0.1, 0.1])
+    capped = simulate_book(frame, "prediction", 1, 0, CALENDAR, max_position=0.07, **options)
+    np.testing.assert_allclose(capped.weights[:, 0], [0.05, 0.05, 0.07, 0.07, 0.07])
+    # A short bets on 1 - P(up), in its own slot (two symbols: half weights).
+    frame = make_frame({"A": [0.01], "B": [-0.01]}, prediction={"A": [1.0], "B": [-1.0]},
+                       probability_UP={"A": [0.6], "B": [0.3]})
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, **options)
+    np.testing.assert_allclose(book.weights[0], [0.05 / 2, -0.1 / 2])
+
+
+def test_calibrated_probability_is_the_discriminant_fit_on_realized_rows():
+    # Realized scores: up {1, 3}, down {-1, -3}: means +-2, pooled variance 2,
+    # so P(up | s) = sigmoid(2 s) and P(up | 0.5) = sigmoid(1).
+    frame = make_frame({"A": [0.02, -0.01, 0.02, -0.01, 0.02]}, prediction=[1.0, -1.0, 3.0, -3.0, 0.5])
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, sizing="kelly", min_history=4)
+    probability = 1 / (1 + np.exp(-1.0))
+    # Every past sign trade won, so b keeps its default of 1; before 4 realized rows p = 0.5 bets nothing.
+    np.testing.assert_allclose(book.weights[:, 0], [0, 0, 0, 0, 0.25 * (2 * probability - 1)])
+    # A score that never varies calibrates to the base rate: 3 ups in 4 gives p = 0.75.
+    frame = make_frame({"A": [0.01, 0.01, 0.01, -0.01, 0.01]}, prediction=[1.0] * 5)
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, sizing="kelly", min_history=4)
+    np.testing.assert_allclose(book.weights[:, 0], [0, 0, 0, 0, 0.25 * (0.75 - 0.25)])
+
+
+def test_meta_label_filter_trades_the_primary_side_only_above_the_threshold():
+    frame = make_frame({"A": [0.01] * 6}, past_return=[0.1, 0.1, -0.1, 0.1, -0.1, 0.0],
+                       probability_resolved=[0.7, 0.5, 0.65, 0.6, 0.9, 0.9])
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, signal="meta_label", confidence_target="event",
+                         probability_source="column", probability_column="probability_resolved")
+    np.testing.assert_allclose(book.weights[:, 0], [1, 0, -1, 0, -1, 0])  # 0.6 is not above 0.6
+    # A directional tanh score as confidence: P(up) = (score + 1) / 2, a short's confidence is 1 - P(up).
+    frame = make_frame({"A": [0.01] * 4}, prediction=[0.3, 0.1, -0.5, -0.1], past_return=[0.1, 0.1, -0.1, 0.1])
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, signal="meta_label", probability_source="score")
+    np.testing.assert_allclose(book.weights[:, 0], [1, 0, -1, 0])
+    # A primary-side column overrides momentum (confidences 0.35, 0.55, 0.25, 0.45).
+    book = simulate_book(frame.assign(side=[-1, 1, 1, 1]), "prediction", 1, 0, CALENDAR, signal="meta_label",
+                         probability_source="score", primary_side_column="side", confidence_threshold=0.4)
+    np.testing.assert_allclose(book.weights[:, 0], [0, 1, 0, 1])
+
+
+def test_overlapping_ends_are_thinned_and_gaps_reopen_the_book():
+    frame = make_frame({"A": [0.01, 0.02, 0.03, 0.04, 0.05, 0.06]}, prediction=[1.0] * 6)
+    results, equity = backtest(frame, "prediction", 2, 0, CALENDAR)
+    assert list(equity.index) == list(CALENDAR[[0, 2, 4]])
+    assert list(equity["period_end"]) == list(CALENDAR[[2, 4, 6]])
+    np.testing.assert_allclose(equity["strategy"], np.cumprod([1.01, 1.03, 1.05]))
+    assert results["periods_per_year"] == 126
+    # Ends 0, 1, 3, 4 with horizon 2 keep 0 and 3: a bar apart, so the book is closed and reopened.
+    frame = make_frame({"A": [0.01, 0.02, 0.03, 0.04]}, positions=[0, 1, 3, 4], prediction=[1.0] * 4)
+    _, equity = backtest(frame, "prediction", 2, 10, CALENDAR)
+    assert list(equity.index) == list(CALENDAR[[0, 3]])
+    np.testing.assert_allclose(equity["turnover"], [1.0, 1.0 + 1.0 + 1.0])
+
+
+@pytest.mark.parametrize("rules", [
+    # Estimators: the walk-forward calibration and the payoff ratio.
+    BacktestRules(signal="meta_label", confidence_threshold=0.55, sizing="kelly", min_history=6,
+                  max_gross_exposure=0.5),
+    # Path-dependent controls on full-size positions.
+    BacktestRules(max_loss_streak=2, cooldown_periods=2, drawdown_limit=0.01),
+], ids=["estimators", "risk_controls"])
+def test_positions_use_no_information_from_after_the_rebalance(rules):
+    rng = np.random.default_rng(0)
+    horizon, num_bars = 2, 70
+    returns = {symbol: list(rng.normal(0.002, 0.02, num_bars)) for symbol in "ABC"}
+    frame = make_frame(returns, prediction={s: list(rng.normal(size=num_bars)) for s in "ABC"},
+                       past_return={s: list(rng.normal(size=num_bars)) for s in "ABC"})
+    frame["prediction"] += 20 * frame["forward_return"]  # an informative score, so the calibration moves
+    base = simulate_book(frame, "prediction", horizon, 5, CALENDAR, rules)
+    assert (base.weights != 0).any() and (rules.sizing == "kelly" or (base.halted.any() and base.flattened.any()))
+    bar = CALENDAR.get_indexer(frame["timestamp"])
+    changed_later = False
+    for period in range(len(base.timestamps) - 1):
+        rebalance = CALENDAR.get_loc(base.timestamps[period])
+        perturbed = frame.copy()
+        # Outcomes not yet realized at the rebalance (label end after it), and later scores.
+        unrealized = bar + horizon > rebalance
+        perturbed.loc[unrealized, "forward_return"] = rng.normal(0, 0.05, unrealized.sum())
+        later = bar > rebalance
+        perturbed.loc[later, "prediction"] = rng.normal(size=later.sum())
+        perturbed.loc[later, "past_return"] = rng.normal(size=later.sum())
+        book = simulate_book(perturbed, "prediction", horizon, 5, CALENDAR, rules)
+        np.testing.assert_array_equal(book.weights[:period + 1], base.weights[:period + 1])
+        changed_later |= not np.array_equal(book.weights[period + 1:], base.weights[period + 1:])
+    assert changed_later  # the check could see a leak
+
+
+def test_results_and_equity_layout_with_baseline_columns():
+    frame = make_frame({"A": [0.01, -0.02, 0.03], "B": [0.02, 0.01, -0.01]})
+    frame["baseline_always_up"] = 1.0
+    results, equity = backtest(frame, "prediction", 1, 5, CALENDAR.tz_localize(None).to_numpy(), 252,
+                               score_columns=["baseline_always_up"])
+    assert set(results) == {"strategy", "buy_and_hold", "baseline_always_up", "rules", "periods_per_year"}
+    assert {"sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "trade_win_rate", "profit_factor", "turnover",
+            "exposure", "num_trades", "periods_halted", "annualized_volatility"} <= set(results["strategy"])
+    assert results["rules"]["signal"] == "sign" and results["rules"]["slippage_bps"] == 0
+    # Always long on the same periods with the same costs is buy-and-hold.
+    np.testing.assert_allclose(equity["baseline_always_up"], equity["buy_and_hold"])
+    assert list(equity.columns) == ["strategy", "buy_and_hold", "baseline_always_up", "drawdown", "net_return",
+                                    "gross_exposure", "turnover", "halted", "flattened", "period_end"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"confidence_threshold": 1.5}, "`confidence_threshold` must be in [0, 1]. Received: confidence_threshold=1.5"),
+    ({"sizing": "half"}, "`sizing` must be one of ('fixed', 'kelly'). Received: sizing='half'"),
+    ({"kelly_fraction": 0}, "Received: kelly_fraction=0"),
+    ({"max_loss_streak": 0}, "Received: max_loss_streak=0"),
+    ({"drawdown_limit": 1.2}, "Received: drawdown_limit=1.2"),
+    ({"sizing": "kelly", "probability_source": "column"}, "Received: probability_column=None"),
+    ({"confidence_target": "event"}, "needs `signal='meta_label'`"),
+    ({"stop_loss": 0.1}, "Unknown backtest options ['stop_loss']"),
+])
+def test_invalid_options_say_what_was_received(options, message):
+    frame = make_frame({"A": [0.01, 0.02]})
+    with pytest.raises(ValueError) as error:
+        backtest(frame, "prediction", 1, 0, CALENDAR, **options)
+    assert message in str(error.value)
+
+
+def test_invalid_frames_name_the_problem():
+    frame = make_frame({"A": [0.01, 0.02]})
+    with pytest.raises(ValueError, match=r"without \['probability_UP'\]"):
+        backtest(frame, "prediction", 1, 0, CALENDAR, sizing="kelly", probability_source="column",
+                 probability_column="probability_UP")
+    with pytest.raises(ValueError, match="must hold probabilities in \\[0, 1\\]. Received: 1.2 for symbol='A'"):
+        backtest(frame.assign(probability_UP=[0.5, 1.2]), "prediction", 1, 0, CALENDAR, sizing="kelly",
+                 probability_source="column", probability_column="probability_UP")
+    with pytest.raises(ValueError, match="not on the calendar"):
+        backtest(frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(hours=1)), "prediction", 1, 0, CALENDAR)
+    with pytest.raises(ValueError, match="a second row for symbol='A'"):
+        backtest(pd.concat([frame, frame]), "prediction", 1, 0, CALENDAR)
+    with pytest.raises(ValueError, match="Received: horizon=0"):
+        backtest(frame, "prediction", 0, 0, CALENDAR)
