@@ -86,7 +86,10 @@ class ExperimentConfig:
     learning_rate: float = 0.0008
     clipnorm: float = 1.0
     patience: int = 15
-    loss: str = "mse"
+    # "auto": MSE for regression labels, cross-entropy for class labels; see
+    # keras_synapse.losses.get_loss (e.g. "correlation_aware:0.5", "focal").
+    loss: str = "auto"
+    learning_rate_schedule: str = "reduce_on_plateau"
     sample_weighting: str = "none"
     seed: int = 42
     # Backtest: costs and slippage per unit of turnover, in basis points.
@@ -243,6 +246,15 @@ def head_labels(config):
     if heads and primary is None:
         raise ConfigError(f"No head uses the primary label {config.label!r}. Received: heads={config.heads!r}")
     return heads, primary
+
+
+def config_from_dict(values):
+    """Rebuilds an `ExperimentConfig` from `config_to_dict` output (e.g. a run's config.json)."""
+    fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(f"config.json has fields this version does not know: {unknown}")
+    return ExperimentConfig(**{key: tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
 def config_to_dict(config):

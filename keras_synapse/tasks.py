@@ -48,11 +48,18 @@ class Task:
     def num_classes(self):
         return len(self.classes) if self.kind == "multiclass" else 1
 
-    def loss(self, regression_loss="mse"):
-        """The Keras loss: the configured regression loss, or cross-entropy."""
-        return {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy"}.get(
-            self.kind, regression_loss
-        )
+    def loss(self, name="auto"):
+        """The Keras loss for this task; `"auto"` is MSE for regression and cross-entropy otherwise.
+
+        Raises:
+            ConfigError: for a loss that does not fit the task (see
+                `keras_synapse.losses.get_loss`).
+        """
+        from keras_synapse.losses import get_loss
+
+        if name == "auto":
+            name = "mse" if self.kind == "regression" else "crossentropy"
+        return get_loss(name, self.kind)
 
     def scores(self, outputs):
         """One score per window from the model's outputs `[windows, units]`."""

@@ -9,10 +9,12 @@ baselines on the same windows and 95% block-bootstrap intervals.
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -47,12 +49,19 @@ def parse_args(argv):
     parser.add_argument("--registry", default="saved_models", help="model registry root. Defaults to saved_models/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set lstm_units=32,16 (repeatable)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (e.g. after kill -9) from "
+                        "its last completed epoch, with its own config.json; completed folds are not retrained")
     return parser.parse_args(argv)
 
 
 def resolve_config(args):
-    from keras_synapse.config import apply_overrides, load_experiment
+    from keras_synapse.config import apply_overrides, config_from_dict, load_experiment
 
+    if args.resume:
+        config_path = Path(args.resume) / "config.json"
+        if not config_path.is_file():
+            raise SynapseError(f"--resume {args.resume}: no config.json there; is it a run directory?")
+        return config_from_dict(json.loads(config_path.read_text()))
     config = load_experiment(args.experiment, quick=args.quick)
     overrides = list(args.overrides)
     for key in ("data", "epochs", "seed"):
@@ -105,9 +114,14 @@ def run(args):
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
-    run_dir = new_run_dir(args.output, config.name)
-    write_json(run_dir / "config.json", config_to_dict(config))
-    print(f"run directory: {run_dir}")
+    if args.resume:
+        run_dir = Path(args.resume)
+        print(f"resuming run directory: {run_dir}")
+    else:
+        run_dir = new_run_dir(args.output, config.name)
+        write_json(run_dir / "config.json", config_to_dict(config))
+        print(f"run directory: {run_dir}")
+    trainer = FoldTrainer(config, data, run_dir, resume=bool(args.resume))
 
     # --- Folds: gapped CV on the shared calendar ------------------------------
     calendar = data.windowed.calendar
@@ -117,12 +131,11 @@ def run(args):
     fold_results, histories, predictions = [], {}, []
     for fold in tqdm(folds, desc="folds", unit="fold"):
         split = fold_windows(data.windowed, calendar, fold, config)
-        model, history = fit_fold(config, data, split, run_dir / "tensorboard" / f"fold_{fold.index}")
+        model, history = trainer.fit(split, f"fold_{fold.index}")
         shared_model = None
         if config.finetune_symbol:
             shared_model, split = model, symbol_split(data.windowed, split, config.finetune_symbol)
-            model, history = finetune_head(config, data, split, shared_model,
-                                           run_dir / "tensorboard" / f"fold_{fold.index}_finetune")
+            model, history = trainer.fit(split, f"fold_{fold.index}_finetune", base_model=shared_model)
         histories[f"fold {fold.index}"] = history
         frame = predict_windows(model, data, split["test"], config.batch_size)
         frame = frame.assign(fold=fold.index, **_baselines(data, split, config.seed + fold.index))
@@ -138,7 +151,7 @@ def run(args):
     metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar)
 
     # --- Register: refit on all data up to the last test fold, export, save ----
-    final_model, final_history, final_split = refit_final(config, data, calendar, folds[-1], run_dir)
+    final_model, final_history, final_split = refit_final(trainer, calendar, folds[-1])
     histories["final refit"] = final_history
     # Parity is checked on the most recent windows the refit held back for early stopping.
     parity_inputs = data.windowed.gather(final_split["validation"][-256:])
@@ -241,51 +254,6 @@ def fold_windows(windowed, calendar, fold, config):
     return split
 
 
-def fit_fold(config, data, split, log_dir):
-    """Builds, normalizes (fit rows only), compiles and fits a fresh model."""
-    import keras
-
-    from keras_synapse.config import parse_pairs
-    from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
-    from keras_synapse.weights import sample_weights
-    from keras_synapse.windows import make_dataset
-
-    windowed, task = data.windowed, data.task
-    keras.utils.clear_session()
-    heads = tuple((head, head_task.kind, head_task.num_classes) for head, head_task in (data.head_tasks or {}).items())
-    spec = ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
-                     task.kind, task.num_classes, heads)
-    model = get_model_builder(config.model)(config, spec)
-    fit_rows = windowed.timestamps <= split["fit_end"]
-    fit_normalization(model, windowed.features[fit_rows],
-                      None if windowed.static_features is None else windowed.static_features[fit_rows])
-    if data.head_tasks:
-        weights = {head: float(weight) for head, weight in parse_pairs(config.loss_weights, "loss_weights").items()}
-        loss = {head: head_task.loss(config.loss) for head, head_task in data.head_tasks.items()}
-        loss_weights = {head: weights.get(head, 1.0) for head in data.head_tasks}
-    else:
-        loss, loss_weights = task.loss(config.loss), None
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm), loss=loss,
-                  loss_weights=loss_weights)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-        keras.callbacks.TensorBoard(log_dir=str(log_dir)),
-        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv")),
-    ]
-    weights = sample_weights(windowed, split["fit"], config.sample_weighting)
-    history = model.fit(
-        make_dataset(windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed,
-                     sample_weights=weights),
-        validation_data=make_dataset(windowed, split["validation"], config.batch_size),
-        epochs=config.epochs,
-        shuffle=False,  # the dataset already reshuffles each epoch, seeded
-        callbacks=callbacks,
-        verbose=1 if sys.stdout.isatty() else 2,
-    )
-    return model, history.history
-
-
 HEAD_LAYERS = ("dense", "dense_dropout", "prediction")
 
 
@@ -302,19 +270,131 @@ def symbol_split(windowed, split, symbol):
     return {**split, **restricted}
 
 
-def finetune_head(config, data, split, base_model, log_dir):
-    """Freezes everything but the head of `base_model` and trains a fresh head on `split`.
+class FoldTrainer:
+    """Fits one model per fold (and the final refit), checkpointing every epoch.
 
-    The new model has the same architecture; all layers but `HEAD_LAYERS`
-    take the base model's weights (normalization statistics included) and are
-    frozen, so only the new head learns from the one symbol's windows.
+    Each fit gets its own checkpoint directory under `run_dir/checkpoints/`
+    and its own seed (`config.seed` + a stable offset), so a run resumed
+    after `kill -9` restores the last completed epoch (weights, optimizer,
+    early-stopping and learning-rate state, history), sees the same batch
+    order, and skips fits that had finished: it ends with the same metrics as
+    an uninterrupted run.
+
+    Args:
+        config: the `ExperimentConfig`.
+        data: the `PreparedData`.
+        run_dir: the run directory.
+        resume: continue from the checkpoints in `run_dir`. Defaults to
+            `False`.
     """
+
+    def __init__(self, config, data, run_dir, resume=False):
+        self.config, self.data, self.run_dir, self.resume = config, data, Path(run_dir), resume
+        self.num_fits = 0
+
+    def build(self, split):
+        """A fresh model for the task, its normalization adapted on the fit rows only."""
+        from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
+
+        config, windowed, task = self.config, self.data.windowed, self.data.task
+        heads = tuple((head, head_task.kind, head_task.num_classes)
+                      for head, head_task in (self.data.head_tasks or {}).items())
+        spec = ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
+                         task.kind, task.num_classes, heads)
+        model = get_model_builder(config.model)(config, spec)
+        fit_rows = windowed.timestamps <= split["fit_end"]
+        fit_normalization(model, windowed.features[fit_rows],
+                          None if windowed.static_features is None else windowed.static_features[fit_rows])
+        return model
+
+    def compile(self, model, learning_rate):
+        import keras
+
+        from keras_synapse.config import parse_pairs
+        from keras_synapse.metrics import DirectionalAccuracy, PearsonCorrelation
+
+        config, data = self.config, self.data
+        if data.head_tasks:
+            weights = {head: float(weight) for head, weight in parse_pairs(config.loss_weights, "loss_weights").items()}
+            loss = {head: head_task.loss(config.loss) for head, head_task in data.head_tasks.items()}
+            loss_weights, metrics = {head: weights.get(head, 1.0) for head in data.head_tasks}, None
+        else:
+            loss, loss_weights = data.task.loss(config.loss), None
+            metrics = [DirectionalAccuracy(), PearsonCorrelation()] if data.task.kind == "regression" else None
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=config.clipnorm), loss=loss,
+                      loss_weights=loss_weights, metrics=metrics)
+
+    def fit(self, split, name, base_model=None):
+        """Trains a model on `split` (or a new head on `base_model`'s frozen backbone).
+
+        Returns:
+            `(model, history)`; the history covers every epoch, including
+            those before a resume.
+        """
+        import keras
+        import pandas as pd
+
+        from keras_synapse.callbacks import (
+            EpochCheckpoint,
+            InformationCoefficientCallback,
+            LearningRateLogger,
+            learning_rate_schedule,
+            read_checkpoint,
+            restore_checkpoint,
+        )
+        from keras_synapse.weights import sample_weights
+        from keras_synapse.windows import make_dataset
+
+        config, windowed = self.config, self.data.windowed
+        self.num_fits += 1
+        keras.utils.clear_session()
+        keras.utils.set_random_seed(config.seed + self.num_fits)
+        model = self.build(split) if base_model is None else frozen_backbone_copy(base_model)
+        steps_per_epoch = int(np.ceil(len(split["fit"]) / config.batch_size))
+        learning_rate, schedule_callbacks = learning_rate_schedule(
+            config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch)
+        self.compile(model, learning_rate)
+        checkpoint_dir = self.run_dir / "checkpoints" / name
+        log_dir = self.run_dir / "tensorboard" / name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        state = read_checkpoint(checkpoint_dir) if self.resume else None
+        initial_epoch = 0 if state is None else restore_checkpoint(model, checkpoint_dir) + 1
+        if state is not None and state["finished"]:
+            return model, state["history"]
+        if state is not None:
+            # Rewrite the CSV log from the checkpoint so no epoch is lost or repeated.
+            frame = pd.DataFrame(state["history"])
+            frame.insert(0, "epoch", range(len(frame)))
+            frame.to_csv(log_dir / "training_log.csv", index=False)
+        validation = make_dataset(windowed, split["validation"], config.batch_size)
+        early_stopping = keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+        stateful = [early_stopping] + [callback for callback in schedule_callbacks
+                                       if isinstance(callback, keras.callbacks.ReduceLROnPlateau)]
+        checkpoint = EpochCheckpoint(checkpoint_dir, callbacks=stateful, resume=state is not None)
+        ic_callbacks = [] if self.data.head_tasks else [InformationCoefficientCallback(
+            validation, self.data.task.reference(windowed.window_frame(split["validation"])),
+            score_fn=self.data.task.scores)]
+        model.fit(
+            make_dataset(windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed,
+                         sample_weights=sample_weights(windowed, split["fit"], config.sample_weighting),
+                         initial_epoch=initial_epoch),
+            steps_per_epoch=steps_per_epoch,
+            validation_data=validation,
+            initial_epoch=initial_epoch,
+            epochs=config.epochs,
+            callbacks=[*ic_callbacks, *schedule_callbacks, LearningRateLogger(), early_stopping, checkpoint,
+                       keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=1),
+                       keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=state is not None)],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        return model, checkpoint.history
+
+
+def frozen_backbone_copy(base_model):
+    """A copy of `base_model` whose layers keep their weights and are frozen, except a fresh `HEAD_LAYERS` head."""
     import keras
 
-    from keras_synapse.windows import make_dataset
-
-    keras.utils.set_random_seed(config.seed)
-    model = keras.models.clone_model(base_model)  # fresh (re-initialized) weights, same graph
+    model = keras.models.clone_model(base_model)  # same graph, re-initialized weights
     for layer in model.layers:
         if layer.name not in HEAD_LAYERS and layer.weights:
             layer.set_weights(base_model.get_layer(layer.name).get_weights())
@@ -324,18 +404,7 @@ def finetune_head(config, data, split, base_model, log_dir):
                 # with zeros and ones (the ONNX parity gate caught this).
                 layer.finalize_state()
             layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm),
-                  loss=data.task.loss(config.loss))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    history = model.fit(
-        make_dataset(data.windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed),
-        validation_data=make_dataset(data.windowed, split["validation"], config.batch_size),
-        epochs=config.epochs, shuffle=False, verbose=1 if sys.stdout.isatty() else 2,
-        callbacks=[keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True),
-                   keras.callbacks.TensorBoard(log_dir=str(log_dir)),
-                   keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"))],
-    )
-    return model, history.history
+    return model
 
 
 def predict_windows(model, data, ends, batch_size):
@@ -481,10 +550,11 @@ def _bars_per_year(calendar):
     return float(len(calendar) / years) if years > 0 else 252.0
 
 
-def refit_final(config, data, calendar, last_fold, run_dir):
+def refit_final(trainer, calendar, last_fold):
     """Refits on all windows up to the last test fold's end, with the same carve-out."""
     from keras_synapse.validation import Fold
 
+    config, data = trainer.config, trainer.data
     final = Fold(index=len(calendar), train_start=calendar[0], train_end=last_fold.test_end,
                  test_start=None, test_end=None)
     split = fold_windows(data.windowed, calendar, final, config)
@@ -493,10 +563,10 @@ def refit_final(config, data, calendar, last_fold, run_dir):
     if config.finetune_symbol and config.base_model:
         model, history = load_base_model(config, data, last_fold), {}
     else:
-        model, history = fit_fold(config, data, split, run_dir / "tensorboard" / "final")
+        model, history = trainer.fit(split, "final")
     if config.finetune_symbol:
         split = symbol_split(data.windowed, split, config.finetune_symbol)
-        model, history = finetune_head(config, data, split, model, run_dir / "tensorboard" / "final_finetune")
+        model, history = trainer.fit(split, "final_finetune", base_model=model)
     return model, history, split
 
 
@@ -519,6 +589,8 @@ def load_base_model(config, data, last_fold):
 
 def register_model(config, registry_dir, model, data, metrics, parity_inputs):
     """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata."""
+    import keras
+
     from keras_synapse.config import config_to_dict
     from keras_synapse.export import export_onnx
     from keras_synapse.registry import register
@@ -528,8 +600,12 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs):
     export_info = {}
 
     def write_files(directory):
-        model.save(directory / "model.keras")
-        export_info.update(export_onnx(model, directory / "model.onnx", parity_inputs))
+        # An uncompiled copy (same layers and weights): a compiled model would
+        # carry keras_synapse's custom loss and metrics, and plain
+        # keras.models.load_model could not open it without our package.
+        inference_model = keras.Model(model.input, model.output, name=model.name)
+        inference_model.save(directory / "model.keras")
+        export_info.update(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
 
     def statistics(layer_name):
         layer = model.get_layer(layer_name)

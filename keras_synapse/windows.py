@@ -15,12 +15,13 @@ at each window's last bar, giving inputs `{"sequence": [L, F_seq], "static":
 """
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_synapse.errors import DataError
+from keras_synapse.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +238,8 @@ def select_ends(windowed, ends, *, stride=1, start=None, end=None, label_before=
     return np.sort(ends[keep])
 
 
-def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_targets=True, sample_weights=None):
+def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_targets=True, sample_weights=None,
+                 initial_epoch=0):
     """A `tf.data.Dataset` of `(inputs, targets[, weights])` batches, gathered by index.
 
     Windows are gathered from the stacked feature matrix inside the pipeline
@@ -246,63 +248,53 @@ def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_t
     `{"sequence": [batch, L, F]}`, plus `"static": [batch, F_static]` for
     hybrid panels.
 
+    A shuffled dataset is an endless stream of epochs whose orders depend on
+    `(seed, epoch)` alone (see `shuffled_epoch_batches`), so a run resumed at
+    `initial_epoch` sees exactly the batches an uninterrupted run sees; give
+    `fit` its `steps_per_epoch = ceil(len(ends) / batch_size)`.
+
     Args:
         windowed: a `WindowedPanel`.
         ends: window end rows.
         batch_size: windows per batch. Defaults to `64`.
         shuffle: shuffle the windows each epoch (training only). Defaults to
             `False`.
-        seed: the shuffle seed. Defaults to `None`.
+        seed: the shuffle seed (an int). Defaults to `None` (0).
         with_targets: yield `(inputs, targets)` pairs rather than inputs only.
             Defaults to `True`.
         sample_weights: one weight per entry of `ends`, or `None`. Defaults to
             `None`.
+        initial_epoch: the first epoch of a shuffled stream. Defaults to `0`.
 
     Returns:
         A batched, prefetched `tf.data.Dataset`; targets are `[batch, 1]`, or
         for multi-task panels dicts head -> `[batch, 1]` with per-head weights
         that are 0 where a head's label is unknown.
     """
-    if windowed.head_targets:
-        return _multitask_dataset(windowed, ends, batch_size, shuffle, seed, with_targets, sample_weights)
     ends = np.asarray(ends, dtype=np.int64)
-    features = tf.constant(windowed.features)
-    static = None if windowed.static_features is None else tf.constant(windowed.static_features)
-    targets = tf.constant(np.nan_to_num(windowed.targets)[:, None])
-    offsets = tf.range(-windowed.sequence_length + 1, 1, dtype=tf.int64)
-    if sample_weights is None:
-        dataset = tf.data.Dataset.from_tensor_slices(ends)
+    weighted = sample_weights is not None or bool(windowed.head_targets)
+    weights = np.ones(len(ends), np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32)
+    columns = (tf.constant(ends), tf.constant(weights))
+    if shuffle:
+        index_batches, _ = shuffled_epoch_batches(len(ends), batch_size, seed or 0, initial_epoch)
+        dataset = index_batches.map(lambda index: tuple(tf.gather(column, index) for column in columns))
     else:
-        dataset = tf.data.Dataset.from_tensor_slices((ends, np.asarray(sample_weights, dtype=np.float32)))
-    if shuffle:
-        dataset = dataset.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
-
-    def gather(end_rows, weights=None):
-        inputs = {"sequence": tf.gather(features, end_rows[:, None] + offsets)}
-        if static is not None:
-            inputs["static"] = tf.gather(static, end_rows)
-        if not with_targets:
-            return inputs
-        if weights is None:
-            return inputs, tf.gather(targets, end_rows)
-        return inputs, tf.gather(targets, end_rows), weights
-
-    dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = tf.data.Dataset.from_tensor_slices(columns).batch(batch_size)
+    gather = _window_gatherer(windowed, with_targets, weighted)
+    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def _multitask_dataset(windowed, ends, batch_size, shuffle, seed, with_targets, sample_weights):
-    """`make_dataset` for multi-task panels: one target and one weight per head."""
-    ends = np.asarray(ends, dtype=np.int64)
+def _window_gatherer(windowed, with_targets, weighted):
+    """The per-batch map from `(end rows, weights)` to model inputs, targets and weights."""
     features = tf.constant(windowed.features)
     static = None if windowed.static_features is None else tf.constant(windowed.static_features)
     offsets = tf.range(-windowed.sequence_length + 1, 1, dtype=tf.int64)
-    base_weights = np.ones(len(ends), np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32)
-    heads = {name: tf.constant(np.nan_to_num(values)[:, None]) for name, values in windowed.head_targets.items()}
-    known = {name: tf.constant(np.isfinite(values).astype(np.float32)) for name, values in windowed.head_targets.items()}
-    dataset = tf.data.Dataset.from_tensor_slices((ends, base_weights))
-    if shuffle:
-        dataset = dataset.shuffle(len(ends), seed=seed, reshuffle_each_iteration=True)
+    if windowed.head_targets:
+        targets = {name: tf.constant(np.nan_to_num(values)[:, None]) for name, values in windowed.head_targets.items()}
+        known = {name: tf.constant(np.isfinite(values).astype(np.float32))
+                 for name, values in windowed.head_targets.items()}
+    else:
+        targets = tf.constant(np.nan_to_num(windowed.targets)[:, None])
 
     def gather(end_rows, weights):
         inputs = {"sequence": tf.gather(features, end_rows[:, None] + offsets)}
@@ -310,9 +302,51 @@ def _multitask_dataset(windowed, ends, batch_size, shuffle, seed, with_targets, 
             inputs["static"] = tf.gather(static, end_rows)
         if not with_targets:
             return inputs
-        targets = {name: tf.gather(values, end_rows) for name, values in heads.items()}
-        head_weights = {name: tf.gather(mask, end_rows) * weights for name, mask in known.items()}
-        return inputs, targets, head_weights
+        if windowed.head_targets:
+            # A head whose label is unknown for a window learns nothing from it.
+            return (inputs, {name: tf.gather(values, end_rows) for name, values in targets.items()},
+                    {name: tf.gather(mask, end_rows) * weights for name, mask in known.items()})
+        if weighted:
+            return inputs, tf.gather(targets, end_rows), weights
+        return inputs, tf.gather(targets, end_rows)
 
-    dataset = dataset.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return gather
+
+
+def shuffled_epoch_batches(num_elements, batch_size, seed, initial_epoch=0):
+    """Batches of element indices, shuffled afresh each epoch from `(seed, epoch)` alone.
+
+    Epoch `e`'s order is `tf.random.experimental.stateless_shuffle` of
+    `range(num_elements)` with seed `[seed, e]`: the same in any process,
+    whatever came before, and independent of the global seed. The stream
+    starts at `initial_epoch` and never ends, so `fit` must get
+    `steps_per_epoch` (returned here); a resumed run then sees exactly the
+    batches an uninterrupted one sees at the same epochs. Each epoch ends
+    with its own partial batch; batches never straddle epochs.
+
+    Map the indices to windows and weights, e.g.
+    `batches.map(lambda index: (tf.gather(ends, index), tf.gather(weights, index)))`,
+    before gathering the inputs.
+
+    Args:
+        num_elements: the number of training elements, >= 1.
+        batch_size: elements per batch, >= 1.
+        seed: the shuffle seed (an int).
+        initial_epoch: the first epoch the stream yields. Defaults to `0`.
+
+    Returns:
+        `(dataset, steps_per_epoch)`: an infinite `tf.data.Dataset` of int64
+        index vectors, and `ceil(num_elements / batch_size)`.
+    """
+    if num_elements < 1 or batch_size < 1:
+        raise ConfigError(f"`num_elements` and `batch_size` must be >= 1. Received: num_elements={num_elements}, "
+                          f"batch_size={batch_size}")
+    seed = tf.constant(int(seed), dtype=tf.int64)
+    indices = tf.range(int(num_elements), dtype=tf.int64)
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([seed, epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(int(batch_size))
+
+    dataset = tf.data.Dataset.counter(start=int(initial_epoch), dtype=tf.int64).flat_map(epoch_batches)
+    return dataset, math.ceil(num_elements / batch_size)

@@ -111,8 +111,10 @@ def test_sample_weights_ride_along_with_their_windows():
     _, _, windowed = windowed_panel()
     ends = windowed.labelled_ends()[:40]
     weights = np.arange(40, dtype=np.float32)
-    batches = list(make_dataset(windowed, ends, batch_size=16, shuffle=True, seed=1, sample_weights=weights))
+    # A shuffled dataset is an endless stream of epochs: take one epoch's 3 batches.
+    batches = list(make_dataset(windowed, ends, batch_size=16, shuffle=True, seed=1, sample_weights=weights).take(3))
     seen_targets = np.concatenate([targets.numpy()[:, 0] for _, targets, _ in batches])
     seen_weights = np.concatenate([batch_weights.numpy() for _, _, batch_weights in batches])
+    assert sorted(seen_weights) == sorted(weights)  # one epoch: every window exactly once
     expected = dict(zip(np.nan_to_num(windowed.targets[ends]), weights))
     assert all(expected[target] == weight for target, weight in zip(seen_targets, seen_weights))

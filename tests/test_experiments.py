@@ -1,0 +1,28 @@
+"""Every experiment file runs end to end with --quick (one epoch per fold to keep CI short)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from keras_synapse.train import parse_args, run
+
+EXPERIMENTS = sorted(path.stem for path in Path(__file__).resolve().parents[1].joinpath("experiments").glob("*.py"))
+
+
+def test_the_experiments_directory_holds_every_model():
+    assert {"shared_backbone", "multitask", "transformer", "lstm_attention", "lstm_classifier", "hybrid",
+            "finetune"} <= set(EXPERIMENTS)
+
+
+# shared_backbone runs as a user would (a subprocess, full --quick) in tests/test_train.py.
+@pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name != "shared_backbone"])
+def test_experiment_runs_quick(name, tmp_path, request):
+    path = request.config.rootpath / "experiments" / f"{name}.py"
+    run_dir = run(parse_args([str(path), "--quick", "--epochs", "1", "--output", str(tmp_path / "runs"),
+                              "--registry", str(tmp_path / "saved_models")]))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 3 and metrics["summary"]["verdict"]
+    assert Path(metrics["model"]["keras"]).is_file() and Path(metrics["model"]["onnx"]).is_file()
+    # Every docstring gives the command that runs it.
+    assert f"python -m keras_synapse.train experiments/{name}.py" in path.read_text()
