@@ -7,6 +7,10 @@
 - `yfinance:AAPL,MSFT`: Yahoo Finance daily bars, cached on disk;
 - `alpaca:AAPL,BTC/USD`: Alpaca bars (stock keys from `APCA_API_KEY_ID` and
   `APCA_API_SECRET_KEY`; crypto needs none), cached on disk;
+- `synthetic:num_symbols=12,num_bars=2520,signal_strength=0.5,seed=0`: a
+  seeded synthetic universe with an optional planted, documented edge (see
+  `keras_synapse.data.synthetic`), to check the pipeline finds a signal when
+  one exists and none when none does;
 - anything else: a path to a directory of per-symbol files or one long file.
 """
 
@@ -14,6 +18,7 @@ from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
 from keras_synapse.errors import DataError
 
 NETWORK_SOURCES = ("yfinance", "alpaca")
+SYNTHETIC_OPTIONS = {"num_symbols": int, "num_bars": int, "signal_strength": float, "seed": int, "horizon": int}
 
 
 def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
@@ -39,6 +44,10 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
 
         return load_sample(quick=quick, signal_strength=sample_signal_strength)
     source, separator, symbol_list = spec.partition(":")
+    if source == "synthetic":
+        from keras_synapse.data.synthetic import generate_universe
+
+        return generate_universe(**parse_synthetic_options(symbol_list)).panel
     if separator and source in NETWORK_SOURCES:
         symbols = [symbol.strip() for symbol in symbol_list.split(",") if symbol.strip()]
         if not symbols:
@@ -55,6 +64,26 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
     from keras_synapse.data.files import load_files
 
     return load_files(spec)
+
+
+def parse_synthetic_options(text):
+    """Parses `num_symbols=12,num_bars=2520,...` for the `synthetic:` data spec.
+
+    Raises:
+        DataError: for an unknown option or an unparsable value.
+    """
+    options = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = pair.partition("=")
+        key = key.strip()
+        if key not in SYNTHETIC_OPTIONS:
+            raise DataError(f"`--data synthetic:` has no option {key!r}. Options: {', '.join(SYNTHETIC_OPTIONS)}")
+        try:
+            options[key] = SYNTHETIC_OPTIONS[key](value)
+        except ValueError:
+            raise DataError(f"`--data synthetic:` option `{key}` expects a {SYNTHETIC_OPTIONS[key].__name__}. "
+                            f"Received: {key}={value!r}") from None
+    return options
 
 
 __all__ = ["OHLCV_COLUMNS", "Panel", "load_panel", "validate_bars"]
