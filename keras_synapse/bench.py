@@ -1,6 +1,7 @@
 """Benchmarks that print the toolkit's figures beside a reference, in one run.
 
     python -m keras_synapse.bench windows [--symbols 34] [--bars 5040]
+    python -m keras_synapse.bench features [--symbols 34] [--bars 5040]
 
 Each contender runs in its own subprocess so its peak resident memory is its
 own. Figures depend on the machine; the README quotes the ones measured on a
@@ -103,6 +104,27 @@ def bench_windows(args):
     return results
 
 
+def bench_features(args):
+    """Seconds to compute each feature set on a synthetic universe (seed 004's 34 symbols x 20 years)."""
+    from keras_synapse.data.synthetic import generate_universe
+    from keras_synapse.features import FEATURE_SETS, compute_features
+
+    panel = generate_universe(num_symbols=args.symbols, num_bars=args.bars, seed=0).panel
+    # Stand-ins for the market, sector and VIX series, so pattern17 runs too.
+    references = dict(zip(("market", "sector", "vix", "vix3m"), panel.symbols[:4]))
+    print(f"features for {args.symbols} symbols x {args.bars} bars ({panel.num_bars:,} bars)\n")
+    print(f"{'feature set':<14}{'features':>9}{'warm-up':>9}{'seconds':>9}{'bars/s':>13}")
+    total = 0.0
+    for name, feature_set in FEATURE_SETS.items():
+        started = time.perf_counter()
+        frames = compute_features(panel, name, references)
+        seconds = time.perf_counter() - started
+        total += seconds
+        print(f"{name:<14}{next(iter(frames.values())).shape[1]:>9}{feature_set.warmup:>9}{seconds:>9.2f}"
+              f"{panel.num_bars / seconds:>13,.0f}")
+    print(f"{'all sets':<14}{'':>18}{total:>9.2f}")
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_window_contender":
@@ -118,8 +140,11 @@ def main(argv=None):
     windows.add_argument("--features", type=int, default=17)
     windows.add_argument("--sequence-length", type=int, default=20)
     windows.add_argument("--batch-size", type=int, default=256)
+    features = commands.add_parser("features", help="seconds per feature set on a synthetic universe")
+    features.add_argument("--symbols", type=int, default=34)
+    features.add_argument("--bars", type=int, default=5040)
     args = parser.parse_args(argv)
-    {"windows": bench_windows}[args.command](args)
+    {"windows": bench_windows, "features": bench_features}[args.command](args)
     return 0
 
 
