@@ -155,7 +155,8 @@ def run(args):
     histories["final refit"] = final_history
     # Parity is checked on the most recent windows the refit held back for early stopping.
     parity_inputs = data.windowed.gather(final_split["validation"][-256:])
-    version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs)
+    version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
+                                 drift_rows=data.windowed.timestamps <= final_split["fit_end"])
     metrics["model"] = {
         "keras": str(version_dir / "model.keras"),
         "onnx": str(version_dir / "model.onnx"),
@@ -587,17 +588,21 @@ def load_base_model(config, data, last_fold):
     return keras.models.load_model(resolve(config.base_model) / "model.keras")
 
 
-def register_model(config, registry_dir, model, data, metrics, parity_inputs):
-    """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata."""
+def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows):
+    """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata.
+
+    `drift_rows` selects the feature rows the model was fitted on; their
+    per-feature distributions go into the metadata as the drift reference.
+    """
     import keras
 
     from keras_synapse.config import config_to_dict
+    from keras_synapse.drift import training_distributions
     from keras_synapse.export import export_onnx
     from keras_synapse.registry import register
     from keras_synapse.runs import json_ready
 
     windowed, panel = data.windowed, data.panel
-    export_info = {}
 
     def write_files(directory):
         # An uncompiled copy (same layers and weights): a compiled model would
@@ -605,7 +610,8 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs):
         # keras.models.load_model could not open it without our package.
         inference_model = keras.Model(model.input, model.output, name=model.name)
         inference_model.save(directory / "model.keras")
-        export_info.update(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
+        # register() writes metadata.json after this returns, so the export figures land in it.
+        metadata["onnx"] = json_ready(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
 
     def statistics(layer_name):
         layer = model.get_layer(layer_name)
@@ -631,11 +637,17 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs):
         "data": {"spec": config.data, "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
                  "start": str(panel.start), "end": str(panel.end)},
         "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
-        "onnx": export_info,
         "packages": _package_versions(),
         "parameters": int(model.count_params()),
     }
-    return register(registry_dir, config.name, write_files, json_ready(metadata))
+    rows, names = windowed.features[drift_rows], list(windowed.feature_names)
+    if windowed.static_features is not None:  # the same columns as Predictor.feature_rows
+        extra = [index for index, name in enumerate(windowed.static_feature_names) if name not in names]
+        rows = np.concatenate([rows, windowed.static_features[drift_rows][:, extra]], axis=1)
+        names += [windowed.static_feature_names[index] for index in extra]
+    metadata["drift_reference"] = training_distributions(rows, names)
+    metadata = json_ready(metadata)
+    return register(registry_dir, config.name, write_files, metadata)
 
 
 def _package_versions():

@@ -20,3 +20,34 @@ def make_bars(num_bars=60, seed=0, start="2024-01-01", tz="UTC", freq="B"):
 @pytest.fixture
 def bars():
     return make_bars()
+
+
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory):
+    """A real registry version from one quick shared-backbone training run, shared by the session (~30 s).
+
+    Returns the version directory (`.../saved_models/shared_backbone/1`).
+    Tests that modify it must copy it first (see `copy_version`).
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path_factory.mktemp("trained")
+    repository = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "keras_synapse.train", "experiments/shared_backbone.py", "--quick",
+               "--output", str(root / "runs"), "--registry", str(root / "saved_models")]
+    result = subprocess.run(command, cwd=repository, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return (root / "saved_models" / "shared_backbone" / "latest").resolve()
+
+
+def copy_version(version_dir, destination):
+    """Copies a registry version to `destination/<experiment>/<version>` and returns the copy."""
+    import shutil
+    from pathlib import Path
+
+    version_dir = Path(version_dir)
+    target = Path(destination) / version_dir.parent.name / version_dir.name
+    shutil.copytree(version_dir, target)
+    return target

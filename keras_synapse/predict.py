@@ -1,0 +1,118 @@
+"""Predict with a registered model on new bars.
+
+    python -m keras_synapse.predict saved_models/shared_backbone/latest --data ./bars/ [--output preds.csv]
+    python -m keras_synapse.predict saved_models/shared_backbone/3 --data sample --latest
+
+Computes the model's features with the training code, windows them like
+training, runs the model (ONNX Runtime, or Keras when the ONNX file is
+missing) and prints a summary; with `--latest` only each symbol's newest
+window is scored (the streaming path). When the model's metadata holds a
+`drift_reference`, the input features are compared with the training ones
+and drifted features are flagged.
+"""
+
+import argparse
+import logging
+import sys
+import time
+
+import numpy as np
+
+from keras_synapse.errors import SynapseError
+
+DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else ""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m keras_synapse.predict", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a registry version: saved_models/<experiment>/<version|latest>")
+    parser.add_argument("--data", required=True, help="bars to predict on: 'sample', a directory of per-symbol "
+                        "CSV/Parquet files, one long CSV/Parquet with a symbol column, 'yfinance:SYM,SYM' or "
+                        "'alpaca:SYM,SYM'")
+    parser.add_argument("--output", help="write the predictions to this CSV file")
+    parser.add_argument("--latest", action="store_true", help="score only each symbol's newest window")
+    parser.add_argument("--backend", choices=("onnx", "onnx_int8", "keras"), default="onnx",
+                        help="model runtime. Defaults to onnx (falls back to keras when model.onnx is missing)")
+    parser.add_argument("--quick", action="store_true", help="with --data sample: the small smoke-run panel")
+    parser.add_argument("--drift-bars", type=int, default=0,
+                        help="compare only each symbol's last N feature rows with training (0: all). Defaults to 0")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        run(args)
+    except SynapseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args):
+    """Loads the model and the bars, predicts, prints the summary and drift flags; returns the predictions."""
+    from keras_synapse.data import load_panel
+    from keras_synapse.inference import Predictor
+
+    started = time.perf_counter()
+    predictor = Predictor.from_registry(args.model, backend=args.backend)
+    print(f"model: {predictor.experiment} v{predictor.version} ({predictor.backend}); label "
+          f"{predictor.task.label} ({predictor.task.kind}); features {predictor.inputs.feature_set}"
+          + (f" + static {predictor.inputs.static_feature_set}" if predictor.inputs.static_feature_set else "")
+          + f"; windows of {predictor.inputs.sequence_length} bars")
+    panel = load_panel(args.data, quick=args.quick)
+    print(f"data: {panel!r}")
+    if args.latest:
+        predictions = predictor.predict_latest(panel)
+    else:
+        predictions = predictor.predict_panel(panel)
+    elapsed = time.perf_counter() - started
+    print(format_summary(predictions, args.latest))
+    if args.output:
+        predictions.reset_index().to_csv(args.output, index=False)
+        print(f"predictions: {args.output} ({len(predictions)} rows)")
+    print_drift(predictor, panel, args.drift_bars)
+    print(f"done in {elapsed:.1f} s")
+    return predictions
+
+
+def format_summary(predictions, latest):
+    """A short text summary of a prediction frame."""
+    if latest:
+        lines = [f"{'symbol':<12}{'timestamp':<27}{'score':>9}  note"]
+        for symbol, row in predictions.iterrows():
+            note = f"NEUTRAL (fallback: {row['reason']})" if row["fallback"] else ""
+            lines.append(f"{symbol:<12}{str(row['timestamp']):<27}{row['score']:>+9.4f}  {note}")
+        fallbacks = int(predictions["fallback"].sum())
+        lines.append(f"{len(predictions)} symbols, {fallbacks} neutral fallback(s)")
+        return "\n".join(lines)
+    if len(predictions) == 0:
+        return "no complete window in the data"
+    scores = predictions["score"].to_numpy(dtype=np.float64)
+    timestamps = predictions.index.get_level_values("timestamp")
+    symbols = predictions.index.get_level_values("symbol").unique()
+    return (f"{len(predictions)} windows of {len(symbols)} symbols, {timestamps.min()} .. {timestamps.max()}\n"
+            f"score: mean {scores.mean():+.4f}, std {scores.std():.4f}, positive {np.mean(scores > 0):.1%}, "
+            f"min {scores.min():+.4f}, max {scores.max():+.4f}")
+
+
+def print_drift(predictor, panel, drift_bars=0):
+    """Prints the drift table when the model's metadata has a `drift_reference`."""
+    reference = predictor.metadata.get("drift_reference")
+    if not reference:
+        print("drift: no drift_reference in the model's metadata (re-register the model to record one)")
+        return None
+    from keras_synapse.drift import drift_report, format_drift_report
+
+    rows = predictor.feature_rows(panel)
+    if drift_bars > 0:
+        rows = rows.groupby(level="symbol", sort=False).tail(drift_bars)
+    report = drift_report(reference, rows)
+    print(format_drift_report(report))
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The predict command: predictions file, summary, latest windows, drift flags, clean errors."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from conftest import copy_version
+
+from keras_synapse.data import load_panel
+from keras_synapse.drift import training_distributions
+from keras_synapse.inference import Predictor
+from keras_synapse.predict import main
+
+
+def test_predict_command_writes_every_window(trained_registry, tmp_path):
+    output = tmp_path / "predictions.csv"
+    result = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(trained_registry.parent / "latest"),
+                             "--data", "sample", "--quick", "--output", str(output)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    predictions = pd.read_csv(output)
+    assert list(predictions.columns) == ["symbol", "timestamp", "score"]
+    assert predictions["symbol"].nunique() == 6 and len(predictions) > 8000
+    assert "model: shared_backbone v1 (onnx)" in result.stdout
+    assert f"{len(predictions)} windows of 6 symbols" in result.stdout
+    # The trainer stores the fitted rows' distributions, so predict reports drift against them.
+    assert "feature drift vs training" in result.stdout and "of 8 features" in result.stdout
+
+
+def test_latest_with_drift_flags(trained_registry, tmp_path, capsys):
+    # A drift reference from an earlier period (through 2016) makes 2017-2018 bars drift.
+    version = copy_version(trained_registry, tmp_path)
+    metadata = json.loads((version / "metadata.json").read_text())
+    assert set(metadata["drift_reference"]["features"]) == set(metadata["feature_names"])
+    predictor = Predictor.from_registry(version)
+    panel = load_panel("sample", quick=True)
+    rows = predictor.feature_rows(panel.truncate(pd.Timestamp("2016-12-31", tz="UTC")))
+    metadata["drift_reference"] = training_distributions(rows.to_numpy(), list(rows.columns))
+    (version / "metadata.json").write_text(json.dumps(metadata))
+
+    assert main([str(version), "--data", "sample", "--quick", "--latest", "--drift-bars", "250"]) == 0
+    output = capsys.readouterr().out
+    for symbol in ("SP500", "NASDAQ", "SYN-03"):
+        assert symbol in output
+    assert "6 symbols, 0 neutral fallback(s)" in output
+    assert "feature drift vs training" in output
+    assert "drifted" in output and "moderate of 8 features" in output
+
+
+def test_errors_are_clean(trained_registry, tmp_path, capsys):
+    assert main([str(trained_registry), "--data", str(tmp_path / "no_such_dir")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert main([str(tmp_path), "--data", "sample"]) == 2
+    assert "is not a registry version" in capsys.readouterr().err
+

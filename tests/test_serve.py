@@ -1,0 +1,152 @@
+"""The HTTP service, tested as a real uvicorn server in its own process with a real HTTP client."""
+
+import concurrent.futures
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from keras_synapse.data import load_panel
+
+NUM_CLIENTS = 8
+REQUESTS_PER_CLIENT = 250
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_registry, tmp_path_factory):
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
+    command = [sys.executable, "-m", "keras_synapse.serve", str(trained_registry), "--port", str(port)]
+    # A file, not a pipe: a pipe nobody reads would block the server once full.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            process.kill()
+            log.close()
+            pytest.fail(f"server did not start: {Path(log.name).read_text()}")
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    log.close()
+
+
+def bar_records(frame):
+    return [{"timestamp": timestamp.isoformat(), **{key: float(value) for key, value in row.items()}}
+            for timestamp, row in frame.iterrows()]
+
+
+@pytest.fixture(scope="module")
+def bars():
+    panel = load_panel("sample", quick=True)
+    return {symbol: bar_records(panel[symbol].iloc[-60:]) for symbol in ("SP500", "SYN-00", "SYN-01")}
+
+
+def test_health_and_model(server):
+    assert httpx.get(f"{server}/health").json() == {"status": "ok", "experiment": "shared_backbone", "version": 1,
+                                                     "backend": "onnx"}
+    model = httpx.get(f"{server}/model").json()
+    assert model["inputs"]["feature_set"] == "core" and len(model["inputs"]["feature_names"]) == 8
+    assert model["inputs"]["required_bars"] == 40 and model["label"]["name"] == "forward_return"
+    assert set(model["metrics_summary"]) >= {"directional_accuracy", "ic", "rank_ic"}
+    assert "onnx" in model
+
+
+def test_prediction_endpoints(server, bars):
+    answer = httpx.post(f"{server}/predict/pattern_confidence", json={"symbol": "SYN-00", "bars": bars["SYN-00"]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["symbol"] == "SYN-00" and body["timestamp"] == bars["SYN-00"][-1]["timestamp"]
+    assert np.isfinite(body["score"]) and body["fallback"] is False
+    assert body["recommendation"] in ("buy", "sell", "hold") and body["model"]["version"] == 1
+
+    signals = httpx.post(f"{server}/predict/signals", json={"symbol": "SYN-00", "bars": bars["SYN-00"]}).json()
+    assert signals["count"] == 60 - 40 + 1 == len(signals["signals"])
+    assert signals["signals"][-1]["score"] == pytest.approx(body["score"], abs=1e-4)
+
+    multi = httpx.post(f"{server}/predict/multi_ticker",
+                       json={"bars": {"SP500": bars["SP500"], "SYN-01": bars["SYN-01"], "NEW": bars["SYN-01"][:25]}})
+    assert multi.status_code == 200
+    predictions = {row["symbol"]: row for row in multi.json()["predictions"]}
+    assert not predictions["SP500"]["fallback"] and not predictions["SYN-01"]["fallback"]
+    assert predictions["NEW"]["fallback"] and predictions["NEW"]["score"] == 0
+    assert predictions["NEW"]["recommendation"] == "hold" and "needs 40 bars" in predictions["NEW"]["reason"]
+
+
+def test_bad_input_gets_4xx_with_a_message(server, bars):
+    url = f"{server}/predict/pattern_confidence"
+    assert httpx.post(url, content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    missing_field = httpx.post(url, json={"symbol": "X", "bars": [{"timestamp": "2024-01-02", "open": 1.0}]})
+    assert missing_field.status_code == 422 and "high" in missing_field.text
+    assert httpx.post(url, json={"symbol": "X", "bars": []}).status_code == 422
+    wrong_type = [dict(bar, close="abc") for bar in bars["SYN-00"]]
+    assert httpx.post(url, json={"symbol": "X", "bars": wrong_type}).status_code == 422
+
+    broken = [dict(bar) for bar in bars["SYN-00"]]
+    broken[45]["low"] = broken[45]["high"] * 2
+    invalid = httpx.post(url, json={"symbol": "X", "bars": broken})
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"].startswith("Symbol 'X', column 'high': high below low at")
+
+    unsorted = bars["SYN-00"][::-1]
+    assert "not sorted" in httpx.post(url, json={"symbol": "X", "bars": unsorted}).json()["detail"]
+    short = httpx.post(url, json={"symbol": "X", "bars": bars["SYN-00"][:10]})
+    assert short.status_code == 422 and "needs at least 40" in short.json()["detail"]
+    assert httpx.get(f"{server}/predict/signals").status_code == 405
+    assert httpx.post(f"{server}/predict/unknown", json={}).status_code == 404
+
+
+def test_concurrent_load(server, bars):
+    """8 clients x 250 requests against the real server: no errors, bounded time; prints the figures."""
+    # Encoded once, so the clients (in this process) spend their time waiting on the server, not on JSON.
+    payloads = [json.dumps({"symbol": symbol, "bars": records[-50:]}).encode() for symbol, records in bars.items()]
+
+    def client(index):
+        latencies = []
+        with httpx.Client(base_url=server, timeout=30) as session:
+            for request in range(REQUESTS_PER_CLIENT):
+                started = time.perf_counter()
+                payload = payloads[(index + request) % len(payloads)]
+                answer = session.post("/predict/pattern_confidence", content=payload,
+                                      headers={"content-type": "application/json"})
+                latencies.append(time.perf_counter() - started)
+                assert answer.status_code == 200 and answer.json()["fallback"] is False, answer.text
+        return latencies
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(NUM_CLIENTS) as pool:
+        latencies = np.concatenate(list(pool.map(client, range(NUM_CLIENTS)))) * 1e3
+    elapsed = time.perf_counter() - started
+    assert len(latencies) == NUM_CLIENTS * REQUESTS_PER_CLIENT
+    assert elapsed < 120
+    print(f"\nload: {len(latencies)} requests, {NUM_CLIENTS} concurrent clients, {elapsed:.1f} s, "
+          f"{len(latencies) / elapsed:.0f} requests/s; latency p50 {np.percentile(latencies, 50):.1f} ms, "
+          f"p99 {np.percentile(latencies, 99):.1f} ms")
+
+
+def test_a_missing_fastapi_is_a_clear_error(monkeypatch):
+    from keras_synapse.errors import ConfigError
+    from keras_synapse.serve import create_app
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[serve\]'"):
+        create_app(predictor=None)
