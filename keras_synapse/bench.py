@@ -42,7 +42,7 @@ def run_window_contender(name, num_symbols, num_bars, num_features, sequence_len
         import os
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import keras  # noqa: F401  (imported before the baseline is read)
+        import keras  # imported before the baseline is read
         import tensorflow  # noqa: F401
     blocks = _feature_blocks(num_symbols, num_bars, num_features)
     windows_per_symbol = num_bars - sequence_length + 1
@@ -70,8 +70,6 @@ def run_window_contender(name, num_symbols, num_bars, num_features, sequence_len
             )
             dataset = make_dataset(windowed, np.flatnonzero(windowed.window_ok), batch_size, with_targets=False)
         else:
-            import keras
-
             dataset = None
             for block in blocks:
                 part = keras.utils.timeseries_dataset_from_array(block, None, sequence_length, batch_size=batch_size)

@@ -37,7 +37,6 @@ else:
 """
 
 import json
-import math
 import os
 import pathlib
 import re
@@ -45,7 +44,6 @@ import re
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from scipy import stats
 
 from keras_synapse.errors import ConfigError

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-from keras_synapse.errors import SynapseError
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else ""
 
@@ -41,14 +40,9 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except SynapseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    from keras_synapse.cli import run_command
+
+    return run_command(run, parse_args(sys.argv[1:] if argv is None else argv), logging.WARNING)
 
 
 def run(args):

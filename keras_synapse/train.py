@@ -22,7 +22,6 @@ import pandas as pd
 from keras_synapse.errors import DataError, SynapseError
 from keras_synapse.validation import iso_utc
 
-logger = logging.getLogger("keras_synapse.train")
 
 DESCRIPTION = """Train an experiment with gapped time-series cross-validation.
 
@@ -71,14 +70,9 @@ def resolve_config(args):
 
 
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        run(args)
-    except SynapseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    from keras_synapse.cli import run_command
+
+    return run_command(run, parse_args(sys.argv[1:] if argv is None else argv))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,11 +344,15 @@ class FoldTrainer:
         self.num_fits += 1
         keras.utils.clear_session()
         keras.utils.set_random_seed(config.seed + self.num_fits)
-        model = self.build(split) if base_model is None else frozen_backbone_copy(base_model)
-        steps_per_epoch = int(np.ceil(len(split["fit"]) / config.batch_size))
-        learning_rate, schedule_callbacks = learning_rate_schedule(
-            config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch)
-        self.compile(model, learning_rate)
+        from keras_synapse.distribute import distribution_scope
+
+        # Build, adapt and compile under the config's tf.distribute strategy (a no-op for distribute="none").
+        with distribution_scope(config.distribute):
+            model = self.build(split) if base_model is None else frozen_backbone_copy(base_model)
+            steps_per_epoch = int(np.ceil(len(split["fit"]) / config.batch_size))
+            learning_rate, schedule_callbacks = learning_rate_schedule(
+                config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch)
+            self.compile(model, learning_rate)
         checkpoint_dir = self.run_dir / "checkpoints" / name
         log_dir = self.run_dir / "tensorboard" / name
         log_dir.mkdir(parents=True, exist_ok=True)

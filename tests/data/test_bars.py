@@ -1,6 +1,5 @@
 """Tests for time resampling and volume/dollar bars, on hand-computed examples."""
 
-import numpy as np
 import pandas as pd
 import pytest
 

@@ -1,0 +1,32 @@
+"""What every command-line entry point shares: logging set-up and clean errors.
+
+A `SynapseError` (bad data, an impossible setting, a missing file) is the
+user's to fix, so it ends the command with its message and exit status 2
+instead of a traceback.
+"""
+
+import logging
+import sys
+
+from keras_synapse.errors import SynapseError
+
+
+def run_command(body, args, log_level=logging.INFO):
+    """Runs `body(args)`; returns the process exit status.
+
+    Args:
+        body: the command's work, a callable taking the parsed arguments.
+        args: the parsed arguments.
+        log_level: the root logging level. Defaults to `logging.INFO`.
+
+    Returns:
+        0 on success, 2 after printing `error: <message>` for a
+        `SynapseError`.
+    """
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        body(args)
+    except SynapseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
