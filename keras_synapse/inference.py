@@ -409,7 +409,7 @@ class Predictor:
         self._check_input_shapes(runner.input_shapes)
 
     @classmethod
-    def from_registry(cls, path, backend="onnx", intra_op_threads=None, batch_size=DEFAULT_BATCH_SIZE):
+    def from_registry(cls, path, backend="onnx", intra_op_threads=None, batch_size=DEFAULT_BATCH_SIZE, fold=None):
         """Loads `saved_models/NAME/{VERSION|latest}`.
 
         Args:
@@ -427,6 +427,10 @@ class Predictor:
                 machine (on a busy 2-core machine one thread streamed 500
                 symbols in 33 ms, all cores in 65 ms). Defaults to `None`.
             batch_size: most windows per model call. Defaults to `4096`.
+            fold: load the model of this cross-validation fold
+                (`folds/fold_<k>.keras`, Keras backend) instead of the final
+                refit, to reproduce the training run's test-fold predictions.
+                Defaults to `None`.
 
         Raises:
             SynapseError: when `path` is not a registry version, the backend
@@ -438,6 +442,11 @@ class Predictor:
             raise SynapseError(f"`backend` must be one of {BACKENDS}. Received: backend={backend!r}")
         version_dir = resolve(path)
         metadata = read_metadata(version_dir)
+        if fold is not None:
+            fold_path = version_dir / "folds" / f"fold_{fold}.keras"
+            if not fold_path.is_file():
+                raise SynapseError(f"{version_dir} has no model for fold {fold} ({fold_path} is missing).")
+            return cls(metadata, _KerasRunner(fold_path, intra_op_threads), "keras", version_dir, batch_size)
         if backend != "keras":
             onnx_path = version_dir / ("model.onnx" if backend == "onnx" else "model.int8.onnx")
             try:

@@ -33,6 +33,8 @@ def parse_args(argv):
     parser.add_argument("--latest", action="store_true", help="score only each symbol's newest window")
     parser.add_argument("--backend", choices=("onnx", "onnx_int8", "keras"), default="onnx",
                         help="model runtime. Defaults to onnx (falls back to keras when model.onnx is missing)")
+    parser.add_argument("--fold", type=int, help="use cross-validation fold K's model instead of the final refit: "
+                        "reproduces the training run's test-fold predictions")
     parser.add_argument("--quick", action="store_true", help="with --data sample: the small smoke-run panel")
     parser.add_argument("--drift-bars", type=int, default=0,
                         help="compare only each symbol's last N feature rows with training (0: all). Defaults to 0")
@@ -51,7 +53,7 @@ def run(args):
     from keras_synapse.inference import Predictor
 
     started = time.perf_counter()
-    predictor = Predictor.from_registry(args.model, backend=args.backend)
+    predictor = Predictor.from_registry(args.model, backend=args.backend, fold=args.fold)
     print(f"model: {predictor.experiment} v{predictor.version} ({predictor.backend}); label "
           f"{predictor.task.label} ({predictor.task.kind}); features {predictor.inputs.feature_set}"
           + (f" + static {predictor.inputs.static_feature_set}" if predictor.inputs.static_feature_set else "")

@@ -122,7 +122,7 @@ def run(args):
     folds = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap).split(calendar)
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
-    fold_results, histories, predictions = [], {}, []
+    fold_results, histories, predictions, fold_models = [], {}, [], []
     for fold in tqdm(folds, desc="folds", unit="fold"):
         split = fold_windows(data.windowed, calendar, fold, config)
         model, history = trainer.fit(split, f"fold_{fold.index}")
@@ -138,6 +138,7 @@ def run(args):
             frame["baseline_shared_backbone"] = predict_windows(shared_model, data, split["test"],
                                                                 config.batch_size)["prediction"].to_numpy()
         predictions.append(frame)
+        fold_models.append(model)
         fold_results.append(_fold_record(fold, split, frame, history, data.task, data.head_tasks))
     test_predictions = pd.concat(predictions, ignore_index=True)
 
@@ -150,7 +151,7 @@ def run(args):
     # Parity is checked on the most recent windows the refit held back for early stopping.
     parity_inputs = data.windowed.gather(final_split["validation"][-256:])
     version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
-                                 drift_rows=data.windowed.timestamps <= final_split["fit_end"])
+                                 drift_rows=data.windowed.timestamps <= final_split["fit_end"], fold_models=fold_models)
     metrics["model"] = {
         "keras": str(version_dir / "model.keras"),
         "onnx": str(version_dir / "model.onnx"),
@@ -181,7 +182,7 @@ def prepare_data(config, quick):
 
     from keras_synapse.config import head_labels, label_options, reference_symbols
     from keras_synapse.data import load_panel
-    from keras_synapse.features import compute_features, get_feature_set
+    from keras_synapse.features import get_feature_set
     from keras_synapse.labels import compute_labels
     from keras_synapse.tasks import Task
 
@@ -194,8 +195,12 @@ def prepare_data(config, quick):
             f"feature warm-up {warmup} + sequence_length {config.sequence_length} + horizon {config.horizon}",
         )
         references = reference_symbols(config)
-        features = compute_features(panel, config.features, references)
-        static = compute_features(panel, config.static_features, references) if config.static_features else None
+        # Per symbol, in parallel for large panels, through the on-disk cache when `feature_cache` is set.
+        from keras_synapse.features.cache import compute_features_cached
+
+        features = compute_features_cached(panel, config.features, references, config.feature_cache)
+        static = (compute_features_cached(panel, config.static_features, references, config.feature_cache)
+                  if config.static_features else None)
         labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, **label_options(config))
         heads, primary_head = head_labels(config)
         per_head = {head: labels if name == config.label else compute_labels(panel, name, config.horizon,
@@ -586,11 +591,13 @@ def load_base_model(config, data, last_fold):
     return keras.models.load_model(resolve(config.base_model) / "model.keras")
 
 
-def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows):
+def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows, fold_models=()):
     """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata.
 
     `drift_rows` selects the feature rows the model was fitted on; their
     per-feature distributions go into the metadata as the drift reference.
+    The fold models go to `folds/fold_<k>.keras`, so `predict --fold k`
+    reproduces the run's test-fold predictions.
     """
     import keras
 
@@ -608,6 +615,10 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         # keras.models.load_model could not open it without our package.
         inference_model = keras.Model(model.input, model.output, name=model.name)
         inference_model.save(directory / "model.keras")
+        (directory / "folds").mkdir()
+        for index, fold_model in enumerate(fold_models):
+            keras.Model(fold_model.input, fold_model.output, name=fold_model.name).save(
+                directory / "folds" / f"fold_{index}.keras")
         # register() writes metadata.json after this returns, so the export figures land in it.
         metadata["onnx"] = json_ready(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
 

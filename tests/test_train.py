@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_bars
 
@@ -98,6 +99,18 @@ def test_own_csv_directory(tmp_path, request):
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
     assert metadata["data"]["symbols"] == ["AAA", "BBB", "CCC"]
+    # `predict` on the same CSVs with the last fold's model reproduces that fold's test predictions.
+    output = tmp_path / "predictions.csv"
+    predicted = subprocess.run(
+        [sys.executable, "-m", "keras_synapse.predict", str(tmp_path / "models" / "shared_backbone" / "latest"),
+         "--data", str(bars_dir), "--fold", "2", "--output", str(output)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
+    expected = pd.read_csv(run_dir / "test_predictions.csv").query("fold == 2")
+    actual = pd.read_csv(output).merge(expected[["symbol", "timestamp", "prediction"]], on=["symbol", "timestamp"])
+    assert len(actual) == len(expected) > 50
+    np.testing.assert_allclose(actual["score"], actual["prediction"], atol=1e-5)
 
 
 @pytest.mark.parametrize(
