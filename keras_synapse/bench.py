@@ -3,6 +3,7 @@
     python -m keras_synapse.bench windows [--symbols 34] [--bars 5040]
     python -m keras_synapse.bench features [--symbols 34] [--bars 5040]
     python -m keras_synapse.bench inference
+    python -m keras_synapse.bench train
 
 Each contender runs in its own subprocess so its peak resident memory is its
 own. Figures depend on the machine; the README quotes the ones measured on a
@@ -142,14 +143,17 @@ def main(argv=None):
     features = commands.add_parser("features", help="seconds per feature set on a synthetic universe")
     features.add_argument("--symbols", type=int, default=34)
     features.add_argument("--bars", type=int, default=5040)
-    from keras_synapse import bench_inference
+    from keras_synapse import bench_inference, bench_train
+
+    train = commands.add_parser("train", help="samples/s: tf.data pipeline vs model.fit on NumPy windows; per model")
+    bench_train.add_arguments(train)
 
     inference = commands.add_parser("inference", help="ONNX Runtime vs model.predict vs Keras: latency, throughput, "
                                                       "streaming, memory")
     bench_inference.add_arguments(inference)
     args = parser.parse_args(argv)
-    {"windows": bench_windows, "features": bench_features, "inference": bench_inference.bench_inference}[
-        args.command](args)
+    {"windows": bench_windows, "features": bench_features, "inference": bench_inference.bench_inference,
+     "train": bench_train.bench_train}[args.command](args)
     return 0
 
 
