@@ -99,7 +99,7 @@ def block_bootstrap_intervals(frame, prediction_column, block_length, num_resamp
     }
 
 
-def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=0):
+def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=0, num_resamples=1000):
     """Fold-averaged metrics with pooled values and bootstrap intervals.
 
     Args:
@@ -109,6 +109,7 @@ def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=
         prediction_column: the column holding the predictions.
         block_length: bootstrap block length in timestamps.
         seed: the bootstrap seed. Defaults to `0`.
+        num_resamples: bootstrap resamples. Defaults to `1000`.
 
     Returns:
         A dict metric -> `{"mean", "pooled", "ci_low", "ci_high"}` plus
@@ -116,7 +117,7 @@ def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=
         accuracy and the IC have 95% intervals entirely above zero.
     """
     pooled = regression_metrics(pooled_frame[prediction_column], pooled_frame["target"], pooled_frame["reference"])
-    intervals = block_bootstrap_intervals(pooled_frame, prediction_column, block_length, seed=seed)
+    intervals = block_bootstrap_intervals(pooled_frame, prediction_column, block_length, num_resamples, seed)
     # Only the metrics the folds report (a classifier's folds carry no MSE).
     names = [name for name in METRIC_NAMES if name in fold_metrics[0]]
     summary = {
