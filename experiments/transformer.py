@@ -6,6 +6,10 @@
 
 Same windows, label, folds and baselines as the shared backbone, so the two
 compare directly.
+
+Result on the offline sample (445 s with other jobs on the CPU; 18,130
+parameters): test IC -0.017 [-0.054, +0.018], directional accuracy 0.488
+[0.475, 0.501]: no detectable edge.
 """
 
 import dataclasses
