@@ -10,6 +10,12 @@ SP500's test windows, next to the un-tuned shared backbone on the same windows
 (`baseline shared_backbone`). The final model fine-tunes the registered
 backbone (`base_model`) when it exists and saw no data past this run's last
 test fold; otherwise it refits the backbone first.
+
+Result on the offline sample (247 s with other jobs on the CPU, starting from
+the registered shared backbone): on SP500's test windows the fine-tuned head
+has IC +0.113 [95% CI -0.020, +0.238] against +0.005 for the un-tuned shared
+backbone, directional accuracy 0.489 [0.451, 0.526]: with ~360 test windows
+the interval is wide and includes zero, so no detectable edge.
 """
 
 import dataclasses
