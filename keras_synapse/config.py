@@ -94,6 +94,13 @@ class ExperimentConfig:
     seed: int = 42
     # Backtest: costs and slippage per unit of turnover, in basis points.
     cost_bps: float = 5.0
+    # --- Scale-out (keras_synapse.distribute, keras_synapse.features.cache) ---
+    # "none" or "mirrored" (tf.distribute.MirroredStrategy over the local
+    # devices); "multi_worker" is refused, see keras_synapse.distribute.
+    distribute: str = "none"
+    # Directory of the per-symbol feature cache; "" disables it, "auto" is
+    # $KERAS_SYNAPSE_CACHE/features (default ~/.cache/keras_synapse/features).
+    feature_cache: str = ""
 
     def __post_init__(self):
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
@@ -105,6 +112,9 @@ class ExperimentConfig:
         _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
+        from keras_synapse.distribute import check_distribute  # scale-out: refuses "multi_worker" with the reason
+
+        check_distribute(self.distribute)
         # A gap shorter than the label horizon lets a training label overlap
         # the test fold: refuse it rather than report leaked numbers.
         if self.gap < self.horizon:
