@@ -254,6 +254,9 @@ def fold_windows(windowed, calendar, fold, config):
     return split
 
 
+# Weight histograms every few epochs: each one costs a pass over every weight.
+HISTOGRAM_EVERY = 5
+
 HEAD_LAYERS = ("dense", "dense_dropout", "prediction")
 
 
@@ -387,7 +390,7 @@ class FoldTrainer:
             initial_epoch=initial_epoch,
             epochs=config.epochs,
             callbacks=[*ic_callbacks, *schedule_callbacks, LearningRateLogger(), early_stopping, checkpoint,
-                       keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=1),
+                       keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=HISTOGRAM_EVERY),
                        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=state is not None)],
             verbose=1 if sys.stdout.isatty() else 2,
         )
