@@ -4,6 +4,7 @@
     python -m keras_synapse.bench features [--symbols 34] [--bars 5040]
     python -m keras_synapse.bench inference
     python -m keras_synapse.bench train
+    python -m keras_synapse.bench scale
 
 Each contender runs in its own subprocess so its peak resident memory is its
 own. Figures depend on the machine; the README quotes the ones measured on a
@@ -143,7 +144,11 @@ def main(argv=None):
     features = commands.add_parser("features", help="seconds per feature set on a synthetic universe")
     features.add_argument("--symbols", type=int, default=34)
     features.add_argument("--bars", type=int, default=5040)
-    from keras_synapse import bench_inference, bench_train
+    from keras_synapse import bench_inference, bench_scale, bench_train
+
+    scale = commands.add_parser("scale", help="500-symbol universe: feature time cold/cached, windows/s, peak RSS "
+                                              "training one epoch")
+    bench_scale.add_arguments(scale)
 
     train = commands.add_parser("train", help="samples/s: tf.data pipeline vs model.fit on NumPy windows; per model")
     bench_train.add_arguments(train)
@@ -153,7 +158,7 @@ def main(argv=None):
     bench_inference.add_arguments(inference)
     args = parser.parse_args(argv)
     {"windows": bench_windows, "features": bench_features, "inference": bench_inference.bench_inference,
-     "train": bench_train.bench_train}[args.command](args)
+     "train": bench_train.bench_train, "scale": bench_scale.bench_scale}[args.command](args)
     return 0
 
 
