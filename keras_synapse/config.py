@@ -129,6 +129,28 @@ def _require(condition, name, value, expectation):
         raise ConfigError(f"`{name}` must be {expectation}. Received: {name}={value!r}")
 
 
+def import_experiment(path, suffix=""):
+    """Imports an experiment file as a module.
+
+    A variant imports its base experiment by name (`import shared_backbone`),
+    so the experiment's own directory is importable while it loads.
+
+    Raises:
+        ConfigError: when the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Experiment file not found: {path}")
+    spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}{suffix}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    return module
+
+
 def load_experiment(path, quick=False):
     """Imports an experiment file and returns its `get_config(quick)`.
 
@@ -144,17 +166,7 @@ def load_experiment(path, quick=False):
         ConfigError: when the file is missing or defines no `get_config`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Experiment file not found: {path}")
-    spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    # A variant imports its base experiment by name (`import shared_backbone`),
-    # so the experiment's own directory is importable while it loads.
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.resolve().parent))
+    module = import_experiment(path)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"{path} defines no `get_config(quick=False)` function.")
     config = module.get_config(quick=quick)

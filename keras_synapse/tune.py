@@ -221,18 +221,9 @@ def load_search_space(path):
     Raises:
         ConfigError: when the file defines none.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Experiment file not found: {path}")
-    # Loaded like keras_synapse.config.load_experiment: the experiment's
-    # directory is importable while it loads, for variants importing a base.
-    spec = importlib.util.spec_from_file_location(f"experiment_{path.stem}_search_space", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.resolve().parent))
+    from keras_synapse.config import import_experiment
+
+    module = import_experiment(path, suffix="_search_space")
     if not callable(getattr(module, "search_space", None)):
         raise ConfigError(f"{path} defines no `search_space(hp)` function returning config field -> value, e.g. "
                           "{'dropout': hp.Float('dropout', 0.1, 0.5)}. See experiments/shared_backbone.py.")
