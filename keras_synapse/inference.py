@@ -51,6 +51,7 @@ import pandas as pd
 
 from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
 from keras_synapse.errors import DataError, SynapseError
+from keras_synapse.windows import complete_windows
 
 logger = logging.getLogger("keras_synapse.inference")
 
@@ -257,27 +258,6 @@ class ModelInputs:
             }),
             sequence_length=self.sequence_length,
         )
-
-
-def complete_windows(timestamps, sequence_length, max_gap_factor):
-    """True where the `sequence_length` rows ending here hold no data gap (the training rule).
-
-    The same rule as `keras_synapse.windows` (which imports TensorFlow): a
-    gap is a spacing above `max_gap_factor` times the median spacing.
-
-    Args:
-        timestamps: int64 nanoseconds of one symbol's rows, increasing.
-        sequence_length: bars per window.
-        max_gap_factor: `0` disables the gap check.
-    """
-    positions = np.arange(len(timestamps))
-    complete = positions >= sequence_length - 1
-    if max_gap_factor <= 0 or len(timestamps) < 3:
-        return complete
-    spacing = np.diff(timestamps)
-    broken = np.concatenate([[False], spacing > max_gap_factor * np.median(spacing)])
-    last_break = np.maximum.accumulate(np.where(broken, positions, 0))
-    return complete & (positions - last_break >= sequence_length - 1)
 
 
 @dataclasses.dataclass(frozen=True)

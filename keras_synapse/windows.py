@@ -19,7 +19,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from keras_synapse.errors import ConfigError, DataError
 
@@ -150,7 +149,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
             "timestamps": _naive_utc(frame.index),
             "label_end_times": _naive_utc(pd.DatetimeIndex(label.end_time.reindex(frame.index))),
             "symbol_codes": np.full(len(frame), code, dtype=np.int32),
-            "window_ok": _complete_windows(frame.index, sequence_length, max_gap_factor),
+            "window_ok": complete_windows(frame.index.asi8, sequence_length, max_gap_factor),
         }
         if static is not None:
             part["static_features"] = static.to_numpy(dtype=np.float32)
@@ -182,16 +181,27 @@ def _naive_utc(index):
     return index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def _complete_windows(index, sequence_length, max_gap_factor):
-    """True where the `sequence_length` rows ending here hold no data gap."""
-    complete = np.arange(len(index)) >= sequence_length - 1
-    if max_gap_factor <= 0 or len(index) < 3:
+def complete_windows(timestamps, sequence_length, max_gap_factor):
+    """True where the `sequence_length` rows ending here hold no data gap.
+
+    Shared by training and inference (NumPy only, no TensorFlow), so both
+    drop exactly the same windows.
+
+    Args:
+        timestamps: int64 nanoseconds of one symbol's rows, increasing.
+        sequence_length: bars per window.
+        max_gap_factor: a spacing above this multiple of the median spacing
+            is a gap; `0` disables the check.
+    """
+    positions = np.arange(len(timestamps))
+    complete = positions >= sequence_length - 1
+    if max_gap_factor <= 0 or len(timestamps) < 3:
         return complete
-    spacing = np.diff(index.asi8)
+    spacing = np.diff(timestamps)
     broken = np.concatenate([[False], spacing > max_gap_factor * np.median(spacing)])
     # Rows since the last gap: a window is clean when it starts at or after it.
-    last_break = np.maximum.accumulate(np.where(broken, np.arange(len(index)), 0))
-    return complete & (np.arange(len(index)) - last_break >= sequence_length - 1)
+    last_break = np.maximum.accumulate(np.where(broken, positions, 0))
+    return complete & (positions - last_break >= sequence_length - 1)
 
 
 def _check_finite(frame, symbol):
@@ -271,6 +281,8 @@ def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_t
         for multi-task panels dicts head -> `[batch, 1]` with per-head weights
         that are 0 where a head's label is unknown.
     """
+    import tensorflow as tf
+
     ends = np.asarray(ends, dtype=np.int64)
     weighted = sample_weights is not None or bool(windowed.head_targets)
     weights = np.ones(len(ends), np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32)
@@ -286,6 +298,8 @@ def make_dataset(windowed, ends, batch_size=64, shuffle=False, seed=None, with_t
 
 def _window_gatherer(windowed, with_targets, weighted):
     """The per-batch map from `(end rows, weights)` to model inputs, targets and weights."""
+    import tensorflow as tf
+
     features = tf.constant(windowed.features)
     static = None if windowed.static_features is None else tf.constant(windowed.static_features)
     offsets = tf.range(-windowed.sequence_length + 1, 1, dtype=tf.int64)
@@ -338,6 +352,8 @@ def shuffled_epoch_batches(num_elements, batch_size, seed, initial_epoch=0):
         `(dataset, steps_per_epoch)`: an infinite `tf.data.Dataset` of int64
         index vectors, and `ceil(num_elements / batch_size)`.
     """
+    import tensorflow as tf
+
     if num_elements < 1 or batch_size < 1:
         raise ConfigError(f"`num_elements` and `batch_size` must be >= 1. Received: num_elements={num_elements}, "
                           f"batch_size={batch_size}")

@@ -16,7 +16,6 @@ from keras_synapse.inference import (
     FeatureMismatchError,
     ModelInputs,
     Predictor,
-    complete_windows,
 )
 
 
@@ -101,13 +100,16 @@ def test_technical_features_on_the_default_buffer_match_full_history(panel):
 
 
 def test_the_gap_rule_is_the_trainers(bars):
-    from keras_synapse.windows import _complete_windows
+    import keras_synapse.inference as inference
+    import keras_synapse.windows as windows
 
+    # One function serves both, so inference drops exactly the windows training dropped.
+    assert inference.complete_windows is windows.complete_windows
     index = make_bars(120).index
     index = index.delete([30, 31, 32, 33, 34, 35, 36, 37, 38, 70])  # an outage and a single missing day
-    for length, factor in ((5, 5.0), (20, 5.0), (20, 0.0), (3, 1.5)):
-        np.testing.assert_array_equal(complete_windows(index.asi8, length, factor),
-                                      _complete_windows(index, length, factor))
+    ok = windows.complete_windows(index.asi8, 5, 5.0)
+    assert not ok[30:34].any() and ok[34]  # a full window of fresh rows is needed after the outage
+    assert ok[69:75].all()  # one missing business day is not an outage
 
 
 def test_neutral_signal_for_short_history_invalid_bars_and_gaps(predictor, panel, caplog):
