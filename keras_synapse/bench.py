@@ -5,6 +5,7 @@
     python -m keras_synapse.bench inference
     python -m keras_synapse.bench train
     python -m keras_synapse.bench scale
+    python -m keras_synapse.bench edge planted|null [--seeds 20]
 
 Each contender runs in its own subprocess so its peak resident memory is its
 own. Figures depend on the machine; the README quotes the ones measured on a
@@ -144,7 +145,7 @@ def main(argv=None):
     features = commands.add_parser("features", help="seconds per feature set on a synthetic universe")
     features.add_argument("--symbols", type=int, default=34)
     features.add_argument("--bars", type=int, default=5040)
-    from keras_synapse import bench_inference, bench_scale, bench_train
+    from keras_synapse import bench_edge, bench_inference, bench_scale, bench_train
 
     scale = commands.add_parser("scale", help="500-symbol universe: feature time cold/cached, windows/s, peak RSS "
                                               "training one epoch")
@@ -156,9 +157,13 @@ def main(argv=None):
     inference = commands.add_parser("inference", help="ONNX Runtime vs model.predict vs Keras: latency, throughput, "
                                                       "streaming, memory")
     bench_inference.add_arguments(inference)
+    edge = commands.add_parser("edge", help="edge verdict vs known truth: planted-signal IC vs the oracle's, "
+                                            "false edges over random-walk seeds")
+    bench_edge.add_arguments(edge)
     args = parser.parse_args(argv)
     {"windows": bench_windows, "features": bench_features, "inference": bench_inference.bench_inference,
-     "train": bench_train.bench_train, "scale": bench_scale.bench_scale}[args.command](args)
+     "train": bench_train.bench_train, "scale": bench_scale.bench_scale,
+     "edge": bench_edge.bench_edge}[args.command](args)
     return 0
 
 

@@ -43,10 +43,13 @@ def training_curves(histories):
 
 
 def equity_curves(equity):
-    """Strategy vs buy-and-hold equity, and the strategy's drawdown."""
+    """Strategy vs buy-and-hold and baseline equity, and the strategy's drawdown."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True, height_ratios=[3, 1])
-    top.plot(equity.index, equity["strategy"].to_numpy(), label="model (after costs)")
+    top.plot(equity.index, equity["strategy"].to_numpy(), label="model (after costs)", linewidth=2)
     top.plot(equity.index, equity["buy_and_hold"].to_numpy(), label="buy and hold")
+    for column in [column for column in equity.columns if column.startswith("baseline_")]:
+        top.plot(equity.index, equity[column].to_numpy(), label=column.removeprefix("baseline_"), linewidth=0.8,
+                 alpha=0.7)
     top.set_ylabel("equity")
     top.legend()
     drawdown = equity["strategy"] / equity["strategy"].cummax() - 1
@@ -97,8 +100,8 @@ def write_report(path, metrics, histories, test_predictions, equity):
     backtest_keys = ("sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover", "annualized_return")
     if equity is not None:
         backtest_html = _table(["", *backtest_keys], [
-            [name] + [_signed(metrics["backtest"][name][key]) for key in backtest_keys]
-            for name in ("strategy", "buy_and_hold")
+            [name.removeprefix("baseline_")] + [_signed(metrics["backtest"][name][key]) for key in backtest_keys]
+            for name in backtest_books(metrics["backtest"])
         ]) + equity_curves(equity)
     else:
         backtest_html = f"<p>{html.escape(metrics['backtest']['skipped'])}</p>"
@@ -108,10 +111,15 @@ def write_report(path, metrics, histories, test_predictions, equity):
         confusion = np.sum([fold["metrics"]["confusion_matrix"] for fold in metrics["folds"]], axis=0)
         confusion_html = "<h2>Confusion matrix (all test folds; rows true, columns predicted)</h2>" + _table(
             ["", *classes], [[name, *row] for name, row in zip(classes, confusion.tolist())])
-    per_symbol = test_predictions.groupby("symbol").apply(
-        lambda group: np.corrcoef(group["prediction"], group["reference"])[0, 1] if len(group) > 2 else np.nan,
-        include_groups=False,
-    )
+    per_symbol_names = ["n", "directional_accuracy", "excess_directional_accuracy", "ic", "rank_ic"]
+    per_symbol_rows = [[symbol, values["n"], *(_signed(values[name]) for name in per_symbol_names[1:])]
+                       for symbol, values in metrics["per_symbol"].items()]
+    cross_sectional = metrics["cross_sectional"]
+    cross_sectional_html = (
+        f"<p>Per-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])} "
+        f"(std {_signed(cross_sectional['ic_std'])}, ICIR {_signed(cross_sectional['icir'])}); rank IC mean "
+        f"{_signed(cross_sectional['rank_ic_mean'])} (rank ICIR {_signed(cross_sectional['rank_icir'])}) over "
+        f"{cross_sectional['num_timestamps']} dates.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(metrics['experiment'])}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
@@ -125,7 +133,8 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 {backtest_html}
 <h2>Training curves</h2>{training_curves(histories)}
 <h2>Predicted vs realized</h2>{prediction_scatter(test_predictions["prediction"], test_predictions["reference"])}
-<h2>Per-symbol IC (test folds)</h2>{_table(["symbol", "IC"], [[symbol, _signed(value)] for symbol, value in per_symbol.items()])}
+<h2>Per symbol (test folds)</h2>{_table(["symbol", *per_symbol_names], per_symbol_rows)}
+<h2>Cross-sectional IC</h2>{cross_sectional_html}
 </body></html>"""
     path.write_text(page)
 
@@ -183,12 +192,21 @@ def format_summary(metrics):
     if "strategy" in backtest:
         lines.append(f"\nbacktest after {backtest['cost_bps']} bps   sharpe  sortino   max_dd  win_rate  profit_f  "
                      "turnover")
-        for name in ("strategy", "buy_and_hold"):
+        for name in backtest_books(backtest):
             item = backtest[name]
-            lines.append(f"{name:<26}{_signed(item['sharpe'], 2):>8}{_signed(item['sortino'], 2):>9}"
+            lines.append(f"{name.removeprefix('baseline_'):<26}{_signed(item['sharpe'], 2):>8}{_signed(item['sortino'], 2):>9}"
                          f"{_signed(item['max_drawdown'], 2):>9}{_signed(item['win_rate'], 2):>10}"
                          f"{_signed(item['profit_factor'], 2):>10}{_signed(item['turnover'], 2):>10}")
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
+    cross_sectional = metrics["cross_sectional"]
+    lines.append(f"\nper-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])}, ICIR "
+                 f"{_signed(cross_sectional['icir'], 2)} ({cross_sectional['num_timestamps']} dates; rank IC mean "
+                 f"{_signed(cross_sectional['rank_ic_mean'])})")
     lines.append(f"\n{summary['verdict']}")
     return "\n".join(lines)
+
+
+def backtest_books(backtest):
+    """The backtest's books in display order: the model, buy-and-hold, then the baselines."""
+    return ["strategy", "buy_and_hold", *(name for name in backtest if name.startswith("baseline_"))]

@@ -529,6 +529,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         majority = np.bincount(test_predictions["target"].astype(int)).argmax()
         baselines["majority_class"] = {"accuracy": float(np.mean(test_predictions["target"] == majority)),
                                        "class": task.classes[majority]}
+    from keras_synapse.metrics import information_coefficients, per_symbol_metrics
+
     metrics = {
         "experiment": config.name,
         "run_id": run_dir.name,
@@ -537,14 +539,19 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "label_balance": task.balance(data.windowed.targets[data.windowed.labelled_ends()]),
         "folds": fold_results,
         "summary": summary,
+        # IC within each date across symbols (seed 004's ranking view), and each symbol's own metrics over time.
+        "cross_sectional": information_coefficients(test_predictions, "prediction", "reference"),
+        "per_symbol": per_symbol_metrics(test_predictions, "prediction", "reference").to_dict(orient="index"),
         "baselines": baselines,
         "bootstrap": {"block_length_timestamps": block_length, "resamples": 1000,
                       "baseline_resamples": BASELINE_RESAMPLES, "level": 0.95},
     }
     equity = None
     if task.directional:
+        # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
+        baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
         results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                   _bars_per_year(calendar))
+                                   _bars_per_year(calendar), score_columns=baseline_columns)
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
                                "rule": "sign(score), equal weight, held one horizon, non-overlapping"}
     else:

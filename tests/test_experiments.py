@@ -15,8 +15,12 @@ def test_the_experiments_directory_holds_every_model():
             "finetune"} <= set(EXPERIMENTS)
 
 
-# shared_backbone runs as a user would (a subprocess, full --quick) in tests/test_train.py.
-@pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name != "shared_backbone"])
+# shared_backbone runs as a user would (a subprocess, full --quick) in tests/test_train.py; planted_signal
+# and random_walk run there too, in tests/test_edge_truth.py, where their verdicts are checked.
+RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk")
+
+
+@pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name not in RUN_ELSEWHERE])
 def test_experiment_runs_quick(name, tmp_path, request):
     path = request.config.rootpath / "experiments" / f"{name}.py"
     run_dir = run(parse_args([str(path), "--quick", "--epochs", "1", "--output", str(tmp_path / "runs"),

@@ -116,7 +116,7 @@ def test_bad_input_gets_4xx_with_a_message(server, bars):
 
 
 def test_concurrent_load(server, bars):
-    """8 clients x 250 requests against the real server: no errors, bounded time; prints the figures."""
+    """8 clients x 250 requests against the real server: no errors; prints the figures (speed is benchmarked, not asserted)."""
     # Encoded once, so the clients (in this process) spend their time waiting on the server, not on JSON.
     payloads = [json.dumps({"symbol": symbol, "bars": records[-50:]}).encode() for symbol, records in bars.items()]
 
@@ -137,7 +137,6 @@ def test_concurrent_load(server, bars):
         latencies = np.concatenate(list(pool.map(client, range(NUM_CLIENTS)))) * 1e3
     elapsed = time.perf_counter() - started
     assert len(latencies) == NUM_CLIENTS * REQUESTS_PER_CLIENT
-    assert elapsed < 120
     print(f"\nload: {len(latencies)} requests, {NUM_CLIENTS} concurrent clients, {elapsed:.1f} s, "
           f"{len(latencies) / elapsed:.0f} requests/s; latency p50 {np.percentile(latencies, 50):.1f} ms, "
           f"p99 {np.percentile(latencies, 99):.1f} ms")

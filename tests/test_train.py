@@ -44,14 +44,23 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         assert item["ci_low"] <= item["pooled"] <= item["ci_high"]
     assert isinstance(metrics["summary"]["edge_significant"], bool)
     assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "random"}
-    assert {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover"} <= set(
-        metrics["backtest"]["strategy"]
-    )
+    # The model, buy-and-hold and every baseline trade under the same rules.
+    for book in ("strategy", "buy_and_hold", *(f"baseline_{name}" for name in metrics["baselines"])):
+        assert {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover"} <= set(
+            metrics["backtest"][book]
+        )
+    predictions = pd.read_csv(run_dir / "test_predictions.csv")
+    assert set(metrics["per_symbol"]) == set(predictions["symbol"])
+    assert sum(row["n"] for row in metrics["per_symbol"].values()) == len(predictions)
+    cross_sectional = metrics["cross_sectional"]
+    assert 0 < cross_sectional["num_timestamps"] <= predictions["timestamp"].nunique()
+    assert cross_sectional["icir"] == pytest.approx(cross_sectional["ic_mean"] / cross_sectional["ic_std"])
     assert json.loads((run_dir / "config.json").read_text())["name"] == "shared_backbone"
     assert "<img src=\"data:image/png;base64," in (run_dir / "report.html").read_text()
     assert list((run_dir / "tensorboard" / "fold_0").rglob("events.out.tfevents.*"))
     # The printed summary shows the fold table and says whether there is an edge.
     assert "fold train" in result.stdout and "detectable edge" in result.stdout
+    assert "per-date IC across symbols" in result.stdout and "momentum" in result.stdout.split("backtest after")[1]
 
 
 def test_registered_model_loads_without_keras_synapse_and_matches_onnx(quick_run, tmp_path):

@@ -18,7 +18,8 @@ from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
 from keras_synapse.errors import DataError
 
 NETWORK_SOURCES = ("yfinance", "alpaca")
-SYNTHETIC_OPTIONS = {"num_symbols": int, "num_bars": int, "signal_strength": float, "seed": int, "horizon": int}
+SYNTHETIC_OPTIONS = {"num_symbols": int, "num_bars": int, "signal_strength": float, "seed": int, "horizon": int,
+                     "turbulent_volatility_ratio": float}
 
 
 def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
