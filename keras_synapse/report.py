@@ -85,7 +85,7 @@ def write_report(path, metrics, histories, test_predictions, equity):
     names = [name for name in METRIC_NAMES if name in summary]
     fold_rows = [
         [fold["index"], " .. ".join(fold["train"]), " .. ".join(fold["test"]), fold["n_train"], fold["n_test"]]
-        + [_signed(fold["metrics"][name]) for name in names]
+        + [_with_interval(fold["metrics"][name], fold["intervals"].get(name)) for name in names]
         for fold in metrics["folds"]
     ]
     summary_rows = [
@@ -109,9 +109,16 @@ def write_report(path, metrics, histories, test_predictions, equity):
     if "confusion_matrix" in metrics["folds"][0]["metrics"]:
         classes = metrics["label"]["classes"]
         confusion = np.sum([fold["metrics"]["confusion_matrix"] for fold in metrics["folds"]], axis=0)
+        correct = np.diag(confusion)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision, recall = correct / confusion.sum(axis=0), correct / confusion.sum(axis=1)
+            f1 = 2 * precision * recall / (precision + recall)
         confusion_html = "<h2>Confusion matrix (all test folds; rows true, columns predicted)</h2>" + _table(
-            ["", *classes], [[name, *row] for name, row in zip(classes, confusion.tolist())])
-    per_symbol_names = ["n", "directional_accuracy", "excess_directional_accuracy", "ic", "rank_ic"]
+            ["", *classes], [[name, *row] for name, row in zip(classes, confusion.tolist())]) + _table(
+            ["class", "precision", "recall", "F1", "support"],
+            [[name, _signed(p), _signed(r), _signed(f), int(n)]
+             for name, p, r, f, n in zip(classes, precision, recall, f1, confusion.sum(axis=1))])
+    per_symbol_names = list(next(iter(metrics["per_symbol"].values())))  # n, then the metrics
     per_symbol_rows = [[symbol, values["n"], *(_signed(values[name]) for name in per_symbol_names[1:])]
                        for symbol, values in metrics["per_symbol"].items()]
     cross_sectional = metrics["cross_sectional"]
@@ -125,7 +132,7 @@ def write_report(path, metrics, histories, test_predictions, equity):
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>{html.escape(metrics['experiment'])} — run {html.escape(metrics['run_id'])}</h1>
 <p><b>{html.escape(summary['verdict'])}</b></p>
-<h2>Test folds</h2>{_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
+<h2>Test folds (95% block-bootstrap intervals)</h2>{_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
 <h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *names], baseline_rows)}
 {confusion_html}
@@ -138,6 +145,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 </body></html>"""
     path.write_text(page)
 
+
+
+def _with_interval(value, interval):
+    return _signed(value) if interval is None else f"{_signed(value)} [{_signed(interval[0])}, {_signed(interval[1])}]"
 
 
 def _signed(value, digits=4):

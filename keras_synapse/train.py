@@ -505,7 +505,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         (`None` when the backtest does not apply).
     """
     from keras_synapse.backtest import backtest
-    from keras_synapse.evaluation import edge_verdict, summarize
+    from keras_synapse.evaluation import block_bootstrap_intervals, edge_verdict, summarize
 
     task = data.task
     # Blocks span at least one label horizon (in window ends, `stride` bars
@@ -518,6 +518,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         if name in fold_results[0]["metrics"]:
             summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
     summary["verdict"] = edge_verdict(summary)
+    for fold, (_, group) in zip(fold_results, test_predictions.groupby("fold", sort=True)):
+        intervals = block_bootstrap_intervals(group, "prediction", block_length, BASELINE_RESAMPLES, config.seed)
+        fold["intervals"] = {name: list(intervals[name]) for name in fold["metrics"] if name in intervals}
     baselines = {}
     for column in [column for column in test_predictions.columns if column.startswith("baseline_")]:
         name = column.removeprefix("baseline_")
@@ -541,7 +544,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "summary": summary,
         # IC within each date across symbols (seed 004's ranking view), and each symbol's own metrics over time.
         "cross_sectional": information_coefficients(test_predictions, "prediction", "reference"),
-        "per_symbol": per_symbol_metrics(test_predictions, "prediction", "reference").to_dict(orient="index"),
+        "per_symbol": per_symbol_metrics(test_predictions, "prediction", "reference", target_column="target"
+                                         if task.kind == "regression" else None).to_dict(orient="index"),
         "baselines": baselines,
         "bootstrap": {"block_length_timestamps": block_length, "resamples": 1000,
                       "baseline_resamples": BASELINE_RESAMPLES, "level": 0.95},
@@ -561,7 +565,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     return metrics, equity
 
 
-# Baselines' intervals are context, not the verdict: fewer resamples keep runs short.
+# Baselines' and single folds' intervals are context, not the verdict: fewer resamples keep runs short.
 BASELINE_RESAMPLES = 300
 
 
