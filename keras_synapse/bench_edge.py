@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PLANTED_EXPERIMENT = "experiments/planted_signal.py"
-NULL_EXPERIMENT = "experiments/random_walk.py"
+# The repository's experiment files, wherever the command is started from.
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+PLANTED_EXPERIMENT = EXPERIMENTS / "planted_signal.py"
+NULL_EXPERIMENT = EXPERIMENTS / "random_walk.py"
 
 
 def add_arguments(parser):
@@ -45,7 +47,7 @@ def train_run(experiment, output, extra_arguments=()):
         RuntimeError: when the run fails, with the end of its output.
     """
     output = Path(output)
-    command = [sys.executable, "-m", "keras_synapse.train", experiment, "--output", str(output / "runs"),
+    command = [sys.executable, "-m", "keras_synapse.train", str(experiment), "--output", str(output / "runs"),
                "--registry", str(output / "saved_models"), *extra_arguments]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:

@@ -32,5 +32,4 @@ def test_the_oracle_is_only_defined_for_synthetic_data(tmp_path):
 
 def test_both_experiments_name_their_command():
     for experiment in (PLANTED_EXPERIMENT, NULL_EXPERIMENT):
-        with open(experiment) as handle:
-            assert f"python -m keras_synapse.train {experiment}" in handle.read()
+        assert f"python -m keras_synapse.train experiments/{experiment.name}" in experiment.read_text()

@@ -39,6 +39,7 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         assert fold["train"][1] < fold["test"][0]  # train ends before test starts
         assert fold["n_train"] > 0 and fold["n_test"] > 0
         assert {"directional_accuracy", "ic", "rank_ic", "mse"} <= set(fold["metrics"])
+        assert all(low <= high for low, high in fold["intervals"].values()) and "ic" in fold["intervals"]
     for name in ("directional_accuracy", "ic", "rank_ic", "mse"):
         item = metrics["summary"][name]
         assert item["ci_low"] <= item["pooled"] <= item["ci_high"]
