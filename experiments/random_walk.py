@@ -9,7 +9,8 @@ and no predictable part at all (see `keras_synapse.data.synthetic`). Any edge
 a run reports here is a false one. The model is the main job's; ten symbols
 of five years and up to 10 epochs keep twenty runs affordable.
 
-RESULT
+Result of `bench edge null --seeds 20` (26 min on the 2-core CPU): no seed
+claimed an edge; ICs from -0.094 to +0.064, mean -0.019 (SD 0.043).
 """
 
 import dataclasses
