@@ -116,7 +116,8 @@ def bench_edge(args):
             print(f"{'':24s}{'test IC':>10s}")
             print(f"{'oracle (knows the drift)':24s}{result['oracle_ic']:>10.4f}")
             print(f"{'shared backbone':24s}{result['model_ic']:>10.4f}")
-            print(f"model / oracle: {result['ratio']:.1%} (goal >= 80%); edge_significant: {result['edge_significant']}")
+            print(f"model / oracle: {result['ratio']:.1%} (goal >= 80%); "
+                  f"edge_significant: {result['edge_significant']}")
             return
         rows = []
         for seed in range(args.seeds):

@@ -132,7 +132,8 @@ def write_report(path, metrics, histories, test_predictions, equity):
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
 <h1>{html.escape(metrics['experiment'])} — run {html.escape(metrics['run_id'])}</h1>
 <p><b>{html.escape(summary['verdict'])}</b></p>
-<h2>Test folds (95% block-bootstrap intervals)</h2>{_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
+<h2>Test folds (95% block-bootstrap intervals)</h2>
+{_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
 <h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *names], baseline_rows)}
 {confusion_html}
@@ -144,7 +145,6 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 <h2>Cross-sectional IC</h2>{cross_sectional_html}
 </body></html>"""
     path.write_text(page)
-
 
 
 def _with_interval(value, interval):
@@ -205,9 +205,10 @@ def format_summary(metrics):
                      "turnover")
         for name in backtest_books(backtest):
             item = backtest[name]
-            lines.append(f"{name.removeprefix('baseline_'):<26}{_signed(item['sharpe'], 2):>8}{_signed(item['sortino'], 2):>9}"
-                         f"{_signed(item['max_drawdown'], 2):>9}{_signed(item['win_rate'], 2):>10}"
-                         f"{_signed(item['profit_factor'], 2):>10}{_signed(item['turnover'], 2):>10}")
+            lines.append(f"{name.removeprefix('baseline_'):<26}{_signed(item['sharpe'], 2):>8}"
+                         f"{_signed(item['sortino'], 2):>9}{_signed(item['max_drawdown'], 2):>9}"
+                         f"{_signed(item['win_rate'], 2):>10}{_signed(item['profit_factor'], 2):>10}"
+                         f"{_signed(item['turnover'], 2):>10}")
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
     cross_sectional = metrics["cross_sectional"]

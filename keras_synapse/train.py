@@ -506,6 +506,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     """
     from keras_synapse.backtest import backtest
     from keras_synapse.evaluation import block_bootstrap_intervals, edge_verdict, summarize
+    from keras_synapse.metrics import information_coefficients, per_symbol_metrics
 
     task = data.task
     # Blocks span at least one label horizon (in window ends, `stride` bars
@@ -532,8 +533,6 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         majority = np.bincount(test_predictions["target"].astype(int)).argmax()
         baselines["majority_class"] = {"accuracy": float(np.mean(test_predictions["target"] == majority)),
                                        "class": task.classes[majority]}
-    from keras_synapse.metrics import information_coefficients, per_symbol_metrics
-
     metrics = {
         "experiment": config.name,
         "run_id": run_dir.name,
