@@ -15,12 +15,12 @@ The universe has one volatility regime (`turbulent_volatility_ratio=1`): with
 the default two, a turbulent spell lifts every symbol's volume by log 2, two
 surprise standard deviations, so a surprise and a regime change look alike in
 one symbol's volume. The oracle knows the regime; a model of one symbol's
-bars must guess it, and there a ridge on the last five volume z-scores gets
-71% of the oracle's IC and this model 75% (see the README).
+bars must guess it, and there a ridge on the last eight volume z-scores gets
+71% of the oracle's IC and this model 69% (see the README).
 
 Result (seed 42, 439 s on the 2-core CPU while the test suite shared it):
 test IC +0.430 [95% CI +0.411, +0.448] against the oracle's +0.517 on the same
-windows, 83% of it; directional accuracy 0.653, detectable edge. `--quick`
+windows, 83% of it; directional accuracy 0.649, detectable edge. `--quick`
 (20 symbols of five years, one gapped test fold of the last quarter, up to 6
 epochs, ~90 s) reaches 85%.
 """
