@@ -8,10 +8,11 @@ Windows of 20 bars, stride 5, a 5-bar volatility-scaled forward-return label,
 3 gapped folds (test 0.2, gap 5), early stopping on a carve-out of each
 training fold, then a refit on everything up to the last test fold.
 
-Result on the offline sample (seed 42; 204 s in a fresh virtual environment on
-the idle 2-core CPU, 332-457 s while other jobs shared it): test IC -0.024 [95% CI -0.066, +0.015], directional
-accuracy 0.498 [0.484, 0.513], no detectable edge, as expected on data with
-no planted signal; 32,082 parameters with the 8 core features.
+Result on the offline sample (seed 42; 218 s in a fresh virtual environment on
+the idle 2-core CPU, 332-457 s while other jobs shared it): test IC -0.024
+[95% CI -0.066, +0.015], directional accuracy 0.498 [0.484, 0.513], no
+detectable edge, as expected on data with no planted signal; 32,082
+parameters with the 8 core features.
 """
 
 import dataclasses
