@@ -523,7 +523,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         intervals = block_bootstrap_intervals(group, "prediction", block_length, BASELINE_RESAMPLES, config.seed)
         fold["intervals"] = {name: list(intervals[name]) for name in fold["metrics"] if name in intervals}
     baselines = {}
-    for column in [column for column in test_predictions.columns if column.startswith("baseline_")]:
+    baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
+    for column in baseline_columns:
         name = column.removeprefix("baseline_")
         per_fold = [fold_metrics(group, task, column) for _, group in test_predictions.groupby("fold")]
         baselines[name] = {"folds": per_fold,
@@ -552,7 +553,6 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     equity = None
     if task.directional:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
-        baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
         results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
                                    _bars_per_year(calendar), score_columns=baseline_columns)
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
