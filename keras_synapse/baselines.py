@@ -1,14 +1,30 @@
 """Simple baselines, predicted on exactly the model's test windows.
 
 A model's number means little alone: these say what the same folds give to
-"always up", to yesterday's trend, to a linear model on the same features and
-to a coin. Anything fitted (the ridge) is fitted on the fold's training
-windows only.
+"always up", to yesterday's trend, to linear models on the same inputs and to
+a coin. Anything fitted (the ridges) is fitted on the fold's training windows
+only, at every bar, and its penalty is chosen on the fold's early-stopping
+carve-out, as the network's epochs are.
+
+- `always_up`: a constant "up" (its IC is undefined; it trades as buy-and-hold).
+- `momentum`: the past `horizon`-bar log return.
+- `ridge`: ridge regression on the features of each window's last bar.
+- `ridge_window`: ridge regression on the whole window, flattened: exactly the
+  inputs the network sees, so a network that cannot beat it has learned
+  nothing a linear model could not.
+- `random`: standard normal noise, what luck looks like.
 """
 
 import numpy as np
 
-BASELINE_NAMES = ("always_up", "momentum", "ridge", "random")
+BASELINE_NAMES = ("always_up", "momentum", "ridge", "ridge_window", "random")
+
+# Penalties tried on standardized inputs, as multiples of the number of fit
+# windows (so the grid means the same for small and large folds): from
+# nearly least squares to nearly a constant.
+RIDGE_PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+# Windows gathered at a time when flattening: bounds memory for large panels.
+_CHUNK = 8192
 
 
 def ridge_predictions(train_features, train_targets, test_features, alpha=1.0):
@@ -23,37 +39,148 @@ def ridge_predictions(train_features, train_targets, test_features, alpha=1.0):
     Returns:
         `[test_rows]` predictions.
     """
-    mean = train_features.mean(axis=0)
-    scale = train_features.std(axis=0)
-    scale[scale == 0] = 1.0
-    design = (train_features - mean) / scale
-    target_mean = train_targets.mean()
-    gram = design.T @ design + alpha * np.eye(design.shape[1])
-    coefficients = np.linalg.solve(gram, design.T @ (train_targets - target_mean))
-    return ((test_features - mean) / scale) @ coefficients + target_mean
+    moments = LinearMoments.of(train_features, train_targets)
+    return moments.solver().predict(test_features, [alpha])[:, 0]
 
 
-def baseline_predictions(windowed, train_ends, test_ends, seed=0):
+class LinearMoments:
+    """Sums that a ridge regression needs: counts, sums, cross-products.
+
+    Moments of disjoint row sets add, so a fit on fit + validation rows costs
+    one addition once both are known.
+
+    Args:
+        count: number of rows.
+        feature_sum: `[features]`.
+        target_sum: a float.
+        gram: `[features, features]` sum of outer products.
+        cross: `[features]` sum of features times target.
+    """
+
+    def __init__(self, count, feature_sum, target_sum, gram, cross):
+        self.count, self.feature_sum, self.target_sum = count, feature_sum, target_sum
+        self.gram, self.cross = gram, cross
+
+    @classmethod
+    def of(cls, features, targets):
+        features = np.asarray(features, dtype=np.float64)
+        targets = np.asarray(targets, dtype=np.float64)
+        return cls(len(features), features.sum(axis=0), float(targets.sum()), features.T @ features,
+                   features.T @ targets)
+
+    def __add__(self, other):
+        return LinearMoments(self.count + other.count, self.feature_sum + other.feature_sum,
+                             self.target_sum + other.target_sum, self.gram + other.gram, self.cross + other.cross)
+
+    def solver(self):
+        """A `RidgeSolver` for these rows."""
+        return RidgeSolver(self)
+
+
+class RidgeSolver:
+    """Ridge coefficients for any penalty from one eigendecomposition of the standardized Gram matrix."""
+
+    def __init__(self, moments):
+        count = max(moments.count, 1)
+        self.mean = moments.feature_sum / count
+        self.target_mean = moments.target_sum / count
+        covariance = moments.gram - count * np.outer(self.mean, self.mean)
+        self.scale = np.sqrt(np.maximum(np.diag(covariance), 0.0) / count)
+        self.scale[self.scale == 0] = 1.0
+        standardized = covariance / np.outer(self.scale, self.scale)
+        self.eigenvalues, self.eigenvectors = np.linalg.eigh(standardized)
+        self.projected = self.eigenvectors.T @ ((moments.cross - count * self.mean * self.target_mean) / self.scale)
+        self.count = count
+
+    def coefficients(self, alphas):
+        """`[features, len(alphas)]` coefficients on standardized features."""
+        alphas = np.asarray(alphas, dtype=np.float64)
+        return self.eigenvectors @ (self.projected[:, None] / (self.eigenvalues[:, None] + alphas[None, :]))
+
+    def predict(self, features, alphas):
+        """`[rows, len(alphas)]` predictions for raw `features`."""
+        standardized = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        return standardized @ self.coefficients(alphas) + self.target_mean
+
+
+def _inputs(windowed, ends, flatten):
+    """Each window's ridge inputs: its last bar's features, or the whole window flattened."""
+    if not flatten:
+        return windowed.features[ends].astype(np.float64)
+    gathered = windowed.gather(ends)
+    parts = [gathered["sequence"].reshape(len(ends), -1)]
+    if "static" in gathered:
+        parts.append(gathered["static"])
+    return np.concatenate(parts, axis=1).astype(np.float64)
+
+
+def _moments(windowed, ends, flatten):
+    total = None
+    for start in range(0, len(ends), _CHUNK):
+        chunk = ends[start : start + _CHUNK]
+        part = LinearMoments.of(_inputs(windowed, chunk, flatten), windowed.targets[chunk])
+        total = part if total is None else total + part
+    return total
+
+
+def _predict(windowed, ends, flatten, solver, alphas):
+    return np.concatenate([solver.predict(_inputs(windowed, ends[start : start + _CHUNK], flatten), alphas)
+                           for start in range(0, len(ends), _CHUNK)] or [np.zeros((0, len(alphas)))])
+
+
+def tuned_ridge_predictions(windowed, fit_ends, validation_ends, test_ends, flatten=False):
+    """Ridge predictions whose penalty is chosen by IC on the validation windows.
+
+    Fits on `fit_ends` for every penalty in `RIDGE_PENALTIES`, keeps the one
+    whose predictions correlate best with the validation windows' targets,
+    refits on fit + validation windows with it, and predicts `test_ends`.
+
+    Args:
+        windowed: a `WindowedPanel`.
+        fit_ends: training window ends.
+        validation_ends: the carve-out's window ends (after the fit ends).
+        test_ends: the windows to predict.
+        flatten: use the whole window rather than its last bar. Defaults to
+            `False`.
+
+    Returns:
+        `(predictions, alpha)`: `[len(test_ends)]` and the chosen penalty.
+    """
+    fit = _moments(windowed, fit_ends, flatten)
+    alphas = np.asarray(RIDGE_PENALTIES) * fit.count
+    validation_predictions = _predict(windowed, validation_ends, flatten, fit.solver(), alphas)
+    targets = windowed.targets[validation_ends].astype(np.float64)
+    scores = [_correlation(validation_predictions[:, index], targets) for index in range(len(alphas))]
+    best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else len(alphas) - 1
+    combined = fit + _moments(windowed, validation_ends, flatten)
+    alpha = RIDGE_PENALTIES[best] * combined.count
+    return _predict(windowed, test_ends, flatten, combined.solver(), [alpha])[:, 0], float(RIDGE_PENALTIES[best])
+
+
+def _correlation(first, second):
+    if len(first) < 3 or np.std(first) == 0 or np.std(second) == 0:
+        return np.nan
+    return float(np.corrcoef(first, second)[0, 1])
+
+
+def baseline_predictions(windowed, fit_ends, validation_ends, test_ends, seed=0):
     """Predictions of every baseline for the windows ending at `test_ends`.
 
     Args:
         windowed: a `WindowedPanel`.
-        train_ends: the fold's training window ends (for the ridge).
+        fit_ends: the fold's training window ends before its carve-out.
+        validation_ends: the carve-out's window ends (for the ridges' penalty).
         test_ends: the fold's test window ends.
         seed: seed of the random baseline. Defaults to `0`.
 
     Returns:
-        A dict baseline name -> `[len(test_ends)]` predictions. The ridge sees
-        the features of each window's last bar.
+        A dict baseline name -> `[len(test_ends)]` predictions.
     """
     rng = np.random.default_rng(seed)
     return {
         "always_up": np.ones(len(test_ends)),
         "momentum": np.nan_to_num(windowed.past_returns[test_ends]),
-        "ridge": ridge_predictions(
-            windowed.features[train_ends].astype(np.float64),
-            windowed.targets[train_ends].astype(np.float64),
-            windowed.features[test_ends].astype(np.float64),
-        ),
+        "ridge": tuned_ridge_predictions(windowed, fit_ends, validation_ends, test_ends)[0],
+        "ridge_window": tuned_ridge_predictions(windowed, fit_ends, validation_ends, test_ends, flatten=True)[0],
         "random": rng.standard_normal(len(test_ends)),
     }

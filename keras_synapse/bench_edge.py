@@ -1,7 +1,18 @@
 """Does the edge verdict tell the truth? Checked where the truth is known.
 
-    python -m keras_synapse.bench edge planted             # a planted edge: found, and how much of it
+    python -m keras_synapse.bench edge power --seeds 5     # realistic edges of every kind: found how often, how much
+    python -m keras_synapse.bench edge planted             # one realistic planted edge: found, and how much of it
     python -m keras_synapse.bench edge null --seeds 20     # pure random walks: how often a false edge
+
+`power` is the full check: the main experiment (`experiments/shared_backbone.py`,
+unchanged) on synthetic universes of the size a researcher has (20 symbols,
+8 years of daily bars by default) with each kind of planted edge of
+`keras_synapse.data.planted` at realistic strengths (oracle IC 0.03 and 0.05),
+and on universes with nothing planted, several seeds each. For each group it
+prints how often `edge_significant` was true and the mean ratio of the
+model's test IC to the oracle's on the same windows, for the model and for
+the ridge on the same flattened windows side by side, and how often the
+model beat that ridge on a paired interval.
 
 `planted` trains `experiments/planted_signal.py` (a synthetic universe whose
 volume surprises carry a drift of known size) and prints the model's test IC
@@ -30,12 +41,26 @@ import pandas as pd
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PLANTED_EXPERIMENT = EXPERIMENTS / "planted_signal.py"
 NULL_EXPERIMENT = EXPERIMENTS / "random_walk.py"
+MAIN_EXPERIMENT = EXPERIMENTS / "shared_backbone.py"
+POWER_KINDS = ("ar1", "cross_sectional", "nonlinear", "volume")
+POWER_STRENGTHS = (0.03, 0.05)
+# The baseline the network is held against in `power`: a linear model on exactly its inputs.
+POWER_BASELINE = "ridge_window"
 
 
 def add_arguments(parser):
-    parser.add_argument("check", choices=("planted", "null"), help="planted: model IC vs the oracle's; "
-                        "null: false edges over random-walk seeds")
-    parser.add_argument("--seeds", type=int, default=20, help="null: how many random-walk universes. Defaults to 20")
+    parser.add_argument("check", choices=("power", "planted", "null"), help="power: detection rate and share of "
+                        "the oracle for every planted kind and strength and for the null; planted: model IC vs the "
+                        "oracle's; null: false edges over random-walk seeds")
+    parser.add_argument("--seeds", type=int, help="universes per group. Defaults to 5 (power) or 20 (null)")
+    parser.add_argument("--kinds", default=",".join(POWER_KINDS), help="power: planted kinds, comma-separated. "
+                        f"Defaults to {','.join(POWER_KINDS)}")
+    parser.add_argument("--strengths", default=",".join(map(str, POWER_STRENGTHS)),
+                        help="power: oracle ICs, comma-separated. Defaults to 0.03,0.05")
+    parser.add_argument("--symbols", type=int, default=20, help="power: symbols per universe. Defaults to 20")
+    parser.add_argument("--bars", type=int, default=2016, help="power: daily bars per symbol. Defaults to 2016 "
+                        "(8 years)")
+    parser.add_argument("--results", help="power: also write every run's figures to this CSV file")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides passed to every training run")
 
@@ -90,6 +115,87 @@ def oracle_comparison(run_dir):
             "edge_significant": metrics["summary"]["edge_significant"]}
 
 
+def planted_data(kind, oracle_ic, seed, num_symbols, num_bars):
+    """The `--data synthetic:` spec of one power-check universe (`kind=None` for the null)."""
+    planted = "" if kind is None else f",signal={kind},oracle_ic={oracle_ic}"
+    return f"synthetic:num_symbols={num_symbols},num_bars={num_bars},seed={seed}{planted}"
+
+
+def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, experiment=MAIN_EXPERIMENT,
+              extra_arguments=()):
+    """Trains `experiment` on one planted (or null) universe; returns the run's figures as a dict.
+
+    The model and `POWER_BASELINE` are each scored as a share of the oracle's
+    IC on the same test windows (`None` for the null, where there is no
+    oracle to share).
+    """
+    arguments = ["--data", planted_data(kind, oracle_ic, seed, num_symbols, num_bars), "--seed", str(seed),
+                 *extra_arguments]
+    run_dir = train_run(experiment, output, arguments)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    summary, baseline = metrics["summary"], metrics["baselines"][POWER_BASELINE]["summary"]
+    row = {"kind": kind or "null", "oracle_ic": oracle_ic if kind else 0.0, "seed": seed,
+           "model_ic": summary["ic"]["pooled"], "model_edge": summary["edge_significant"],
+           "baseline_ic": baseline["ic"]["pooled"], "baseline_edge": baseline["edge_significant"],
+           "beats_baseline": summary["versus_baselines"][POWER_BASELINE]["beats"],
+           "minimum_detectable_ic": summary["minimum_detectable_ic"], "realized_oracle_ic": None,
+           "model_ratio": None, "baseline_ratio": None}
+    if kind is not None:
+        comparison = oracle_comparison(run_dir)
+        oracle = comparison["oracle_ic"]
+        row.update(realized_oracle_ic=oracle, model_ratio=row["model_ic"] / oracle,
+                   baseline_ratio=row["baseline_ic"] / oracle)
+    return row
+
+
+def power_table(rows):
+    """The `power` summary: one line per (kind, strength) group."""
+    frame = pd.DataFrame(rows)
+    lines = [f"{'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}   {'model: found':>13}"
+             f"{'IC/oracle':>10}   {POWER_BASELINE + ': found':>20}{'IC/oracle':>10}   {'model beats it':>14}"]
+    for (kind, strength), group in frame.groupby(["kind", "oracle_ic"], sort=False):
+        def ratio(column):
+            values = group[column].dropna()
+            return f"{values.mean():>9.0%}" if len(values) else f"{'-':>9}"
+
+        realized = group["realized_oracle_ic"].dropna()
+        lines.append(f"{kind:<16}{strength:>10.3f}{len(group):>6}"
+                     f"{(f'{realized.mean():.4f}' if len(realized) else '-'):>10}"
+                     f"{group['minimum_detectable_ic'].mean():>8.4f}   "
+                     f"{f'{int(group.model_edge.sum())}/{len(group)}':>13}{ratio('model_ratio'):>10}   "
+                     f"{f'{int(group.baseline_edge.sum())}/{len(group)}':>20}{ratio('baseline_ratio'):>10}   "
+                     f"{f'{int(group.beats_baseline.sum())}/{len(group)}':>14}")
+    return "\n".join(lines)
+
+
+def bench_power(args):
+    """Runs the power check and prints each run, then the table."""
+    import time
+
+    kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
+    strengths = [float(value) for value in args.strengths.split(",") if value.strip()]
+    groups = [(None, 0.0)] + [(kind, strength) for kind in kinds for strength in strengths]
+    rows, started = [], time.time()
+    extra = [f"--set={pair}" for pair in args.overrides]
+    for kind, strength in groups:
+        for seed in range(args.seeds or 5):
+            with tempfile.TemporaryDirectory(prefix="keras_synapse_power_") as output:
+                row = power_run(kind, strength, seed, output, args.symbols, args.bars, extra_arguments=extra)
+            rows.append(row)
+            ratio = "" if row["model_ratio"] is None else (f" ({row['model_ratio']:.0%} of the oracle's "
+                                                           f"{row['realized_oracle_ic']:+.4f})")
+            print(f"{row['kind']:<16}{strength:.3f} seed {seed}: model IC {row['model_ic']:+.4f}{ratio} edge "
+                  f"{row['model_edge']}; {POWER_BASELINE} IC {row['baseline_ic']:+.4f} edge {row['baseline_edge']}; "
+                  f"model beats it {row['beats_baseline']}; MDE {row['minimum_detectable_ic']:.4f} "
+                  f"[{time.time() - started:.0f} s]", flush=True)
+            if args.results:
+                pd.DataFrame(rows).to_csv(args.results, index=False)
+    print()
+    print(power_table(rows))
+    print(f"\n{len(rows)} runs of {MAIN_EXPERIMENT.name} on {args.symbols} symbols x {args.bars} bars in "
+          f"{(time.time() - started) / 60:.0f} min")
+
+
 def null_run(seed, output, overrides=(), quick=False):
     """Trains the random-walk experiment on universe `seed`; returns its summary line as a dict."""
     from keras_synapse.config import load_experiment
@@ -109,6 +215,8 @@ def null_run(seed, output, overrides=(), quick=False):
 
 
 def bench_edge(args):
+    if args.check == "power":
+        return bench_power(args)
     with tempfile.TemporaryDirectory(prefix="keras_synapse_edge_") as output:
         if args.check == "planted":
             run_dir = train_run(PLANTED_EXPERIMENT, output, [f"--set={pair}" for pair in args.overrides])
@@ -120,7 +228,7 @@ def bench_edge(args):
                   f"edge_significant: {result['edge_significant']}")
             return
         rows = []
-        for seed in range(args.seeds):
+        for seed in range(args.seeds or 20):
             rows.append(null_run(seed, output, args.overrides))
             row = rows[-1]
             print(f"seed {seed:3d}: IC {row['ic']:+.4f}  IC CI low {row['ic_ci_low']:+.4f}  excess accuracy CI low "

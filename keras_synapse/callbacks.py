@@ -50,6 +50,11 @@ from keras_synapse.errors import ConfigError
 from keras_synapse.metrics import information_coefficients
 
 LEARNING_RATE_SCHEDULES = ("constant", "reduce_on_plateau", "cosine")
+# What early stopping may watch, and which way is better. `val_loss` is the
+# training loss (with any L2 penalty); `val_mse` is the plain squared error of
+# regression outputs; `val_ic` and `val_rank_ic` come from
+# InformationCoefficientCallback.
+MONITORS = {"val_loss": "min", "val_mse": "min", "val_ic": "max", "val_rank_ic": "max"}
 CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
 # The attributes that make up each supported callback's training state.
@@ -126,7 +131,8 @@ def learning_rate_schedule(kind, learning_rate, epochs, steps_per_epoch, monitor
                           f"min_learning_rate={min_learning_rate}, learning_rate={learning_rate}")
     if kind == "reduce_on_plateau":
         return float(learning_rate), [keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=factor, patience=patience, min_lr=min_learning_rate)]
+            monitor=monitor, mode=MONITORS.get(monitor, "auto"), factor=factor, patience=patience,
+            min_lr=min_learning_rate)]
     if kind == "cosine":
         if epochs < 1 or steps_per_epoch < 1:
             raise ConfigError(f"`epochs` and `steps_per_epoch` must be >= 1 for a cosine schedule. "

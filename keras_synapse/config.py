@@ -86,6 +86,10 @@ class ExperimentConfig:
     learning_rate: float = 0.0008
     clipnorm: float = 1.0
     patience: int = 15
+    # What early stopping (and reduce-on-plateau) watches on the validation
+    # carve-out, see keras_synapse.callbacks.MONITORS: "val_loss" includes
+    # the L2 penalty, so it keeps falling while the fit stops improving.
+    monitor: str = "val_loss"
     # "auto": MSE for regression labels, cross-entropy for class labels; see
     # keras_synapse.losses.get_loss (e.g. "correlation_aware:0.5", "focal").
     loss: str = "auto"
@@ -112,6 +116,9 @@ class ExperimentConfig:
         _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
+        from keras_synapse.callbacks import MONITORS
+
+        _require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {tuple(MONITORS)}")
         from keras_synapse.distribute import check_distribute  # scale-out: refuses "multi_worker" with the reason
 
         check_distribute(self.distribute)

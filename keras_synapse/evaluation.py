@@ -2,15 +2,18 @@
 
 Every metric is computed on test-fold predictions only, next to the same metric
 for simple baselines on the same windows, with a 95% confidence interval from a
-block bootstrap over time (blocks of whole timestamps, at least one label
-horizon long, so overlapping labels and volatility clustering are resampled
-together instead of being treated as independent draws).
+stationary bootstrap over time (blocks of whole timestamps, of a length chosen
+from the data and at least one label horizon, so overlapping labels and
+volatility clustering are resampled together instead of being treated as
+independent draws; see `keras_synapse.intervals`). The verdict compares the
+model with chance and, on the same bootstrap draws, with the best baseline, and
+says how large an edge the run could have seen.
 """
 
 import numpy as np
 from scipy import stats
 
-METRIC_NAMES = ("directional_accuracy", "excess_directional_accuracy", "ic", "rank_ic", "mse")
+from keras_synapse.intervals import METRIC_NAMES, bootstrap_metrics
 
 
 def _correlation(x, y):
@@ -53,20 +56,21 @@ def regression_metrics(prediction, target, forward_return):
     }
 
 
-def block_bootstrap_intervals(frame, prediction_column, block_length, num_resamples=1000, seed=0, level=0.95):
-    """Confidence intervals of `regression_metrics` by a moving-block bootstrap over time.
+def metric_intervals(frame, prediction_column, min_block_length=1, num_resamples=1000, seed=0, level=0.95):
+    """Confidence intervals of `regression_metrics` by a stationary bootstrap over timestamps.
 
-    Whole timestamps are resampled (all symbols of a date stay together, which
-    keeps the cross-sectional correlation), in runs of `block_length`
-    consecutive timestamps drawn with replacement.
+    Whole timestamps are resampled (all symbols of a date stay together), in
+    blocks of consecutive timestamps whose mean length is chosen from the
+    data (Politis-White; see `keras_synapse.intervals`) and is at least
+    `min_block_length`.
 
     Args:
         frame: test predictions with columns `timestamp`, `target`,
             `reference` (what the prediction should agree with: the forward
             return, or a centred event outcome) and `prediction_column`.
         prediction_column: the column holding the predictions.
-        block_length: consecutive timestamps per block (at least the number
-            of window ends one label horizon spans).
+        min_block_length: the shortest mean block, in timestamps (one label
+            horizon). Defaults to `1`.
         num_resamples: bootstrap resamples. Defaults to `1000`.
         seed: the resampling seed. Defaults to `0`.
         level: the interval's coverage. Defaults to `0.95`.
@@ -74,81 +78,110 @@ def block_bootstrap_intervals(frame, prediction_column, block_length, num_resamp
     Returns:
         A dict metric -> `(low, high)`.
     """
-    timestamps, codes = np.unique(frame["timestamp"].to_numpy(), return_inverse=True)
-    order = np.argsort(codes, kind="stable")
-    boundaries = np.searchsorted(codes[order], np.arange(len(timestamps) + 1))
-    columns = [frame[name].to_numpy(dtype=np.float64) for name in (prediction_column, "target", "reference")]
-    num_timestamps = len(timestamps)
-    block_length = max(1, min(block_length, num_timestamps))
-    num_blocks = int(np.ceil(num_timestamps / block_length))
-    rng = np.random.default_rng(seed)
-    samples = {name: [] for name in METRIC_NAMES}
-    for _ in range(num_resamples):
-        starts = rng.integers(0, num_timestamps - block_length + 1, size=num_blocks)
-        chosen = (starts[:, None] + np.arange(block_length)).ravel()[:num_timestamps]
-        rows = np.concatenate([order[boundaries[index] : boundaries[index + 1]] for index in chosen])
-        metrics = regression_metrics(*(column[rows] for column in columns))
-        for name in METRIC_NAMES:
-            samples[name].append(metrics[name])
-    tail = (1 - level) / 2 * 100
-    return {
-        name: tuple(float(bound) for bound in np.nanpercentile(values, [tail, 100 - tail]))
-        if np.isfinite(values).any()
-        else (np.nan, np.nan)
-        for name, values in samples.items()
-    }
+    result = bootstrap_metrics(frame, [prediction_column], min_block_length=min_block_length,
+                               num_resamples=num_resamples, seed=seed, level=level)
+    return {name: result.interval(prediction_column, name) for name in METRIC_NAMES}
 
 
-def summarize(fold_metrics, pooled_frame, prediction_column, block_length, seed=0, num_resamples=1000):
+def summarize(fold_metrics, pooled_frame, prediction_column, bootstrap):
     """Fold-averaged metrics with pooled values and bootstrap intervals.
 
     Args:
         fold_metrics: one `regression_metrics` dict per fold.
-        pooled_frame: all folds' test predictions (see
-            `block_bootstrap_intervals`).
+        pooled_frame: all folds' test predictions (see `metric_intervals`).
         prediction_column: the column holding the predictions.
-        block_length: bootstrap block length in timestamps.
-        seed: the bootstrap seed. Defaults to `0`.
-        num_resamples: bootstrap resamples. Defaults to `1000`.
+        bootstrap: a `keras_synapse.intervals.BootstrapResult` holding
+            `prediction_column`'s resamples.
 
     Returns:
-        A dict metric -> `{"mean", "pooled", "ci_low", "ci_high"}` plus
-        `edge_significant`: true only when both the excess directional
-        accuracy and the IC have 95% intervals entirely above zero.
+        A dict metric -> `{"mean", "pooled", "ci_low", "ci_high"}`, plus
+        `edge_significant` (true only when the IC's interval lies entirely
+        above zero) and `minimum_detectable_ic` (the smallest true IC whose
+        interval would lie above zero with 80% probability).
     """
     pooled = regression_metrics(pooled_frame[prediction_column], pooled_frame["target"], pooled_frame["reference"])
-    intervals = block_bootstrap_intervals(pooled_frame, prediction_column, block_length, num_resamples, seed)
     # Only the metrics the folds report (a classifier's folds carry no MSE).
     names = [name for name in METRIC_NAMES if name in fold_metrics[0]]
-    summary = {
-        name: {
-            "mean": float(np.nanmean([fold[name] for fold in fold_metrics]))
-            if np.isfinite([fold[name] for fold in fold_metrics]).any()
-            else np.nan,
-            "pooled": pooled[name],
-            "ci_low": intervals[name][0],
-            "ci_high": intervals[name][1],
-        }
-        for name in names
-    }
-    summary["edge_significant"] = bool(
-        summary["excess_directional_accuracy"]["ci_low"] > 0 and summary["ic"]["ci_low"] > 0
-    )
+    summary = {}
+    for name in names:
+        values = [fold[name] for fold in fold_metrics]
+        low, high = bootstrap.interval(prediction_column, name)
+        summary[name] = {"mean": float(np.nanmean(values)) if np.isfinite(values).any() else np.nan,
+                         "pooled": pooled[name], "ci_low": low, "ci_high": high}
+    # The IC alone decides: for a weak Gaussian edge, the sign agreement
+    # carries only 2/pi of the IC's information, so also demanding its
+    # interval above zero would need an edge ~1.6 times larger to be seen.
+    summary["edge_significant"] = bool(summary["ic"]["ci_low"] > 0)
+    summary["minimum_detectable_ic"] = bootstrap.minimum_detectable(prediction_column, "ic", power=DETECTION_POWER)
     return summary
 
 
-def edge_verdict(summary):
-    """A sentence saying whether the model has a detectable edge, and why."""
-    excess = summary["excess_directional_accuracy"]
+# The power at which `minimum_detectable_ic` is quoted.
+DETECTION_POWER = 0.8
+
+
+def versus_baselines(bootstrap, prediction_column, baseline_columns):
+    """The model's IC minus each baseline's on the same windows, with paired intervals.
+
+    Both are computed on the same bootstrap draws, so what the two share
+    (the market's path, the test period) cancels in the difference.
+
+    Returns:
+        A dict baseline name -> `{"ic_difference", "ci_low", "ci_high",
+        "beats"}`; `beats` is true when the whole interval lies above zero.
+        Baselines whose IC is undefined (a constant) are left out.
+    """
+    comparisons = {}
+    for column in baseline_columns:
+        if not np.isfinite(bootstrap.point[column]["ic"]):
+            continue
+        difference = bootstrap.difference(prediction_column, column, "ic")
+        comparisons[column.removeprefix("baseline_")] = {
+            "ic_difference": difference["difference"], "ci_low": difference["ci_low"],
+            "ci_high": difference["ci_high"], "beats": bool(difference["ci_low"] > 0)}
+    return comparisons
+
+
+def best_baseline(baselines):
+    """The name of the baseline with the highest pooled IC, or `None` (baselines: name -> `{"summary"}`)."""
+    scored = {name: result["summary"]["ic"]["pooled"] for name, result in baselines.items()
+              if "summary" in result and np.isfinite(result["summary"]["ic"]["pooled"])}
+    return max(scored, key=scored.get) if scored else None
+
+
+def edge_verdict(summary, versus=None, baselines=None):
+    """A sentence saying whether the model has a detectable edge, against chance and the best baseline.
+
+    Args:
+        summary: the model's `summarize` output.
+        versus: `versus_baselines` output. Defaults to `None`.
+        baselines: baseline name -> `{"summary": ...}` (to name the best one
+            and any that has an edge of its own). Defaults to `None`.
+    """
     ic = summary["ic"]
-    interval = (
-        f"IC {ic['pooled']:+.4f} [95% CI {ic['ci_low']:+.4f}, {ic['ci_high']:+.4f}], "
-        f"directional accuracy above chance {excess['pooled']:+.4f} "
-        f"[{excess['ci_low']:+.4f}, {excess['ci_high']:+.4f}]"
-    )
-    if summary["edge_significant"]:
-        return f"Detectable edge: both intervals lie above zero ({interval})."
-    return f"No detectable edge: the intervals include zero or less ({interval})."
+    excess = summary["excess_directional_accuracy"]
+    interval = (f"IC {ic['pooled']:+.4f} [95% CI {ic['ci_low']:+.4f}, {ic['ci_high']:+.4f}], "
+                f"directional accuracy above chance {excess['pooled']:+.4f} "
+                f"[{excess['ci_low']:+.4f}, {excess['ci_high']:+.4f}]")
+    detectable = f"an IC of {summary['minimum_detectable_ic']:.4f} or more would be detected with 80% power"
+    best = best_baseline(baselines or {})
+    if not summary["edge_significant"]:
+        sentence = f"No detectable edge: the IC's interval includes zero or less ({interval}); {detectable}."
+        with_edge = [name for name, result in (baselines or {}).items()
+                     if "summary" in result and result["summary"].get("edge_significant")]
+        if with_edge:
+            sentence += f" But the {', '.join(with_edge)} baseline{'s' if len(with_edge) > 1 else ''} " \
+                        f"{'have' if len(with_edge) > 1 else 'has'} one: the data hold an edge this model missed."
+        return sentence
+    sentence = f"Detectable edge: the IC's interval lies above zero ({interval})"
+    if best is None or not versus or best not in versus:
+        return sentence + "."
+    comparison = versus[best]
+    difference = (f"IC difference {comparison['ic_difference']:+.4f} [95% CI {comparison['ci_low']:+.4f}, "
+                  f"{comparison['ci_high']:+.4f}]")
+    if comparison["beats"]:
+        return sentence + f", and better than the best baseline, {best} ({difference})."
+    return sentence + f", but no better than {best} ({difference})."
 
 
 def classification_metrics(probabilities, labels, class_names):

@@ -97,6 +97,8 @@ def write_report(path, metrics, histories, test_predictions, equity):
         [name] + [_signed(result["summary"][metric]["pooled"]) for metric in names]
         for name, result in metrics["baselines"].items() if "summary" in result
     ]
+    versus_rows = [[name, _signed(item["ic_difference"]), f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]",
+                    "yes" if item["beats"] else "no"] for name, item in summary["versus_baselines"].items()]
     backtest_keys = ("sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover", "annualized_return")
     if equity is not None:
         backtest_html = _table(["", *backtest_keys], [
@@ -135,7 +137,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 <h2>Test folds (95% block-bootstrap intervals)</h2>
 {_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
+<p>{html.escape(power_sentence(metrics))}</p>
 <h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *names], baseline_rows)}
+<h2>Model minus each baseline (IC, paired 95% intervals on the same bootstrap draws)</h2>
+{_table(["baseline", "IC difference", "95% CI", "model better"], versus_rows)}
 {confusion_html}
 <h2>Backtest of test-fold predictions (costs {metrics['backtest']['cost_bps']} bps)</h2>
 {backtest_html}
@@ -153,6 +158,14 @@ def _with_interval(value, interval):
 
 def _signed(value, digits=4):
     return "   n/a" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def power_sentence(metrics):
+    """What edge this run could have seen: its minimum detectable IC and what it rests on."""
+    summary, bootstrap = metrics["summary"], metrics["bootstrap"]
+    return (f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}, from "
+            f"{sum(fold['n_test'] for fold in metrics['folds'])} test windows on {bootstrap['num_timestamps']} "
+            f"dates, bootstrap blocks of {bootstrap['block_length_timestamps']:.1f} dates on average.")
 
 
 def format_summary(metrics):
@@ -179,7 +192,7 @@ def format_summary(metrics):
         shares = ", ".join(f"{name} {share:.1%}" for name, share in metrics["label_balance"].items())
         lines.append(f"\nlabel balance (all labelled windows): {shares}")
     summary = metrics["summary"]
-    lines.append("\nmetric (test folds)            fold mean    pooled   95% CI (block bootstrap)")
+    lines.append("\nmetric (test folds)            fold mean    pooled   95% CI (stationary block bootstrap)")
     for name in METRIC_NAMES:
         if name in summary:
             item = summary[name]
@@ -188,14 +201,20 @@ def format_summary(metrics):
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in summary:
             lines.append(f"{name:<30}{_signed(summary[name]['mean']):>10}")
-    lines.append("\nbaseline (same test windows)    dir.acc   excess        IC   rank IC")
+    lines.append(power_sentence(metrics))
+    lines.append("\nbaseline (same test windows)    dir.acc   excess        IC   rank IC   model IC minus baseline [95% CI]")
+    versus = summary["versus_baselines"]
     for name, result in metrics["baselines"].items():
         if "summary" not in result:
             continue
         item = result["summary"]
-        lines.append(f"{name:<30}{_signed(item['directional_accuracy']['pooled']):>10}"
-                     f"{_signed(item['excess_directional_accuracy']['pooled']):>9}{_signed(item['ic']['pooled']):>10}"
-                     f"{_signed(item['rank_ic']['pooled']):>10}")
+        line = (f"{name:<30}{_signed(item['directional_accuracy']['pooled']):>10}"
+                f"{_signed(item['excess_directional_accuracy']['pooled']):>9}{_signed(item['ic']['pooled']):>10}"
+                f"{_signed(item['rank_ic']['pooled']):>10}")
+        if name in versus:
+            line += (f"   {_signed(versus[name]['ic_difference'])} [{_signed(versus[name]['ci_low'])}, "
+                     f"{_signed(versus[name]['ci_high'])}]{'  better' if versus[name]['beats'] else ''}")
+        lines.append(line)
     if "majority_class" in metrics["baselines"]:
         majority = metrics["baselines"]["majority_class"]
         lines.append(f"majority class ({majority['class']}) accuracy {majority['accuracy']:.4f}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_synapse.errors import DataError, SynapseError
+from keras_synapse.errors import ConfigError, DataError, SynapseError
 from keras_synapse.validation import iso_utc
 
 
@@ -230,7 +230,12 @@ def _quiet_tensorflow():
 
 
 def fold_windows(windowed, calendar, fold, config):
-    """The fit, validation and test window ends of one fold, purged by label end time."""
+    """The fit, validation and test window ends of one fold, purged by label end time.
+
+    Only the fit windows are thinned to `config.stride`: validation and test
+    windows end at every bar, so early stopping and the verdict see all the
+    data there is (overlapping labels are handled by the bootstrap's blocks).
+    """
     from keras_synapse.validation import carve_validation
     from keras_synapse.windows import select_ends
 
@@ -238,9 +243,9 @@ def fold_windows(windowed, calendar, fold, config):
     fit_end, validation_start = carve_validation(calendar, fold, config.validation_size, config.gap)
     split = {
         "fit": select_ends(windowed, labelled, stride=config.stride, end=fit_end, label_before=validation_start),
-        "validation": select_ends(windowed, labelled, stride=config.stride, start=validation_start,
-                                  end=fold.train_end, label_before=fold.test_start),
-        "test": select_ends(windowed, labelled, stride=config.stride, start=fold.test_start, end=fold.test_end)
+        "validation": select_ends(windowed, labelled, start=validation_start, end=fold.train_end,
+                                  label_before=fold.test_start),
+        "test": select_ends(windowed, labelled, start=fold.test_start, end=fold.test_end)
         if fold.test_start is not None else np.array([], dtype=np.int64),
         "fit_end": fit_end,
         "validation_start": validation_start,
@@ -294,6 +299,12 @@ class FoldTrainer:
     def __init__(self, config, data, run_dir, resume=False):
         self.config, self.data, self.run_dir, self.resume = config, data, Path(run_dir), resume
         self.num_fits = 0
+        if config.monitor != "val_loss" and data.head_tasks:
+            raise ConfigError(f"Multi-task models log only `val_loss` for early stopping. Received: "
+                              f"monitor={config.monitor!r}")
+        if config.monitor == "val_mse" and data.task.kind != "regression":
+            raise ConfigError(f"`val_mse` exists only for regression labels; '{data.task.label}' is "
+                              f"{data.task.kind}. Received: monitor='val_mse'")
 
     def build(self, split):
         """A fresh model for the task, its normalization adapted on the fit rows only."""
@@ -323,7 +334,9 @@ class FoldTrainer:
             loss_weights, metrics = {head: weights.get(head, 1.0) for head in data.head_tasks}, None
         else:
             loss, loss_weights = data.task.loss(config.loss), None
-            metrics = [DirectionalAccuracy(), PearsonCorrelation()] if data.task.kind == "regression" else None
+            # Plain MSE beside the loss: `val_loss` carries the L2 penalty, `val_mse` does not.
+            metrics = ([DirectionalAccuracy(), PearsonCorrelation(), keras.metrics.MeanSquaredError(name="mse")]
+                       if data.task.kind == "regression" else None)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=config.clipnorm), loss=loss,
                       loss_weights=loss_weights, metrics=metrics)
 
@@ -338,6 +351,7 @@ class FoldTrainer:
         import pandas as pd
 
         from keras_synapse.callbacks import (
+            MONITORS,
             EpochCheckpoint,
             InformationCoefficientCallback,
             LearningRateLogger,
@@ -359,7 +373,8 @@ class FoldTrainer:
             model = self.build(split) if base_model is None else frozen_backbone_copy(base_model)
             steps_per_epoch = int(np.ceil(len(split["fit"]) / config.batch_size))
             learning_rate, schedule_callbacks = learning_rate_schedule(
-                config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch)
+                config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch,
+                monitor=config.monitor)
             self.compile(model, learning_rate)
         checkpoint_dir = self.run_dir / "checkpoints" / name
         log_dir = self.run_dir / "tensorboard" / name
@@ -374,7 +389,8 @@ class FoldTrainer:
             frame.insert(0, "epoch", range(len(frame)))
             frame.to_csv(log_dir / "training_log.csv", index=False)
         validation = make_dataset(windowed, split["validation"], config.batch_size)
-        early_stopping = keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+        early_stopping = keras.callbacks.EarlyStopping(monitor=config.monitor, mode=MONITORS[config.monitor],
+                                                       patience=config.patience, restore_best_weights=True)
         stateful = [early_stopping] + [callback for callback in schedule_callbacks
                                        if isinstance(callback, keras.callbacks.ReduceLROnPlateau)]
         checkpoint = EpochCheckpoint(checkpoint_dir, callbacks=stateful, resume=state is not None)
@@ -439,9 +455,13 @@ def predict_windows(model, data, ends, batch_size):
 
 def _baselines(data, split, seed):
     from keras_synapse.baselines import baseline_predictions
+    from keras_synapse.windows import select_ends
 
-    train = np.concatenate([split["fit"], split["validation"]])
-    predictions = baseline_predictions(data.windowed, train, split["test"], seed)
+    # The linear baselines learn from every bar of the fit period (whatever
+    # the network's stride), purged before the carve-out like the fit windows.
+    windowed = data.windowed
+    fit = select_ends(windowed, windowed.labelled_ends(), end=split["fit_end"], label_before=split["validation_start"])
+    predictions = baseline_predictions(windowed, fit, split["validation"], split["test"], seed)
     # The ridge regresses class indices for class labels; centre it on the
     # middle of the class range so its sign reads like the model's score.
     if data.task.kind != "regression":
@@ -505,31 +525,38 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         (`None` when the backtest does not apply).
     """
     from keras_synapse.backtest import backtest
-    from keras_synapse.evaluation import block_bootstrap_intervals, edge_verdict, summarize
+    from keras_synapse.evaluation import (
+        best_baseline,
+        edge_verdict,
+        metric_intervals,
+        summarize,
+        versus_baselines,
+    )
+    from keras_synapse.intervals import bootstrap_metrics
     from keras_synapse.metrics import information_coefficients, per_symbol_metrics
 
     task = data.task
-    # Blocks span at least one label horizon (in window ends, `stride` bars
-    # apart), and grow with the sample so slow regimes are kept whole.
-    num_ends = test_predictions["timestamp"].nunique()
-    block_length = max(int(np.ceil(config.horizon / config.stride)), int(round(num_ends ** (1 / 3))))
-    summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", block_length,
-                        config.seed)
+    baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
+    # One set of bootstrap draws for the model and every baseline, so their
+    # differences get paired intervals. Blocks hold at least one label horizon.
+    bootstrap = bootstrap_metrics(test_predictions, ["prediction", *baseline_columns], min_block_length=config.horizon,
+                                  num_resamples=BOOTSTRAP_RESAMPLES, seed=config.seed)
+    summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", bootstrap)
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in fold_results[0]["metrics"]:
-            summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
-    summary["verdict"] = edge_verdict(summary)
+            summary[name] = {"mean": float(np.mean([fold[name] for fold in fold_results]))}
     for fold, (_, group) in zip(fold_results, test_predictions.groupby("fold", sort=True)):
-        intervals = block_bootstrap_intervals(group, "prediction", block_length, BASELINE_RESAMPLES, config.seed)
+        intervals = metric_intervals(group, "prediction", config.horizon, FOLD_RESAMPLES, config.seed)
         fold["intervals"] = {name: list(intervals[name]) for name in fold["metrics"] if name in intervals}
     baselines = {}
-    baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
     for column in baseline_columns:
-        name = column.removeprefix("baseline_")
         per_fold = [fold_metrics(group, task, column) for _, group in test_predictions.groupby("fold")]
-        baselines[name] = {"folds": per_fold,
-                           "summary": summarize(per_fold, test_predictions, column, block_length, config.seed,
-                                                BASELINE_RESAMPLES)}
+        baselines[column.removeprefix("baseline_")] = {"folds": per_fold,
+                                                       "summary": summarize(per_fold, test_predictions, column,
+                                                                            bootstrap)}
+    summary["versus_baselines"] = versus_baselines(bootstrap, "prediction", baseline_columns)
+    summary["best_baseline"] = best_baseline(baselines)
+    summary["verdict"] = edge_verdict(summary, summary["versus_baselines"], baselines)
     if task.kind != "regression":
         majority = np.bincount(test_predictions["target"].astype(int)).argmax()
         baselines["majority_class"] = {"accuracy": float(np.mean(test_predictions["target"] == majority)),
@@ -547,8 +574,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "per_symbol": per_symbol_metrics(test_predictions, "prediction", "reference", target_column="target"
                                          if task.kind == "regression" else None).to_dict(orient="index"),
         "baselines": baselines,
-        "bootstrap": {"block_length_timestamps": block_length, "resamples": 1000,
-                      "baseline_resamples": BASELINE_RESAMPLES, "level": 0.95},
+        "bootstrap": {"method": "stationary bootstrap over timestamps, Politis-White mean block length",
+                      "block_length_timestamps": bootstrap.block_length, "num_timestamps": bootstrap.num_timestamps,
+                      "resamples": BOOTSTRAP_RESAMPLES, "fold_resamples": FOLD_RESAMPLES, "level": bootstrap.level},
     }
     equity = None
     if task.directional:
@@ -564,8 +592,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     return metrics, equity
 
 
-# Baselines' and single folds' intervals are context, not the verdict: fewer resamples keep runs short.
-BASELINE_RESAMPLES = 300
+BOOTSTRAP_RESAMPLES = 1000
+# Single folds' intervals are context, not the verdict: fewer resamples keep runs short.
+FOLD_RESAMPLES = 300
 
 
 def _bars_per_year(calendar):

@@ -20,19 +20,31 @@ test data). That search period is split into the experiment's gapped folds
 (`n_splits`, `test_size`, `gap`); in each, `FoldTrainer` fits on the fit part
 with early stopping on the validation carve-out, exactly as in training. A
 fold's score is the objective (`--objective`, default `val_ic`, the IC of the
-validation predictions) at the epoch early stopping kept (the best
-`val_loss`); the trial's score is the mean over folds. Never a test fold,
-never a random split.
+validation predictions) at the epoch early stopping kept (the first best
+`config.monitor`); the trial's score is the mean over folds. Never a test
+fold, never a random split.
+
+How noisy a score is. The restored model of each fold scores its validation
+windows once more, and a stationary bootstrap over timestamps
+(`keras_synapse.intervals`, blocks of at least one label horizon) gives the
+standard error of the fold's IC (rank IC, ...; for `val_loss`, of the plain
+validation MSE, as no resampling reproduces the L2 penalty). The table shows
+each trial's 95% interval, mean +- 1.96 sqrt(sum of fold SE^2) / folds, and
+its validation windows, and below it how far the best of N equally good
+trials would beat the truth by chance: about E[max of N normals] standard
+errors (1.87 for 20 trials). The tuned run's test folds are not part of
+that selection.
 
 What it writes: the search in `--directory` (default `tuning/`), one
 keras-tuner project per experiment, tuner and objective (re-running the same
 command resumes it; `--overwrite` starts afresh), with each trial's
-TensorBoard logs and `synapse_trial.json` (tuner id, host, per-fold scores);
-`results.csv` and the printed table of every trial; the best configuration as a
-ready-to-run experiment file (default `tuned_<experiment>.py` beside the
-experiment); and, unless `--no-train`, a normal `keras_synapse.train` run of
-that file (full CV, baselines, backtest, registration as
-`<experiment>_tuned`).
+TensorBoard logs and `synapse_trial.json` (tuner id, host, per-fold scores
+and standard errors); `results.csv` and the printed table of every trial; the
+best configuration as a ready-to-run experiment file (default
+`tuned_<experiment>.py` beside the experiment); and, unless `--no-train`, a
+normal `keras_synapse.train` run of that file (full CV, baselines, backtest,
+registration as `<experiment>_tuned`), its test IC printed beside the best
+trial's validation score.
 
 Distributed tuning (keras-tuner's chief/worker mode over gRPC): run the same
 command on every machine, with the same `--directory` layout, and
@@ -86,7 +98,7 @@ each machine (see the module docstring).
 TUNERS = ("random", "bayesian", "hyperband")
 # Objective -> direction. Each is logged per epoch on the validation carve-out.
 OBJECTIVES = {"val_ic": "max", "val_rank_ic": "max", "val_directional_accuracy": "max",
-              "val_pearson_correlation": "max", "val_loss": "min"}
+              "val_pearson_correlation": "max", "val_loss": "min", "val_mse": "min"}
 # Fields that change the model or its fitting, not the prepared data: trials
 # differing only in these share one `prepare_data`. Anything else (sequence
 # length, features, label, ...) prepares its own.
@@ -108,8 +120,8 @@ def parse_args(argv):
                         "Defaults to 10")
     parser.add_argument("--tuner", choices=TUNERS, default="random", help="search algorithm. Defaults to random")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="val_ic",
-                        help="validation metric averaged over the folds (val_loss is minimized, the others "
-                        "maximized). Defaults to val_ic")
+                        help="validation metric averaged over the folds (val_loss and val_mse are minimized, "
+                        "the others maximized). Defaults to val_ic")
     parser.add_argument("--quick", action="store_true", help="smoke-sized data and the experiment's quick settings")
     parser.add_argument("--data", help="bars to tune on (as for keras_synapse.train). Defaults to the experiment's")
     parser.add_argument("--epochs", type=int, help="maximum epochs per fold (early stopping may end sooner)")
@@ -183,6 +195,7 @@ def run(args):
     rows = trial_rows(tuner.oracle, tuner.hypermodel, args.objective)
     print()
     print(format_results(rows, args.objective))
+    print(selection_bias_line(rows, args.objective))
     write_results_csv(Path(tuner.project_dir) / "results.csv", rows)
     best = best_row(rows, args.objective)
     if best is None:
@@ -208,8 +221,26 @@ def run(args):
     train_args = [str(tuned_file), "--output", args.output, "--registry", args.registry] + (
         ["--quick"] if args.quick else [])
     print(f"\ntraining the tuned experiment: python -m keras_synapse.train {' '.join(train_args)}")
-    train.run(train.parse_args(train_args))
+    run_dir = train.run(train.parse_args(train_args))
+    print(search_versus_test_line(best, args.objective, len(_completed(rows)), run_dir))
     return tuned_file
+
+
+def search_versus_test_line(best, objective, num_trials, run_dir):
+    """One line: the best trial's validation score beside the tuned run's test IC and verdict.
+
+    Args:
+        best: the best trial's row (see `trial_rows`).
+        objective: the objective's name.
+        num_trials: the completed trials it was the best of.
+        run_dir: the tuned experiment's training run (its `metrics.json`).
+    """
+    summary = json.loads((Path(run_dir) / "metrics.json").read_text())["summary"]
+    ic = summary["ic"]
+    return (f"search vs test: best of {num_trials} trials, mean validation {objective} {best['objective']:+.4f} "
+            f"(selected, so optimistic); test IC of the tuned run {ic['pooled']:+.4f} "
+            f"[95% CI {ic['ci_low']:+.4f}, {ic['ci_high']:+.4f}] on folds the search never saw, "
+            f"edge_significant {summary['edge_significant']}")
 
 
 # --- The experiment's search space ---------------------------------------------------
@@ -285,17 +316,36 @@ def search_folds(calendar, config):
                           f"short: {error} Use more data, or fewer folds.") from None
 
 
-def fold_score(history, objective):
-    """The objective at the epoch early stopping kept (the first best `val_loss`), and that epoch.
+def fold_score(history, objective, monitor):
+    """The objective at the epoch early stopping kept, and that epoch.
+
+    Early stopping restores the weights of the first epoch with the best
+    `monitor` (strictly better only, so ties keep the earliest), in the
+    direction `keras_synapse.callbacks.MONITORS` gives; the fold's score must
+    describe that model, not the best objective of any epoch.
+
+    Args:
+        history: dict metric -> one value per epoch (the fit's history).
+        objective: the metric to report, e.g. `"val_ic"`.
+        monitor: what early stopping watched (`config.monitor`), a key of
+            `MONITORS`.
 
     Returns:
         `(score, epoch)`; the score is NaN when no epoch has a finite
-        `val_loss` or the objective is missing.
+        `monitor` value (then the epoch is -1) or the objective is missing.
+
+    Raises:
+        ConfigError: for a `monitor` that is not a key of `MONITORS`.
     """
-    losses = np.asarray(history.get("val_loss", []), dtype=float)
-    if not np.isfinite(losses).any():
+    from keras_synapse.callbacks import MONITORS
+
+    if monitor not in MONITORS:
+        raise ConfigError(f"`monitor` must be one of {', '.join(MONITORS)}. Received: {monitor!r}")
+    watched = np.asarray(history.get(monitor, []), dtype=float)
+    if not np.isfinite(watched).any():
         return float("nan"), -1
-    epoch = int(np.nanargmin(losses))
+    # nanargmin / nanargmax return the first of equal values, as early stopping keeps.
+    epoch = int(np.nanargmin(watched) if MONITORS[monitor] == "min" else np.nanargmax(watched))
     values = history.get(objective)
     if values is None or epoch >= len(values):
         return float("nan"), epoch
@@ -312,7 +362,22 @@ def score_folds(config, data, run_dir, objective):
     """Fits every search fold of `config` and returns one record per fold.
 
     Each fit keeps its TensorBoard logs under `run_dir/tensorboard/fold_<i>`;
-    its resume checkpoints are deleted once it ends.
+    its resume checkpoints are deleted once it ends. The restored model (the
+    epoch early stopping kept) then scores the fold's validation windows once
+    more, for the bootstrap standard error of the fold's score.
+
+    Args:
+        config: the trial's `ExperimentConfig`.
+        data: its `PreparedData`.
+        run_dir: the trial's directory.
+        objective: the objective's name (a key of `OBJECTIVES`).
+
+    Returns:
+        A list of dicts, one per search fold: `index`, `objective` (the
+        score), `selected_epoch`, `epochs_trained`, the `fit` and
+        `validation` periods, `n_fit`, `n_validation`, and the bootstrap's
+        `interval_metric`, `interval_value` and `standard_error` (see
+        `validation_uncertainty`).
     """
     from keras_synapse.train import FoldTrainer, fold_windows
     from keras_synapse.validation import iso_utc
@@ -322,17 +387,110 @@ def score_folds(config, data, run_dir, objective):
     records = []
     for fold in search_folds(calendar, config):
         split = fold_windows(data.windowed, calendar, fold, config)
-        _, history = trainer.fit(split, f"fold_{fold.index}")
+        model, history = trainer.fit(split, f"fold_{fold.index}")
         shutil.rmtree(Path(run_dir) / "checkpoints" / f"fold_{fold.index}", ignore_errors=True)
         if not any((Path(run_dir) / "checkpoints").iterdir()):
             (Path(run_dir) / "checkpoints").rmdir()
-        score, epoch = fold_score(history, objective)
+        score, epoch = fold_score(history, objective, config.monitor)
         records.append({"index": fold.index, "objective": score, "selected_epoch": epoch,
                         "epochs_trained": len(history.get("loss", [])),
                         "fit": [iso_utc(calendar[0]), iso_utc(split["fit_end"])],
                         "validation": [iso_utc(split["validation_start"]), iso_utc(fold.train_end)],
-                        "n_fit": int(len(split["fit"])), "n_validation": int(len(split["validation"]))})
+                        "n_fit": int(len(split["fit"])), "n_validation": int(len(split["validation"])),
+                        **validation_uncertainty(model, data, split["validation"], objective, config)})
     return records
+
+
+# Per objective: the `keras_synapse.intervals` metric whose bootstrap standard
+# error sizes a fold's noise, and what the trial's interval is then an
+# interval of. `val_loss` carries the L2 penalty (and for correlation-aware
+# losses a correlation term) that no resampling of predictions reproduces,
+# so its trials get the interval of the plain validation MSE, named as such.
+SCORE_INTERVALS = {
+    "val_ic": ("ic", "mean val_ic"),
+    "val_rank_ic": ("rank_ic", "mean val_rank_ic"),
+    "val_directional_accuracy": ("directional_accuracy", "mean val_directional_accuracy"),
+    # PearsonCorrelation correlates with the (scaled) label, not the forward
+    # return: the bootstrap's IC is taken against the target for it.
+    "val_pearson_correlation": ("ic", "mean val_pearson_correlation"),
+    "val_mse": ("mse", "mean val_mse"),
+    "val_loss": ("mse", "mean val MSE"),
+}
+INTERVAL_LEVEL = 0.95
+INTERVAL_Z = 1.96
+# Resamples per fold: the standard error only sizes the noise (it decides
+# nothing), and 300 keep it within ~4% at a fraction of a second per fold.
+INTERVAL_RESAMPLES = 300
+
+
+def validation_uncertainty(model, data, ends, objective, config):
+    """The point value and bootstrap standard error, on the validation windows, of what sizes `objective`.
+
+    The stationary bootstrap of `keras_synapse.intervals` resamples whole
+    timestamps in blocks of at least one label horizon, since validation
+    windows at every bar share most of their label with their neighbours.
+
+    Args:
+        model: the fold's restored model.
+        data: the `PreparedData`.
+        ends: the fold's validation window ends.
+        objective: the objective's name (a key of `SCORE_INTERVALS`).
+        config: the trial's `ExperimentConfig` (`horizon`, `seed`,
+            `batch_size`).
+
+    Returns:
+        A dict with `interval_metric` (the metric's name, `None` when none
+        applies), `interval_value` and `standard_error` (NaN then), and
+        `interval_note` (why there is none, or `""`).
+    """
+    from keras_synapse.intervals import bootstrap_metrics
+    from keras_synapse.train import predict_windows
+
+    metric, note = SCORE_INTERVALS.get(objective, (None, ""))[0], ""
+    if data.head_tasks:
+        metric, note = None, f"a multi-task {objective} mixes the heads' losses; no bootstrap reproduces it"
+    elif metric == "mse" and data.task.kind != "regression":
+        metric, note = None, f"{objective} of a {data.task.kind} label is a cross-entropy, not an MSE"
+    elif metric is None:
+        note = f"no bootstrap metric stands for {objective}"
+    if metric is None:
+        return {"interval_metric": None, "interval_value": float("nan"), "standard_error": float("nan"),
+                "interval_note": note}
+    frame = predict_windows(model, data, ends, config.batch_size)
+    if objective == "val_pearson_correlation":
+        frame = frame.assign(reference=frame["target"])
+    result = bootstrap_metrics(frame, ["prediction"], min_block_length=config.horizon,
+                               num_resamples=INTERVAL_RESAMPLES, seed=config.seed)
+    return {"interval_metric": metric, "interval_value": result.point["prediction"][metric],
+            "standard_error": result.standard_error("prediction", metric), "interval_note": ""}
+
+
+def score_interval(records, objective):
+    """The 95% interval of a trial's score (the mean over folds) from its folds' standard errors.
+
+    The folds' validation periods do not overlap, so their errors are taken
+    as independent: the mean's standard error is `sqrt(sum SE^2) / folds`.
+    The interval is centred on the mean score, or for `val_loss` on the mean
+    validation MSE it is an interval of (see `SCORE_INTERVALS`).
+
+    Args:
+        records: the trial's fold records from `score_folds`.
+        objective: the objective's name.
+
+    Returns:
+        A dict `of` (what it is an interval of), `level`, `low`, `high`,
+        `standard_error` (NaN where any fold lacks one) and `note`.
+    """
+    label = SCORE_INTERVALS.get(objective, (None, f"mean {objective}"))[1]
+    errors = np.array([record["standard_error"] for record in records], dtype=float)
+    of_objective = objective != "val_loss"
+    centres = [record["objective"] if of_objective else record["interval_value"] for record in records]
+    centre = float(np.mean(centres)) if records else float("nan")
+    standard_error = float(np.sqrt(np.sum(errors**2)) / len(errors)) if len(errors) else float("nan")
+    notes = sorted({record.get("interval_note", "") for record in records} - {""})
+    return {"of": label, "level": INTERVAL_LEVEL, "low": centre - INTERVAL_Z * standard_error,
+            "high": centre + INTERVAL_Z * standard_error, "standard_error": standard_error,
+            "note": "; ".join(notes)}
 
 
 # --- keras-tuner: hypermodel, oracle, tuner --------------------------------------------
@@ -459,16 +617,25 @@ class ExperimentTuner(keras_tuner.Tuner):
             raise
         scores = [record["objective"] for record in records]
         mean = float(np.mean(scores))
+        interval = score_interval(records, self.objective_name)
+        n_validation = int(sum(record["n_validation"] for record in records))
         report = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "host": socket.gethostname(),
-                  "pid": os.getpid(), "objective": self.objective_name, "mean": mean,
+                  "pid": os.getpid(), "objective": self.objective_name, "mean": mean, "interval": interval,
+                  "n_validation": n_validation,
                   "values": {key: list(value) if isinstance(value, tuple) else value
                              for key, value in self.hypermodel.values(trial.hyperparameters).items()},
                   "epochs": config.epochs, "folds": records, "seconds": round(time.time() - started, 1)}
         (trial_dir / TRIAL_REPORT).write_text(json.dumps(report, indent=2, default=str))
         print(f"{self.tuner_id}: trial {trial.trial_id} mean {self.objective_name} {mean:+.4f} "
-              f"(folds {', '.join(f'{score:+.4f}' for score in scores)}) in {report['seconds']:.0f} s")
+              f"(folds {', '.join(f'{score:+.4f}' for score in scores)}; {_format_interval(interval)} "
+              f"on {n_validation} validation windows) in {report['seconds']:.0f} s")
+        # The oracle stores numbers only; `trial_rows` rebuilds the table from them.
+        uncertainty = {"score_ci_low": interval["low"], "score_ci_high": interval["high"],
+                       "score_standard_error": interval["standard_error"]}
         return {self.objective_name: mean,
                 **{f"fold_{record['index']}_{self.objective_name}": record["objective"] for record in records},
+                **{key: value for key, value in uncertainty.items() if np.isfinite(value)},
+                "n_validation": float(n_validation),
                 "epochs_trained": float(np.mean([record["epochs_trained"] for record in records]))}
 
     def search(self, *args, **kwargs):
@@ -526,7 +693,7 @@ def build_tuner(config, search_space, tuner, objective, max_trials, quick=False,
     if objective == "val_loss" and {"loss", "loss_weights"} & set(searched):
         raise ConfigError("The search space varies the loss, so val_loss values of different trials measure "
                           "different things; use --objective val_ic (or another metric) instead.")
-    if config.heads and objective in ("val_ic", "val_rank_ic"):
+    if config.heads and objective != "val_loss":
         raise ConfigError(f"Multi-task models log no {objective}; use --objective val_loss.")
     hypermodel = ExperimentHyperModel(config, search_space)
     oracle = build_oracle(tuner, objective, max_trials, config.epochs, config.seed)
@@ -538,12 +705,28 @@ def build_tuner(config, search_space, tuner, objective, max_trials, quick=False,
 
 
 def trial_rows(oracle, hypermodel, objective):
-    """One dict per trial of the oracle, in trial order: id, tuner, status, scores, config values."""
+    """One dict per trial of the oracle, in trial order.
+
+    Args:
+        oracle: the search's oracle (its trials' stored metrics).
+        hypermodel: the `ExperimentHyperModel`, to show the config values.
+        objective: the objective's name.
+
+    Returns:
+        A list of dicts with `trial`, `tuner`, `status`, `objective` (the
+        mean score, `None` if absent), `folds` (fold scores), `ci` (`(low,
+        high)` or `None`), `standard_error` (`None` if absent),
+        `n_validation` (`None` if absent), `values` and `message`.
+    """
     rows = []
     tuners = getattr(oracle, "trial_tuners", {})
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
         metrics = trial.metrics
+
+        def stored(name):
+            return metrics.get_last_value(name) if metrics.exists(name) else None
+
         folds = []
         while metrics.exists(f"fold_{len(folds)}_{objective}"):
             folds.append(metrics.get_last_value(f"fold_{len(folds)}_{objective}"))
@@ -551,21 +734,28 @@ def trial_rows(oracle, hypermodel, objective):
             values = hypermodel.values(trial.hyperparameters.copy())
         except Exception:  # noqa: BLE001  (a trial whose values no longer build still gets its row)
             values = dict(trial.hyperparameters.values)
+        low, high, n_validation = stored("score_ci_low"), stored("score_ci_high"), stored("n_validation")
         rows.append({"trial": trial_id, "tuner": tuners.get(trial_id, ""), "status": trial.status,
-                     "objective": metrics.get_last_value(objective) if metrics.exists(objective) else None,
-                     "folds": folds, "values": values,
+                     "objective": stored(objective), "folds": folds,
+                     "ci": None if low is None or high is None else (low, high),
+                     "standard_error": stored("score_standard_error"),
+                     "n_validation": None if n_validation is None else int(n_validation), "values": values,
                      "message": (trial.message or "").strip().splitlines()[-1:] or [""]})
     return rows
 
 
 def best_row(rows, objective):
     """The completed trial with the best finite mean objective, or `None`."""
-    completed = [row for row in rows if row["status"] == "COMPLETED" and row["objective"] is not None
-                 and np.isfinite(row["objective"])]
+    completed = _completed(rows)
     if not completed:
         return None
     sign = 1 if OBJECTIVES[objective] == "max" else -1
     return max(completed, key=lambda row: sign * row["objective"])
+
+
+def _completed(rows):
+    return [row for row in rows if row["status"] == "COMPLETED" and row["objective"] is not None
+            and np.isfinite(row["objective"])]
 
 
 def _format_value(value):
@@ -576,34 +766,113 @@ def _format_value(value):
     return str(value)
 
 
+def _format_interval(interval):
+    """`[low, high]` of a `score_interval` dict, or `n/a (why)`."""
+    if not np.isfinite(interval["standard_error"]):
+        return f"95% CI n/a ({interval['note'] or 'no standard error'})"
+    return f"{interval['of']} 95% CI [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+
+
+def interval_header(objective):
+    """The header of the interval column: what the interval is of (the mean validation MSE for `val_loss`)."""
+    return f"95% CI of {SCORE_INTERVALS.get(objective, (None, 'mean ' + objective))[1]}"
+
+
 def format_results(rows, objective):
-    """The results table: one line per trial, the best marked with `*`."""
+    """The results table: one line per trial, the best marked with `*`.
+
+    Each line shows the trial's mean score, the 95% interval from its
+    folds' bootstrap standard errors (`n/a` where there is none, e.g. a
+    classifier's `val_loss`; the trial's `synapse_trial.json` says why), the
+    validation windows it was scored on (summed over folds), the fold
+    scores and the hyperparameters.
+    """
     best = best_row(rows, objective)
     num_folds = max((len(row["folds"]) for row in rows), default=0)
-    header = (f"  {'trial':<6}{'tuner':<8}{'status':<10}{'mean ' + objective:>16}"
-              + "".join(f"{'fold ' + str(index):>10}" for index in range(num_folds)) + "  hyperparameters")
+    ci_header = interval_header(objective)
+    ci_width = max(len(ci_header), 20) + 2
+    header = (f"  {'trial':<6}{'tuner':<8}{'status':<10}{'mean ' + objective:>16}{ci_header:>{ci_width}}"
+              f"{'n_val':>8}" + "".join(f"{'fold ' + str(index):>10}" for index in range(num_folds))
+              + "  hyperparameters")
     lines = [header]
     for row in rows:
         mark = "*" if best is not None and row["trial"] == best["trial"] else " "
         score = "n/a" if row["objective"] is None else f"{row['objective']:+.4f}"
+        ci = "n/a" if row["ci"] is None else f"[{row['ci'][0]:+.4f}, {row['ci'][1]:+.4f}]"
+        n_validation = "n/a" if row["n_validation"] is None else str(row["n_validation"])
         folds = "".join(f"{value:>+10.4f}" for value in row["folds"]) + " " * 10 * (num_folds - len(row["folds"]))
         values = " ".join(f"{key}={_format_value(value)}" for key, value in row["values"].items())
         if row["status"] != "COMPLETED" and row["message"][0]:
             values += f"  [{row['message'][0][:120]}]"
-        lines.append(f"{mark} {row['trial']:<6}{row['tuner']:<8}{row['status']:<10}{score:>16}{folds}  {values}")
+        lines.append(f"{mark} {row['trial']:<6}{row['tuner']:<8}{row['status']:<10}{score:>16}{ci:>{ci_width}}"
+                     f"{n_validation:>8}{folds}  {values}")
     return "\n".join(lines)
 
 
+def expected_maximum(num_draws):
+    """The expected maximum of `num_draws` independent standard normals (0 for one; ~1.87 for 20).
+
+    Args:
+        num_draws: how many draws, >= 1.
+
+    Returns:
+        `E[max(Z_1, ..., Z_n)]`, by quadrature of `n x phi(x) Phi(x)^(n-1)`.
+
+    Raises:
+        ConfigError: for `num_draws` < 1.
+    """
+    from scipy import stats
+
+    if num_draws < 1:
+        raise ConfigError(f"`num_draws` must be >= 1. Received: {num_draws}")
+    grid = np.linspace(-12.0, 12.0, 24001)
+    density = num_draws * stats.norm.pdf(grid) * stats.norm.cdf(grid) ** (num_draws - 1)
+    return float(np.sum(grid * density) * (grid[1] - grid[0]))
+
+
+def selection_bias_line(rows, objective):
+    """One line: how far the best of the trials is expected to beat the truth by selection alone.
+
+    If every trial were equally good, their mean scores would differ only by
+    noise, and the best would lie about `E[max of N normals]` standard
+    errors beyond the common truth (less when the trials' errors are
+    correlated, as trials scored on the same windows are). The typical
+    standard error is the median over trials.
+    """
+    completed = _completed(rows)
+    errors = [row["standard_error"] for row in completed
+              if row["standard_error"] is not None and np.isfinite(row["standard_error"])]
+    untouched = ("The test folds keras_synapse.train reports were never seen by the search, so the tuned run's "
+                 "test verdict is not inflated by it.")
+    if len(completed) < 2:
+        return f"Selection: {len(completed)} completed trial(s), nothing selected. {untouched}"
+    if not errors:
+        return (f"Selection: the best of {len(completed)} trials looks better than the truth by chance, by an amount "
+                f"not sized here (no standard errors; see the trials' {TRIAL_REPORT}). {untouched}")
+    factor, typical = expected_maximum(len(completed)), float(np.median(errors))
+    of = " of the val MSE" if objective == "val_loss" else ""
+    return (f"Selection: if all {len(completed)} trials were equally good, the best mean {objective} would still "
+            f"look better than the truth by about {factor:.2f} x {typical:.4f} = {factor * typical:.4f} by chance "
+            f"(E[max of {len(completed)} normals] x the median trial SE{of}; less when the trials' errors are "
+            f"correlated). {untouched}")
+
+
 def write_results_csv(path, rows):
-    """Writes the table as CSV: trial, tuner, status, mean, fold_<i>, then one column per searched field."""
+    """Writes the table as CSV.
+
+    Columns: trial, tuner, status, mean, ci_low, ci_high, standard_error,
+    n_validation, fold_<i>, then one column per searched field.
+    """
     num_folds = max((len(row["folds"]) for row in rows), default=0)
     fields = list(dict.fromkeys(key for row in rows for key in row["values"]))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["trial", "tuner", "status", "mean"] + [f"fold_{index}" for index in range(num_folds)]
-                        + fields)
+        writer.writerow(["trial", "tuner", "status", "mean", "ci_low", "ci_high", "standard_error", "n_validation"]
+                        + [f"fold_{index}" for index in range(num_folds)] + fields)
         for row in rows:
-            writer.writerow([row["trial"], row["tuner"], row["status"], row["objective"]]
+            ci = row["ci"] or (None, None)
+            writer.writerow([row["trial"], row["tuner"], row["status"], row["objective"], *ci, row["standard_error"],
+                             row["n_validation"]]
                             + (row["folds"] + [None] * num_folds)[:num_folds]
                             + [_format_value(row["values"].get(field, "")) for field in fields])
 
@@ -632,8 +901,10 @@ def _command_line(args):
 
 def _summary_line(best, args):
     folds = ", ".join(f"{value:+.4f}" for value in best["folds"])
-    return (f"Best of the search: trial {best['trial']}, mean {args.objective} {best['objective']:+.4f} over "
-            f"{len(best['folds'])} folds ({folds}), scored on the validation carve-outs of the folds before the "
+    interval = "" if best["ci"] is None else (
+        f" ({interval_header(args.objective)} [{best['ci'][0]:+.4f}, {best['ci'][1]:+.4f}])")
+    return (f"Best of the search: trial {best['trial']}, mean {args.objective} {best['objective']:+.4f}{interval} "
+            f"over {len(best['folds'])} folds ({folds}), scored on the validation carve-outs of the folds before the "
             "first test fold; the test folds keras_synapse.train reports for this file were never seen by the search.")
 
 

@@ -4,7 +4,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_synapse.evaluation import block_bootstrap_intervals, classification_metrics, regression_metrics, summarize
+from keras_synapse.evaluation import (
+    classification_metrics,
+    edge_verdict,
+    metric_intervals,
+    regression_metrics,
+    summarize,
+    versus_baselines,
+)
+from keras_synapse.intervals import bootstrap_metrics
 
 
 def test_regression_metrics_by_hand():
@@ -50,7 +58,8 @@ def test_edge_is_significant_with_a_real_signal_and_not_with_noise():
     for frame, expected in ((strong, True), (noise, False)):
         folds = [regression_metrics(part["prediction"], part["target"], part["reference"])
                  for part in (frame.iloc[:1300], frame.iloc[1300:2700], frame.iloc[2700:])]
-        assert summarize(folds, frame, "prediction", block_length=5)["edge_significant"] is expected
+        bootstrap = bootstrap_metrics(frame, ["prediction"], min_block_length=5)
+        assert summarize(folds, frame, "prediction", bootstrap)["edge_significant"] is expected
 
 
 def test_intervals_cover_the_true_ic_about_95_percent_of_the_time():
@@ -58,6 +67,6 @@ def test_intervals_cover_the_true_ic_about_95_percent_of_the_time():
     covered = []
     for seed in range(40):
         frame = prediction_frame(0.1, seed=seed, num_dates=150, num_symbols=8)
-        low, high = block_bootstrap_intervals(frame, "prediction", block_length=5, num_resamples=200, seed=seed)["ic"]
+        low, high = metric_intervals(frame, "prediction", min_block_length=5, num_resamples=200, seed=seed)["ic"]
         covered.append(low <= true_ic <= high)
     assert 0.85 <= np.mean(covered) <= 1.0

@@ -6,7 +6,7 @@ import pytest
 from conftest import make_bars
 
 from keras_synapse.data.panel import Panel
-from keras_synapse.evaluation import block_bootstrap_intervals, regression_metrics
+from keras_synapse.evaluation import metric_intervals, regression_metrics
 from keras_synapse.features import compute_features
 from keras_synapse.labels import compute_labels
 from keras_synapse.validation import CombinatorialPurgedCV, GappedTimeSeriesCV, PurgedKFold, WalkForwardCV
@@ -91,7 +91,7 @@ def cross_validated_ic(splits, features, targets, times, horizon):
     scored = np.isfinite(predictions)
     frame = pd.DataFrame({"timestamp": times[scored], "prediction": predictions[scored],
                           "target": targets[scored], "reference": targets[scored]})
-    interval = block_bootstrap_intervals(frame, "prediction", block_length=horizon, num_resamples=300)["ic"]
+    interval = metric_intervals(frame, "prediction", min_block_length=horizon, num_resamples=300)["ic"]
     return regression_metrics(predictions[scored], targets[scored], targets[scored])["ic"], interval
 
 

@@ -7,9 +7,10 @@
 - `yfinance:AAPL,MSFT`: Yahoo Finance daily bars, cached on disk;
 - `alpaca:AAPL,BTC/USD`: Alpaca bars (stock keys from `APCA_API_KEY_ID` and
   `APCA_API_SECRET_KEY`; crypto needs none), cached on disk;
-- `synthetic:num_symbols=12,num_bars=2520,signal_strength=0.5,seed=0`: a
-  seeded synthetic universe with an optional planted, documented edge (see
-  `keras_synapse.data.synthetic`), to check the pipeline finds a signal when
+- `synthetic:num_symbols=12,num_bars=2520,signal=ar1,oracle_ic=0.05,seed=0`:
+  a seeded synthetic universe with an optional planted, documented edge of a
+  chosen kind and size (see `keras_synapse.data.synthetic` and
+  `keras_synapse.data.planted`), to check the pipeline finds a signal when
   one exists and none when none does;
 - anything else: a path to a directory of per-symbol files or one long file.
 """
@@ -18,8 +19,8 @@ from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
 from keras_synapse.errors import DataError
 
 NETWORK_SOURCES = ("yfinance", "alpaca")
-SYNTHETIC_OPTIONS = {"num_symbols": int, "num_bars": int, "signal_strength": float, "seed": int, "horizon": int,
-                     "turbulent_volatility_ratio": float}
+SYNTHETIC_OPTIONS = {"num_symbols": int, "num_bars": int, "signal": str, "signal_strength": float, "oracle_ic": float,
+                     "seed": int, "horizon": int, "turbulent_volatility_ratio": float}
 
 
 def load_panel(spec, *, quick=False, sample_signal_strength=0.0):

@@ -35,35 +35,44 @@ How the bars are made (per bar `t`, per symbol `i`, all draws seeded):
   `s_it`. The surprise is always drawn, so the same seed gives the same
   volumes at any `signal_strength`.
 
-The planted edge (only when `signal_strength` = `lambda` > 0): the volume
-surprise at bar `u` adds a drift `a_iu = lambda * sigma_iu * s_iu / horizon`
-to each of the next `horizon` log returns, bars `u+1 .. u+horizon`:
-`planted_it = sum_(k=1..horizon) a_i,t-k`. A one-standard-deviation volume
-surprise thus moves the price by `lambda` one-bar standard deviations over the
-following `horizon` bars. The surprise is visible in bar `u`'s own volume, so
-a model that sees bars up to `t` can in principle recover it (it must estimate
-`base_i`, the regime and `sigma` from the past; the oracle knows them).
+The planted edge (only when `signal_strength` > 0 or `oracle_ic` > 0): one
+of the kinds of `keras_synapse.data.planted`, chosen by `signal`: a volume
+surprise that drifts the next returns (`volume`, the default), time-series
+momentum (`ar1`), short-term reversal against the universe
+(`cross_sectional`) or a volume-conditioned reversal no linear model can see
+(`nonlinear`). `oracle_ic` asks for a strength by what it is worth: the
+population correlation of the oracle with the realized forward return (real
+published edges: 0.02-0.05); `signal_strength` gives the kind's raw
+coefficient instead.
+
+For the `volume` kind with strength `lambda`, the volume surprise at bar `u`
+adds a drift `a_iu = lambda * sigma_iu * s_iu / horizon` to each of the next
+`horizon` log returns, bars `u+1 .. u+horizon`. A one-standard-deviation
+volume surprise thus moves the price by `lambda` one-bar standard deviations
+over the following `horizon` bars. The surprise is visible in bar `u`'s own
+volume, so a model that sees bars up to `t` can in principle recover it (it
+must estimate `base_i`, the regime and `sigma` from the past; the oracle
+knows them).
 
 The oracle, `SyntheticUniverse.expected_return[symbol][t]`, is
 `E[log(close_(t+horizon) / close_t) | everything known at the close of t]`
-restricted to the planted part: the drifts still to come in bars
-`t+1 .. t+horizon` from surprises already seen (`u <= t`). Surprise `t-k`
-still has `horizon - k` of its drifts ahead, so
-`expected_return_t = sum_(k=0..horizon-1) (horizon - k) * a_(t-k)`. Surprises
-after `t` have mean zero and are not in it. Everything else in the return has
-mean zero too, so this is the whole conditional expectation, and no predictor
+(for `volume`, restricted to the planted part, whose complement has mean
+zero): for `volume`, the drifts still to come in bars `t+1 .. t+horizon`
+from surprises already seen, `sum_(k=0..horizon-1) (horizon - k) * a_(t-k)`;
+the other kinds' oracles are in `keras_synapse.data.planted`. No predictor
 that sees only bars up to `t` can beat it on average. Near the end of the
-sample the oracle still holds this value although the future closes do not
+sample the oracle still holds its value although the future closes do not
 exist.
 
 What an oracle achieves: its correlation with the realized forward
-`horizon`-bar log return is `oracle_correlation(lambda, horizon)`; for
-`horizon=5` it is ~0.066 at `lambda=0.1`, ~0.16 at 0.25, ~0.31 at 0.5 and
-~0.51 at 1. Because the drifts of one surprise span `horizon` bars, the
-oracle also correlates a little with the *past* `horizon`-bar return
-(surprises `t-horizon+1 .. t-1` pushed both): ~0.024 at `lambda=0.1`, ~0.11
-at 0.5 (`oracle_correlation(..., window="past")`). That is the only link to
-past returns; the edge lives in volume.
+`horizon`-bar log return is `SyntheticUniverse.oracle_ic` (and
+`oracle_correlation(lambda, horizon)` for the volume kind: for `horizon=5`
+~0.066 at `lambda=0.1`, ~0.16 at 0.25, ~0.31 at 0.5 and ~0.51 at 1). Because
+the drifts of one surprise span `horizon` bars, the volume oracle also
+correlates a little with the *past* `horizon`-bar return (surprises
+`t-horizon+1 .. t-1` pushed both): ~0.024 at `lambda=0.1`, ~0.11 at 0.5
+(`oracle_correlation(..., window="past")`). That is the only link to past
+returns; the edge lives in volume.
 
 Example:
 
@@ -79,6 +88,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from keras_synapse.data import planted
 from keras_synapse.data.panel import Panel
 from keras_synapse.errors import ConfigError
 
@@ -113,12 +123,20 @@ class SyntheticUniverse:
         regime: `pandas.Series` on the panel's index, 0 where the market is
             calm and 1 where it is turbulent.
         sector: symbol -> the sector number the symbol belongs to.
+        signal: the planted kind (see `keras_synapse.data.planted`).
+        signal_strength: the kind's coefficient (0: nothing planted).
+        oracle_ic: the population correlation of the oracle with the
+            realized forward `horizon`-bar return (0 when nothing is
+            planted); a finite sample scatters around it.
     """
 
     panel: Panel
     expected_return: dict
     regime: pd.Series
     sector: dict
+    signal: str = "volume"
+    signal_strength: float = 0.0
+    oracle_ic: float = 0.0
 
 
 def generate_universe(
@@ -126,7 +144,9 @@ def generate_universe(
     num_bars=2520,
     *,
     seed=0,
+    signal="volume",
     signal_strength=0.0,
+    oracle_ic=None,
     horizon=5,
     start="2005-01-03",
     freq="B",
@@ -149,10 +169,16 @@ def generate_universe(
         num_bars: how many bars per symbol. Defaults to `2520` (ten years of
             business days).
         seed: the random seed. Defaults to `0`.
-        signal_strength: `lambda`, the size of the planted edge: a
+        signal: the kind of planted edge, one of
+            `keras_synapse.data.planted.SIGNAL_KINDS`. Defaults to
+            `"volume"`.
+        signal_strength: the kind's coefficient; for `volume`, `lambda`: a
             one-standard-deviation volume surprise moves the price by
             `lambda` one-bar standard deviations over the next `horizon`
             bars. `0` plants nothing. Defaults to `0.0`.
+        oracle_ic: instead of `signal_strength`, the oracle's population IC
+            at `horizon` (e.g. `0.05`, a published alpha's size); the
+            coefficient is solved for this universe. Defaults to `None`.
         horizon: how many bars the planted drift of one surprise spans, and
             the horizon of `expected_return`. Defaults to `5`.
         start: the first timestamp; naive means UTC. Defaults to
@@ -174,10 +200,15 @@ def generate_universe(
         ConfigError: for an argument out of range, e.g.
             "`num_symbols` must be >= 1. Received: num_symbols=0".
     """
+    planted.check_kind(signal)
+    if oracle_ic is not None and signal_strength:
+        raise ConfigError(f"Give `signal_strength` or `oracle_ic`, not both. Received: signal_strength="
+                          f"{signal_strength!r}, oracle_ic={oracle_ic!r}")
     _check_arguments(
         num_symbols=num_symbols,
         num_bars=num_bars,
         signal_strength=signal_strength,
+        **({} if oracle_ic is None else {"oracle_ic": oracle_ic}),
         horizon=horizon,
         num_sectors=num_sectors,
         turbulent_volatility_ratio=turbulent_volatility_ratio,
@@ -214,9 +245,11 @@ def generate_universe(
         (draws.beta * _MARKET_VOLATILITY) ** 2 + _SECTOR_VOLATILITY**2 + draws.idiosyncratic_volatility**2
     )
     volatility = volatility_multiplier * calm_volatility
-    drift_per_bar = signal_strength * volatility * draws.volume_surprise / horizon
-    planted, expected_return = _planted_and_oracle(drift_per_bar, horizon)
-    log_returns = volatility_multiplier * factor_part + planted
+    share = planted.dispersion_share(_noise_covariance(draws.beta, draws.idiosyncratic_volatility, sector_of_symbol))
+    if oracle_ic is not None:
+        signal_strength = planted.strength_for_oracle_ic(signal, oracle_ic, horizon, share)
+    log_returns, expected_return = planted.plant_signal(
+        signal, signal_strength, volatility_multiplier * factor_part, volatility, draws.volume_surprise, horizon)
 
     open_, high, low, close = _ohlc(log_returns, volatility, draws)
     log_volume = (
@@ -250,14 +283,25 @@ def generate_universe(
         },
         regime=pd.Series(regime, index=index, name="regime"),
         sector={symbol: int(sector_of_symbol[position]) for position, symbol in enumerate(symbols)},
+        signal=signal,
+        signal_strength=float(signal_strength),
+        oracle_ic=planted.population_oracle_ic(signal, signal_strength, horizon, share),
     )
 
 
+def _noise_covariance(beta, idiosyncratic_volatility, sector_of_symbol):
+    """One calm bar's covariance of the unpredictable returns across symbols."""
+    same_sector = sector_of_symbol[:, None] == sector_of_symbol[None, :]
+    return (np.outer(beta, beta) * _MARKET_VOLATILITY**2 + same_sector * _SECTOR_VOLATILITY**2
+            + np.diag(idiosyncratic_volatility**2))
+
+
 def oracle_correlation(signal_strength, horizon=5, *, window="forward"):
-    """Returns the population correlation of the oracle with a realized return.
+    """Returns the population correlation of the volume kind's oracle with a realized return.
 
     Exact for the generator's model in the long run (volatility regimes scale
-    every term alike and cancel); a finite sample scatters around it.
+    every term alike and cancel); a finite sample scatters around it. Other
+    kinds: `keras_synapse.data.planted.population_oracle_ic`.
 
     Args:
         signal_strength: `lambda`, as in `generate_universe`.
@@ -277,23 +321,7 @@ def oracle_correlation(signal_strength, horizon=5, *, window="forward"):
     _check_arguments(signal_strength=signal_strength, horizon=horizon)
     if window not in ("forward", "past"):
         raise ConfigError(f"`window` must be 'forward' or 'past'. Received: window={window!r}")
-    if signal_strength == 0:
-        return 0.0
-    # In units of Var(a) = lambda^2 E[sigma^2] / horizon^2, with per-bar noise
-    # variance horizon^2 / lambda^2 in the same units: the oracle weighs
-    # surprise t-k by horizon-k; a realized window weighs each surprise by how
-    # many of its drifts fall inside it (1, 2, .., horizon, .., 2, 1).
-    drift_variance = (signal_strength / horizon) ** 2
-    oracle_weights = np.arange(horizon, 0, -1, dtype=float)
-    window_weights = np.concatenate([np.arange(1, horizon + 1), np.arange(horizon - 1, 0, -1)]).astype(float)
-    oracle_variance = drift_variance * np.sum(oracle_weights**2)
-    window_variance = horizon + drift_variance * np.sum(window_weights**2)
-    if window == "forward":
-        covariance = oracle_variance
-    else:
-        lags = np.arange(1, horizon)
-        covariance = drift_variance * np.sum((horizon - lags) * lags)
-    return float(covariance / np.sqrt(oracle_variance * window_variance))
+    return planted.population_oracle_ic("volume", signal_strength, horizon, window=window)
 
 
 def _check_arguments(**arguments):
@@ -311,10 +339,11 @@ def _check_arguments(**arguments):
         if name in arguments:
             require(is_integer(arguments[name]), name, "an integer")
             require(arguments[name] >= 1, name, ">= 1")
-    if "signal_strength" in arguments:
-        value = arguments["signal_strength"]
-        require(is_number(value) and np.isfinite(value), "signal_strength", "a finite number")
-        require(value >= 0, "signal_strength", ">= 0")
+    for name in ("signal_strength", "oracle_ic"):
+        if name in arguments:
+            value = arguments[name]
+            require(is_number(value) and np.isfinite(value), name, "a finite number")
+            require(value >= 0, name, ">= 0")
     if "turbulent_volatility_ratio" in arguments:
         value = arguments["turbulent_volatility_ratio"]
         require(is_number(value) and np.isfinite(value), "turbulent_volatility_ratio", "a finite number")
@@ -381,21 +410,6 @@ class _SymbolDraws:
                 for name, values in columns.items()
             }
         )
-
-
-def _planted_and_oracle(drift_per_bar, horizon):
-    """Returns the planted drift of each bar and the oracle at each bar.
-
-    Loops over the `horizon` lags, not over bars.
-    """
-    num_bars = drift_per_bar.shape[0]
-    planted = np.zeros_like(drift_per_bar)
-    expected_return = np.zeros_like(drift_per_bar)
-    for lag in range(1, min(horizon, num_bars - 1) + 1):
-        planted[lag:] += drift_per_bar[:-lag]
-    for lag in range(min(horizon, num_bars)):
-        expected_return[lag:] += (horizon - lag) * drift_per_bar[: num_bars - lag]
-    return planted, expected_return
 
 
 def _ohlc(log_returns, volatility, draws):
