@@ -450,7 +450,8 @@ def validation_uncertainty(model, data, ends, objective, config):
     if data.head_tasks:
         metric, note = None, f"a multi-task {objective} mixes the heads' losses; no bootstrap reproduces it"
     elif metric == "mse" and data.task.kind != "regression":
-        metric, note = None, f"{objective} of a {data.task.kind} label is a cross-entropy, not an MSE"
+        metric, note = None, (f"val_loss of a {data.task.kind} label is a cross-entropy, not an MSE"
+                              if objective == "val_loss" else f"a {data.task.kind} label logs no {objective}")
     elif metric is None:
         note = f"no bootstrap metric stands for {objective}"
     if metric is None:
@@ -468,8 +469,9 @@ def validation_uncertainty(model, data, ends, objective, config):
 def score_interval(records, objective):
     """The 95% interval of a trial's score (the mean over folds) from its folds' standard errors.
 
-    The folds' validation periods do not overlap, so their errors are taken
-    as independent: the mean's standard error is `sqrt(sum SE^2) / folds`.
+    The folds' validation periods are disjoint, so their errors are taken as
+    independent (neighbouring periods may share a regime, which this
+    ignores): the mean's standard error is `sqrt(sum SE^2) / folds`.
     The interval is centred on the mean score, or for `val_loss` on the mean
     validation MSE it is an interval of (see `SCORE_INTERVALS`).
 
@@ -626,9 +628,10 @@ class ExperimentTuner(keras_tuner.Tuner):
                              for key, value in self.hypermodel.values(trial.hyperparameters).items()},
                   "epochs": config.epochs, "folds": records, "seconds": round(time.time() - started, 1)}
         (trial_dir / TRIAL_REPORT).write_text(json.dumps(report, indent=2, default=str))
-        print(f"{self.tuner_id}: trial {trial.trial_id} mean {self.objective_name} {mean:+.4f} "
-              f"(folds {', '.join(f'{score:+.4f}' for score in scores)}; {_format_interval(interval)} "
-              f"on {n_validation} validation windows) in {report['seconds']:.0f} s")
+        folds = ", ".join(f"{score:+.4f}" for score in scores)
+        print(f"{self.tuner_id}: trial {trial.trial_id} mean {self.objective_name} {mean:+.4f} (folds {folds}; "
+              f"{_format_interval(interval, self.objective_name)} on {n_validation} validation windows) "
+              f"in {report['seconds']:.0f} s")
         # The oracle stores numbers only; `trial_rows` rebuilds the table from them.
         uncertainty = {"score_ci_low": interval["low"], "score_ci_high": interval["high"],
                        "score_standard_error": interval["standard_error"]}
@@ -766,15 +769,24 @@ def _format_value(value):
     return str(value)
 
 
-def _format_interval(interval):
-    """`[low, high]` of a `score_interval` dict, or `n/a (why)`."""
+def _format_interval(interval, objective):
+    """`95% CI [low, high]` of a `score_interval` dict (naming what it is of, if not the score), or `n/a (why)`."""
     if not np.isfinite(interval["standard_error"]):
         return f"95% CI n/a ({interval['note'] or 'no standard error'})"
-    return f"{interval['of']} 95% CI [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+    label = "95% CI" if interval["of"] == f"mean {objective}" else f"95% CI of {interval['of']}"
+    return f"{label} [{interval['low']:+.4f}, {interval['high']:+.4f}]"
 
 
 def interval_header(objective):
-    """The header of the interval column: what the interval is of (the mean validation MSE for `val_loss`)."""
+    """The header of the interval column, naming what the interval is of.
+
+    Args:
+        objective: the objective's name.
+
+    Returns:
+        E.g. `"95% CI of mean val_ic"`; for `val_loss`, `"95% CI of mean val
+        MSE"` (see `SCORE_INTERVALS`).
+    """
     return f"95% CI of {SCORE_INTERVALS.get(objective, (None, 'mean ' + objective))[1]}"
 
 
@@ -786,6 +798,13 @@ def format_results(rows, objective):
     classifier's `val_loss`; the trial's `synapse_trial.json` says why), the
     validation windows it was scored on (summed over folds), the fold
     scores and the hyperparameters.
+
+    Args:
+        rows: from `trial_rows`.
+        objective: the objective's name.
+
+    Returns:
+        The table as one string, a header line first.
     """
     best = best_row(rows, objective)
     num_folds = max((len(row["folds"]) for row in rows), default=0)
@@ -835,9 +854,18 @@ def selection_bias_line(rows, objective):
 
     If every trial were equally good, their mean scores would differ only by
     noise, and the best would lie about `E[max of N normals]` standard
-    errors beyond the common truth (less when the trials' errors are
-    correlated, as trials scored on the same windows are). The typical
-    standard error is the median over trials.
+    errors beyond the common truth: an upper bound, since trials scored on
+    the same windows have correlated errors (for equicorrelated errors the
+    factor shrinks by `sqrt(1 - correlation)`). The typical standard error
+    is the median over the completed trials.
+
+    Args:
+        rows: from `trial_rows`.
+        objective: the objective's name.
+
+    Returns:
+        The line, ending with why the tuned run's test verdict is not
+        inflated by the selection.
     """
     completed = _completed(rows)
     errors = [row["standard_error"] for row in completed
@@ -860,8 +888,12 @@ def selection_bias_line(rows, objective):
 def write_results_csv(path, rows):
     """Writes the table as CSV.
 
-    Columns: trial, tuner, status, mean, ci_low, ci_high, standard_error,
-    n_validation, fold_<i>, then one column per searched field.
+    Args:
+        path: the file to write.
+        rows: from `trial_rows`. Columns: trial, tuner, status, mean,
+            ci_low, ci_high, standard_error (of the mean), n_validation,
+            fold_<i>, then one column per searched field; empty where a
+            trial has no value.
     """
     num_folds = max((len(row["folds"]) for row in rows), default=0)
     fields = list(dict.fromkeys(key for row in rows for key in row["values"]))
