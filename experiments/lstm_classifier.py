@@ -21,5 +21,6 @@ import shared_backbone
 
 
 def get_config(quick=False):
+    # Cross-entropy: the backbone's Huber loss is for regression labels.
     return dataclasses.replace(shared_backbone.get_config(quick), name="lstm_classifier", label="direction",
-                               label_options="flat_band=volatility;flat_multiple=0.4")
+                               label_options="flat_band=volatility;flat_multiple=0.4", loss="auto")

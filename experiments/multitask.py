@@ -33,4 +33,7 @@ def get_config(quick=False):
         heads="pattern_confidence=momentum_persistence;signal_quality=meta_label;market_regime=direction;"
               "volatility_forecast=forward_volatility",
         loss_weights="pattern_confidence=0.5;signal_quality=0.5;market_regime=1.0;volatility_forecast=0.5",
+        # Each head takes its task's own loss, and only the summed loss is logged to stop on.
+        loss="auto",
+        monitor="val_loss",
     )

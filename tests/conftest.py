@@ -1,8 +1,21 @@
-"""Shared fixtures: small, valid bar frames to corrupt one way at a time."""
+"""Shared fixtures: small, valid bar frames to corrupt one way at a time; the `slow` marker."""
 
 import numpy as np
 import pandas as pd
 import pytest
+
+# Modules whose tests run whole training runs (the command line, tuning,
+# resuming); with the tests that use the trained registry they make up most of
+# the suite's time. `python -m pytest -m "not slow"` is the inner loop.
+SLOW_MODULES = {"test_distribute", "test_distributed_tuning", "test_edge_truth", "test_experiments",
+                "test_export_cli", "test_resume", "test_train", "test_tune"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in SLOW_MODULES or "trained_registry" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 def make_bars(num_bars=60, seed=0, start="2024-01-01", tz="UTC", freq="B"):

@@ -180,7 +180,7 @@ def test_features_that_differ_from_the_models_are_refused_by_name(trained_regist
 
 def test_model_inputs_come_from_the_metadata(predictor):
     inputs = ModelInputs.from_metadata(predictor.metadata)
-    assert inputs.sequence_length == 20 and inputs.feature_set == "core" and len(inputs.feature_names) == 8
+    assert inputs.sequence_length == 20 and inputs.feature_set == "core" and len(inputs.feature_names) == 11
     assert inputs.warmup == 21 and inputs.required_bars == 40 and inputs.stackable
     with pytest.raises(ConfigError, match="buffer_length` must be >= 40"):
         predictor.stream(buffer_length=39)
@@ -198,13 +198,14 @@ def test_a_multi_task_model_scores_its_primary_head_and_reports_the_others(tmp_p
     config = ExperimentConfig(name="multitask", model="multitask", label="direction",
                               heads="pattern_confidence=momentum_persistence;market_regime=direction")
     heads = (("pattern_confidence", "binary", 1), ("market_regime", "multiclass", 3))
-    spec = ModelSpec(20, 8, 0, "multiclass", 3, heads)
-    model = get_model_builder("multitask")(config, spec)
-    fit_normalization(model, np.random.default_rng(0).normal(0, 0.02, (500, 8)).astype("float32"))
-    parity = {"sequence": np.random.default_rng(1).normal(0, 0.02, (32, 20, 8)).astype("float32")}
     names = list(get_feature_set("core").compute(make_bars(30), {}).columns)
+    spec = ModelSpec(20, len(names), 0, "multiclass", 3, heads)
+    model = get_model_builder("multitask")(config, spec)
+    fit_normalization(model, np.random.default_rng(0).normal(0, 0.02, (500, len(names))).astype("float32"))
+    parity = {"sequence": np.random.default_rng(1).normal(0, 0.02, (32, 20, len(names))).astype("float32")}
     metadata = {"experiment": "multitask", "config": config_to_dict(config),
-                "inputs": {"sequence": {"shape": [None, 20, 8], "feature_set": "core", "feature_names": names}},
+                "inputs": {"sequence": {"shape": [None, 20, len(names)], "feature_set": "core",
+                                        "feature_names": names}},
                 "label": {"name": "direction", "kind": "multiclass", "classes": ["DOWN", "FLAT", "UP"]}}
     version = register(tmp_path, "multitask", lambda directory: (model.save(directory / "model.keras"),
                                                                 export_onnx(model, directory / "model.onnx", parity)),

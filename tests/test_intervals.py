@@ -107,6 +107,7 @@ def test_minimum_detectable_ic_is_detected_about_80_percent_of_the_time():
     assert 0.68 <= np.mean(detected) <= 0.92, (detectable, np.mean(detected))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_timestamps, num_symbols", [(1000, 4), (2400, 10)])
 def test_ic_interval_keeps_its_coverage_when_predictions_and_outcomes_are_persistent(num_timestamps, num_symbols):
     # Independent AR(0.9) predictions and outcomes: the IC is zero, and a 95%

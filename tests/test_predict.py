@@ -24,7 +24,7 @@ def test_predict_command_writes_every_window(trained_registry, tmp_path):
     assert "model: shared_backbone v1 (onnx)" in result.stdout
     assert f"{len(predictions)} windows of 6 symbols" in result.stdout
     # The trainer stores the fitted rows' distributions, so predict reports drift against them.
-    assert "feature drift vs training" in result.stdout and "of 8 features" in result.stdout
+    assert "feature drift vs training" in result.stdout and "of 11 features" in result.stdout
 
 
 def test_latest_with_drift_flags(trained_registry, tmp_path, capsys):
@@ -44,7 +44,7 @@ def test_latest_with_drift_flags(trained_registry, tmp_path, capsys):
         assert symbol in output
     assert "6 symbols, 0 neutral fallback(s)" in output
     assert "feature drift vs training" in output
-    assert "drifted" in output and "moderate of 8 features" in output
+    assert "drifted" in output and "moderate of 11 features" in output
 
 
 def test_errors_are_clean(trained_registry, tmp_path, capsys):

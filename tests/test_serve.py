@@ -65,7 +65,7 @@ def test_health_and_model(server):
     assert httpx.get(f"{server}/health").json() == {"status": "ok", "experiment": "shared_backbone", "version": 1,
                                                      "backend": "onnx"}
     model = httpx.get(f"{server}/model").json()
-    assert model["inputs"]["feature_set"] == "core" and len(model["inputs"]["feature_names"]) == 8
+    assert model["inputs"]["feature_set"] == "core" and len(model["inputs"]["feature_names"]) == 11
     assert model["inputs"]["required_bars"] == 40 and model["label"]["name"] == "forward_return"
     assert set(model["metrics_summary"]) >= {"directional_accuracy", "ic", "rank_ic"}
     assert "onnx" in model

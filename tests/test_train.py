@@ -43,8 +43,19 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     for name in ("directional_accuracy", "ic", "rank_ic", "mse"):
         item = metrics["summary"][name]
         assert item["ci_low"] <= item["pooled"] <= item["ci_high"]
-    assert isinstance(metrics["summary"]["edge_significant"], bool)
-    assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "random"}
+    summary = metrics["summary"]
+    assert isinstance(summary["edge_significant"], bool)
+    assert summary["edge_significant"] == (summary["ic"]["ci_low"] > 0)
+    assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "ridge_window", "random"}
+    # How large an edge the run could have seen, and the model against every baseline with a defined IC.
+    assert 0 < summary["minimum_detectable_ic"] < 1
+    assert set(summary["versus_baselines"]) == {"momentum", "ridge", "ridge_window", "random"}
+    for name, item in summary["versus_baselines"].items():
+        baseline_ic = metrics["baselines"][name]["summary"]["ic"]["pooled"]
+        assert item["ic_difference"] == pytest.approx(summary["ic"]["pooled"] - baseline_ic)
+        assert item["ci_low"] <= item["ic_difference"] <= item["ci_high"]
+        assert item["beats"] == (item["ci_low"] > 0)
+    assert summary["best_baseline"] in summary["versus_baselines"]
     # The model, buy-and-hold and every baseline trade under the same rules.
     for book in ("strategy", "buy_and_hold", *(f"baseline_{name}" for name in metrics["baselines"])):
         assert {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover"} <= set(
@@ -61,6 +72,8 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     assert list((run_dir / "tensorboard" / "fold_0").rglob("events.out.tfevents.*"))
     # The printed summary shows the fold table and says whether there is an edge.
     assert "fold train" in result.stdout and "detectable edge" in result.stdout
+    assert f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}" in result.stdout
+    assert "model IC minus baseline" in result.stdout
     assert "per-date IC across symbols" in result.stdout and "momentum" in result.stdout.split("backtest after")[1]
 
 
@@ -70,7 +83,7 @@ def test_registered_model_loads_without_keras_synapse_and_matches_onnx(quick_run
     version_dir = workdir / "saved_models" / "shared_backbone" / "latest"
     assert (version_dir / "model.keras").is_file() and metrics["model"]["onnx"].endswith("model.onnx")
     metadata = json.loads((version_dir / "metadata.json").read_text())
-    assert metadata["label"]["horizon"] == 5 and len(metadata["normalization"]["sequence"]["mean"]) == 8
+    assert metadata["label"]["horizon"] == 5 and len(metadata["normalization"]["sequence"]["mean"]) == 11
     # Raw (unnormalized) feature windows from the sample, computed here ...
     from keras_synapse.data import load_panel
     from keras_synapse.features import compute_features

@@ -19,7 +19,17 @@ def core_features(bars):
     returns), `realized_volatility_20` (std of daily log returns),
     `volume_zscore_20` (log volume vs its trailing mean and std),
     `log_range` (log high/low), `close_to_mean_20` (log close vs its trailing
-    mean) and `overnight_gap` (log open vs previous close).
+    mean), `overnight_gap` (log open vs previous close), and
+    `scaled_return_1`, `scaled_return_5`, `scaled_return_20`: the trailing
+    `k`-bar log return over `realized_volatility_20 * sqrt(k)`.
+
+    Why the scaled returns: the volatility-scaled label asks for a return in
+    units of the current volatility, and a market's volatility moves by a
+    factor of two or more between calm and turbulent spells. From raw
+    returns a model must learn the division itself; with a weak edge (IC
+    0.02-0.05) that costs half of it (measured on the planted AR(1) edge of
+    `keras_synapse.data.planted`). Scaled returns are the usual input of deep
+    momentum models (Lim, Zohren & Roberts, 2019).
 
     Args:
         bars: one symbol's canonical OHLCV frame (see `Panel`).
@@ -31,6 +41,9 @@ def core_features(bars):
     close = bars["close"]
     log_close = np.log(close)
     log_return = log_close.diff()
+    volatility = log_return.rolling(CORE_WINDOW).std()
+    # A constant price has no volatility to scale by: its scaled returns are 0, not infinite.
+    scale = volatility.where(volatility > 0)
     log_volume = np.log1p(bars["volume"])
     volume_mean = log_volume.rolling(CORE_WINDOW).mean()
     volume_std = log_volume.rolling(CORE_WINDOW).std()
@@ -39,7 +52,7 @@ def core_features(bars):
             "log_return_1": log_return,
             "log_return_5": log_close.diff(5),
             "log_return_20": log_close.diff(CORE_WINDOW),
-            "realized_volatility_20": log_return.rolling(CORE_WINDOW).std(),
+            "realized_volatility_20": volatility,
             # A constant volume (e.g. an index that reports none) has no
             # surprise: score it 0 instead of dividing by zero.
             "volume_zscore_20": ((log_volume - volume_mean) / volume_std.where(volume_std > 0)).where(
@@ -48,6 +61,8 @@ def core_features(bars):
             "log_range": np.log(bars["high"] / bars["low"]),
             "close_to_mean_20": log_close - np.log(close.rolling(CORE_WINDOW).mean()),
             "overnight_gap": np.log(bars["open"]) - log_close.shift(1),
+            **{f"scaled_return_{bars_back}": (log_close.diff(bars_back) / (scale * np.sqrt(bars_back))).where(
+                scale.notna() | volatility.isna(), 0.0) for bars_back in (1, 5, CORE_WINDOW)},
         },
         index=bars.index,
     )
