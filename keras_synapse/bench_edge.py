@@ -221,11 +221,16 @@ def bench_edge(args):
         if args.check == "planted":
             run_dir = train_run(PLANTED_EXPERIMENT, output, [f"--set={pair}" for pair in args.overrides])
             result = oracle_comparison(run_dir)
-            print(f"{'':24s}{'test IC':>10s}")
-            print(f"{'oracle (knows the drift)':24s}{result['oracle_ic']:>10.4f}")
-            print(f"{'shared backbone':24s}{result['model_ic']:>10.4f}")
-            print(f"model / oracle: {result['ratio']:.1%} (goal >= 80%); "
-                  f"edge_significant: {result['edge_significant']}")
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            print(f"{'':28s}{'test IC':>10s}{'of the oracle':>15s}")
+            print(f"{'oracle (knows the edge)':28s}{result['oracle_ic']:>10.4f}")
+            print(f"{'shared backbone':28s}{result['model_ic']:>10.4f}{result['ratio']:>15.0%}")
+            for name, baseline in metrics["baselines"].items():
+                value = baseline["summary"]["ic"]["pooled"] if "summary" in baseline else None
+                if value is not None:
+                    print(f"{'baseline ' + name:28s}{value:>10.4f}{value / result['oracle_ic']:>15.0%}")
+            print(f"edge_significant: {result['edge_significant']}; minimum detectable IC "
+                  f"{metrics['summary']['minimum_detectable_ic']:.4f}\n{metrics['summary']['verdict']}")
             return
         rows = []
         for seed in range(args.seeds or 20):

@@ -544,7 +544,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", bootstrap)
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in fold_results[0]["metrics"]:
-            summary[name] = {"mean": float(np.mean([fold[name] for fold in fold_results]))}
+            summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
     for fold, (_, group) in zip(fold_results, test_predictions.groupby("fold", sort=True)):
         intervals = metric_intervals(group, "prediction", config.horizon, FOLD_RESAMPLES, config.seed)
         fold["intervals"] = {name: list(intervals[name]) for name in fold["metrics"] if name in intervals}
