@@ -90,11 +90,14 @@ def oracle_comparison(run_dir):
     Returns:
         A dict with `model_ic` (pooled test IC, as in `metrics.json`),
         `oracle_ic` (the oracle's expected return correlated with the same
-        windows' realized forward returns), `ratio` and `edge_significant`.
+        windows' realized forward returns), `ratio`, `edge_significant` and
+        `oracle_edge` (whether the oracle's own IC interval on these windows
+        lies above zero: the most any model could have shown).
     """
     from keras_synapse.data import parse_synthetic_options
     from keras_synapse.data.synthetic import generate_universe
     from keras_synapse.evaluation import regression_metrics
+    from keras_synapse.intervals import bootstrap_metrics
 
     run_dir = Path(run_dir)
     data = json.loads((run_dir / "config.json").read_text())["data"]
@@ -111,8 +114,13 @@ def oracle_comparison(run_dir):
         raise ValueError(f"Test windows of {run_dir} are missing from the regenerated universe.")
     oracle_ic = regression_metrics(predictions["oracle"], predictions["target"], predictions["forward_return"])["ic"]
     model_ic = metrics["summary"]["ic"]["pooled"]
+    # Even the oracle's IC is a finite sample's: would this run's interval have found it?
+    config = json.loads((run_dir / "config.json").read_text())
+    oracle_interval = bootstrap_metrics(predictions.assign(reference=predictions["forward_return"]), ["oracle"],
+                                        min_block_length=config["horizon"], num_resamples=500,
+                                        seed=config["seed"]).interval("oracle", "ic")
     return {"model_ic": model_ic, "oracle_ic": oracle_ic, "ratio": model_ic / oracle_ic,
-            "edge_significant": metrics["summary"]["edge_significant"]}
+            "edge_significant": metrics["summary"]["edge_significant"], "oracle_edge": bool(oracle_interval[0] > 0)}
 
 
 def planted_data(kind, oracle_ic, seed, num_symbols, num_bars):
@@ -139,19 +147,20 @@ def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, expe
            "baseline_ic": baseline["ic"]["pooled"], "baseline_edge": baseline["edge_significant"],
            "beats_baseline": summary["versus_baselines"][POWER_BASELINE]["beats"],
            "minimum_detectable_ic": summary["minimum_detectable_ic"], "realized_oracle_ic": None,
-           "model_ratio": None, "baseline_ratio": None}
+           "oracle_edge": None, "model_ratio": None, "baseline_ratio": None}
     if kind is not None:
         comparison = oracle_comparison(run_dir)
         oracle = comparison["oracle_ic"]
-        row.update(realized_oracle_ic=oracle, model_ratio=row["model_ic"] / oracle,
-                   baseline_ratio=row["baseline_ic"] / oracle)
+        row.update(realized_oracle_ic=oracle, oracle_edge=comparison["oracle_edge"],
+                   model_ratio=row["model_ic"] / oracle, baseline_ratio=row["baseline_ic"] / oracle)
     return row
 
 
 def power_table(rows):
     """The `power` summary: one line per (kind, strength) group."""
     frame = pd.DataFrame(rows)
-    lines = [f"{'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}   {'model: found':>13}"
+    lines = [f"{'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}{'oracle: found':>15}   "
+             f"{'model: found':>13}"
              f"{'IC/oracle':>10}   {POWER_BASELINE + ': found':>20}{'IC/oracle':>10}   {'model beats it':>14}"]
     for (kind, strength), group in frame.groupby(["kind", "oracle_ic"], sort=False):
         def ratio(column):
@@ -159,9 +168,11 @@ def power_table(rows):
             return f"{values.mean():>9.0%}" if len(values) else f"{'-':>9}"
 
         realized = group["realized_oracle_ic"].dropna()
+        oracle_found = group["oracle_edge"].dropna()
         lines.append(f"{kind:<16}{strength:>10.3f}{len(group):>6}"
                      f"{(f'{realized.mean():.4f}' if len(realized) else '-'):>10}"
-                     f"{group['minimum_detectable_ic'].mean():>8.4f}   "
+                     f"{group['minimum_detectable_ic'].mean():>8.4f}"
+                     f"{(f'{int(oracle_found.sum())}/{len(oracle_found)}' if len(oracle_found) else '-'):>15}   "
                      f"{f'{int(group.model_edge.sum())}/{len(group)}':>13}{ratio('model_ratio'):>10}   "
                      f"{f'{int(group.baseline_edge.sum())}/{len(group)}':>20}{ratio('baseline_ratio'):>10}   "
                      f"{f'{int(group.beats_baseline.sum())}/{len(group)}':>14}")
