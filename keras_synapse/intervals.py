@@ -26,9 +26,10 @@ and rank IC's intervals, and the paired intervals of IC differences, are
 widened where needed to at least the standard error given by the long-run
 variance of the IC's influence series, estimated with AR(1) prewhitening
 (Andrews & Monahan, 1992) and Politis' flat-top lag window with the same
-data-driven bandwidth rule as the block length. That holds the false-exclusion
-rate at 5-6% there (`tests/test_intervals.py`) and changes nothing where
-the data are not persistent.
+data-driven bandwidth rule as the block length, with Student-t quantiles for
+the estimate's own uncertainty. That holds the false-exclusion rate at 5-6%
+there (`tests/test_intervals.py`), and where the data are not persistent the
+two standard errors agree, so it changes little.
 
 The minimum detectable IC is the smallest true IC whose interval would lie
 above zero with 80% probability: `(z_(1 - alpha/2) + z_power)` standard
