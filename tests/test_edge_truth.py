@@ -45,3 +45,22 @@ def test_the_oracle_is_only_defined_for_synthetic_data(tmp_path):
 def test_both_experiments_name_their_command():
     for experiment in (PLANTED_EXPERIMENT, NULL_EXPERIMENT):
         assert f"python -m keras_synapse.train experiments/{experiment.name}" in experiment.read_text()
+
+
+def test_the_power_table_counts_detections_and_averages_shares_of_the_oracle():
+    from keras_synapse.bench_edge import planted_data, power_table
+
+    rows = [{"kind": "null", "oracle_ic": 0.0, "seed": seed, "model_ic": 0.01, "model_edge": False,
+             "baseline_ic": 0.0, "baseline_edge": seed == 0, "beats_baseline": False, "minimum_detectable_ic": 0.04,
+             "realized_oracle_ic": None, "oracle_edge": None, "model_ratio": None, "baseline_ratio": None}
+            for seed in range(2)]
+    rows += [{"kind": "ar1", "oracle_ic": 0.05, "seed": seed, "model_ic": 0.02, "model_edge": seed == 1,
+              "baseline_ic": 0.04, "baseline_edge": True, "beats_baseline": False, "minimum_detectable_ic": 0.03,
+              "realized_oracle_ic": 0.05, "oracle_edge": True, "model_ratio": ratio, "baseline_ratio": 0.8}
+             for seed, ratio in enumerate((0.2, 0.6))]
+    table = power_table(rows).splitlines()
+    assert table[1].split()[:2] == ["null", "0.000"] and "1/2" in table[1]
+    assert table[2].split() == ["ar1", "0.050", "2", "0.0500", "0.0300", "2/2", "1/2", "40%", "2/2", "80%", "0/2"]
+    assert planted_data("ar1", 0.05, 3, 20, 4032) == \
+        "synthetic:num_symbols=20,num_bars=4032,seed=3,signal=ar1,oracle_ic=0.05"
+    assert planted_data(None, 0.0, 3, 20, 4032) == "synthetic:num_symbols=20,num_bars=4032,seed=3"

@@ -70,3 +70,34 @@ def test_intervals_cover_the_true_ic_about_95_percent_of_the_time():
         low, high = metric_intervals(frame, "prediction", min_block_length=5, num_resamples=200, seed=seed)["ic"]
         covered.append(low <= true_ic <= high)
     assert 0.85 <= np.mean(covered) <= 1.0
+
+
+def _summary(ic_low, pooled=0.03, edge=None):
+    interval = {"pooled": pooled, "ci_low": ic_low, "ci_high": pooled + 0.02, "mean": pooled}
+    return {"ic": interval, "excess_directional_accuracy": {"pooled": 0.01, "ci_low": -0.01, "ci_high": 0.03},
+            "edge_significant": ic_low > 0 if edge is None else edge, "minimum_detectable_ic": 0.025}
+
+
+def test_the_verdict_names_the_best_baseline_and_whether_the_model_beat_it():
+    baselines = {"ridge": {"summary": _summary(0.01, pooled=0.04)}, "momentum": {"summary": _summary(-0.02, 0.0)},
+                 "always_up": {"summary": {**_summary(np.nan, np.nan), "edge_significant": False}}}
+    beaten = {"ridge": {"ic_difference": 0.02, "ci_low": 0.005, "ci_high": 0.035, "beats": True}}
+    not_beaten = {"ridge": {"ic_difference": -0.01, "ci_low": -0.03, "ci_high": 0.01, "beats": False}}
+    assert "and better than the best baseline, ridge (IC difference +0.0200 [95% CI +0.0050, +0.0350])" in \
+        edge_verdict(_summary(0.01), beaten, baselines)
+    assert "Detectable edge" in edge_verdict(_summary(0.01), not_beaten, baselines)
+    assert "but no better than ridge (IC difference -0.0100" in edge_verdict(_summary(0.01), not_beaten, baselines)
+    missed = edge_verdict(_summary(-0.01), not_beaten, baselines)
+    assert missed.startswith("No detectable edge") and "an IC of 0.0250 or more would be detected" in missed
+    assert "But the ridge baseline has one: the data hold an edge this model missed." in missed
+
+
+def test_versus_baselines_pairs_each_baseline_on_the_same_draws_and_skips_constants():
+    frame = prediction_frame(0.2, seed=3)
+    frame["baseline_noise"] = np.random.default_rng(4).standard_normal(len(frame))
+    frame["baseline_always_up"] = 1.0
+    bootstrap = bootstrap_metrics(frame, ["prediction", "baseline_noise", "baseline_always_up"], min_block_length=5,
+                                  num_resamples=300)
+    comparisons = versus_baselines(bootstrap, "prediction", ["baseline_noise", "baseline_always_up"])
+    assert set(comparisons) == {"noise"}
+    assert comparisons["noise"]["beats"] and comparisons["noise"]["ci_low"] > 0
