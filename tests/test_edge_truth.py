@@ -24,7 +24,9 @@ def test_a_realistic_planted_edge_is_found_and_judged_against_the_best_baseline(
           f"minimum detectable IC {summary['minimum_detectable_ic']:.4f}")
     assert result["oracle_ic"] < 0.12
     assert result["edge_significant"]
-    assert summary["minimum_detectable_ic"] < result["model_ic"]
+    # The run says it could have seen an edge the size of the planted one. (The model's own IC may lie below that
+    # 80%-power size and still be detected: the minimum detectable IC is not a detection threshold.)
+    assert 0 < summary["minimum_detectable_ic"] < result["oracle_ic"]
     # The verdict names the best baseline and says, from the paired interval, whether the model beat it.
     assert f"{'better than the best baseline' if summary['versus_baselines'][best]['beats'] else 'no better than'}" \
            f"{', ' if summary['versus_baselines'][best]['beats'] else ' '}{best}" in summary["verdict"]

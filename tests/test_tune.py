@@ -124,11 +124,12 @@ def test_the_results_table_shows_intervals_windows_and_the_selection_bias():
 
 
 def test_search_space_values_are_checked_and_plain(request):
-    base = ExperimentConfig()
+    base = load_experiment(request.config.rootpath / EXPERIMENT)
     search_space = load_search_space(request.config.rootpath / EXPERIMENT)
     values = search_values(search_space, keras_tuner.HyperParameters(), base)
-    # The declared defaults are the experiment's own.
-    assert dataclasses.replace(base, **values) == dataclasses.replace(base, loss="mse")
+    # The declared defaults are the experiment's own, so the first trial is the experiment as written.
+    assert dataclasses.replace(base, **values) == base
+    assert dataclasses.replace(ExperimentConfig(), **values) != ExperimentConfig()
     assert values["lstm_units"] == (64, 32)
     with pytest.raises(ConfigError, match="unknown config field"):
         search_values(lambda hp: {"units": 3}, keras_tuner.HyperParameters(), base)
