@@ -46,6 +46,8 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
+from keras_synapse.errors import BacktestError
+
 SIGNALS = ("sign", "meta_label")
 SIZINGS = ("fixed", "kelly")
 PROBABILITY_SOURCES = ("calibrated", "column", "score")
@@ -152,7 +154,7 @@ class BacktestRules:
         for name, choices in (("signal", SIGNALS), ("sizing", SIZINGS), ("probability_source", PROBABILITY_SOURCES),
                               ("confidence_target", CONFIDENCE_TARGETS)):
             if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}. Received: {name}={getattr(self, name)!r}")
+                raise BacktestError(f"`{name}` must be one of {choices}. Received: {name}={getattr(self, name)!r}")
         _check_range("confidence_threshold", self.confidence_threshold, 0, 1, "[0, 1]")
         _check_range("kelly_fraction", self.kelly_fraction, 0, 1, "(0, 1]", low_open=True)
         _check_range("max_position", self.max_position, 0, np.inf, "> 0", low_open=True)
@@ -165,10 +167,10 @@ class BacktestRules:
         if self.max_loss_streak is not None:
             _check_integer("max_loss_streak", self.max_loss_streak, 1, " or None")
         if self.probability_source == "column" and self.needs_probability and self.probability_column is None:
-            raise ValueError("`probability_source='column'` needs `probability_column`, e.g. 'probability_UP'. "
+            raise BacktestError("`probability_source='column'` needs `probability_column`, e.g. 'probability_UP'. "
                              "Received: probability_column=None")
         if self.signal == "sign" and self.confidence_target == "event":
-            raise ValueError("`confidence_target='event'` is the win probability of a primary side, so it needs "
+            raise BacktestError("`confidence_target='event'` is the win probability of a primary side, so it needs "
                              "`signal='meta_label'`. Received: signal='sign'")
 
     @property
@@ -181,12 +183,12 @@ def _check_range(name, value, low, high, description, low_open=False, high_open=
     if valid:
         valid = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not valid:
-        raise ValueError(f"`{name}` must be in {description}. Received: {name}={value!r}")
+        raise BacktestError(f"`{name}` must be in {description}. Received: {name}={value!r}")
 
 
 def _check_integer(name, value, minimum, suffix=""):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}{suffix}. Received: {name}={value!r}")
+        raise BacktestError(f"`{name}` must be an integer >= {minimum}{suffix}. Received: {name}={value!r}")
 
 
 def kelly_position_size(probability, payoff_ratio, kelly_fraction=0.25, max_position=1.0):
@@ -269,18 +271,18 @@ def _build_panel(frame, horizon, calendar):
     off_calendar = (positions >= len(calendar)) | (calendar[np.minimum(positions, len(calendar) - 1)] != timestamps)
     if off_calendar.any():
         first = np.flatnonzero(off_calendar)[0]
-        raise ValueError(f"Every timestamp must be on `calendar`. Received: symbol={frame['symbol'].iloc[first]!r} "
+        raise BacktestError(f"Every timestamp must be on `calendar`. Received: symbol={frame['symbol'].iloc[first]!r} "
                          f"at timestamp={frame['timestamp'].iloc[first]} (not on the calendar)")
     frame = frame.assign(timestamp=timestamps, position=positions, end_position=positions + horizon)
     duplicated = frame.duplicated(["symbol", "timestamp"])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
-        raise ValueError(f"`frame` must hold one row per symbol and timestamp. Received: a second row for "
+        raise BacktestError(f"`frame` must hold one row per symbol and timestamp. Received: a second row for "
                          f"symbol={row['symbol']!r} at timestamp={row['timestamp']}")
     # Rows whose outcome is unknown can neither be traded nor scored.
     frame = frame[np.isfinite(frame["forward_return"].to_numpy(dtype=np.float64))].reset_index(drop=True)
     if frame.empty:
-        raise ValueError("`frame` must hold at least one row with a known `forward_return`. Received: none")
+        raise BacktestError("`frame` must hold at least one row with a known `forward_return`. Received: none")
     kept = non_overlapping_timestamps(pd.DatetimeIndex(np.sort(frame["timestamp"].unique())), calendar, horizon)
     kept_positions = calendar.searchsorted(kept)
     symbols = pd.Index(np.sort(frame["symbol"].unique()))
@@ -501,10 +503,10 @@ def simulate_book(frame, score_column, horizon, cost_bps, calendar, rules=None, 
 def _resolve_rules(rules, options):
     rules = rules if rules is not None else BacktestRules()
     if not isinstance(rules, BacktestRules):
-        raise ValueError(f"`rules` must be a `BacktestRules` or None. Received: rules={rules!r}")
+        raise BacktestError(f"`rules` must be a `BacktestRules` or None. Received: rules={rules!r}")
     unknown = sorted(set(options) - {field.name for field in dataclasses.fields(BacktestRules)})
     if unknown:
-        raise ValueError(f"Unknown backtest options {unknown}; the options are the fields of `BacktestRules`: "
+        raise BacktestError(f"Unknown backtest options {unknown}; the options are the fields of `BacktestRules`: "
                          f"{[field.name for field in dataclasses.fields(BacktestRules)]}")
     return dataclasses.replace(rules, **options)
 
@@ -519,18 +521,18 @@ def _prepare(frame, score_columns, horizon, cost_bps, calendar, rules):
         required.append(rules.probability_column)
     missing = [name for name in dict.fromkeys(required) if name not in frame.columns]
     if missing:
-        raise ValueError(f"`frame` must have the columns {list(dict.fromkeys(required))}. "
+        raise BacktestError(f"`frame` must have the columns {list(dict.fromkeys(required))}. "
                          f"Received: a frame without {missing}")
     if rules.needs_probability and rules.probability_source == "column":
         values = frame[rules.probability_column].to_numpy(dtype=np.float64)
         bad = np.isfinite(values) & ((values < 0) | (values > 1))
         if bad.any():
             first = np.flatnonzero(bad)[0]
-            raise ValueError(f"`{rules.probability_column}` must hold probabilities in [0, 1]. Received: "
+            raise BacktestError(f"`{rules.probability_column}` must hold probabilities in [0, 1]. Received: "
                              f"{values[first]} for symbol={frame['symbol'].iloc[first]!r} at "
                              f"timestamp={frame['timestamp'].iloc[first]}")
     if len(calendar) == 0:
-        raise ValueError("`calendar` must hold the panel's timestamps. Received: an empty calendar")
+        raise BacktestError("`calendar` must hold the panel's timestamps. Received: an empty calendar")
     return _build_panel(frame, horizon, calendar)
 
 
@@ -661,7 +663,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
              "turnover", "halted", "flattened", "period_end", prediction_column}
     for column in score_columns:
         if column in taken or score_columns.count(column) > 1:
-            raise ValueError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "
+            raise BacktestError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "
                              f"names {sorted(taken - {prediction_column})}. Received: score_columns={score_columns}")
     panel = _prepare(frame, [prediction_column, *score_columns], horizon, cost_bps, calendar, rules)
     periods_per_year = bars_per_year / horizon

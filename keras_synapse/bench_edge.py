@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from keras_synapse.errors import ConfigError
+
 # The repository's experiment files, wherever the command is started from.
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PLANTED_EXPERIMENT = EXPERIMENTS / "planted_signal.py"
@@ -103,7 +105,7 @@ def oracle_comparison(run_dir):
     data = json.loads((run_dir / "config.json").read_text())["data"]
     source, _, options = data.partition(":")
     if source != "synthetic":
-        raise ValueError(f"The oracle exists only for `synthetic:` data. Received: data={data!r} in {run_dir}")
+        raise ConfigError(f"The oracle exists only for `synthetic:` data. Received: data={data!r} in {run_dir}")
     universe = generate_universe(**parse_synthetic_options(options))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     predictions = pd.read_csv(run_dir / "test_predictions.csv")

@@ -7,6 +7,7 @@ with `--set key=value`; values are parsed to the field's type.
 
 import dataclasses
 import importlib.util
+import re
 import sys
 import typing
 from pathlib import Path
@@ -107,6 +108,10 @@ class ExperimentConfig:
     feature_cache: str = ""
 
     def __post_init__(self):
+        # Every value is checked here, when the config is built, so a bad `--set` stops before any run
+        # directory exists rather than as a Keras traceback minutes later.
+        _require(_PLAIN_NAME.fullmatch(self.name) is not None and ".." not in self.name, "name", self.name,
+                 "a plain name (letters, digits, '.', '_', '-'; it names the run and registry directories)")
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
         _require(self.sequence_length >= 1, "sequence_length", self.sequence_length, ">= 1")
         _require(self.stride >= 1, "stride", self.stride, ">= 1")
@@ -116,6 +121,7 @@ class ExperimentConfig:
         _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
+        self._check_model_values()
         from keras_synapse.callbacks import MONITORS
 
         _require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {tuple(MONITORS)}")
@@ -129,6 +135,39 @@ class ExperimentConfig:
                 f"`gap` must be >= `horizon` ({self.horizon}) so training labels end before the "
                 f"test fold starts. Received: gap={self.gap}"
             )
+
+
+    def _check_model_values(self):
+        from keras_synapse.callbacks import LEARNING_RATE_SCHEDULES
+        from keras_synapse.losses import LOSS_NAMES
+        from keras_synapse.models import MODEL_NAMES
+        from keras_synapse.models.transformer import POOLINGS, POSITIONAL_ENCODINGS
+        from keras_synapse.weights import WEIGHTINGS
+
+        _require(self.model in MODEL_NAMES, "model", self.model, f"one of {MODEL_NAMES}")
+        _require(len(self.lstm_units) > 0 and all(isinstance(units, int) and units >= 1 for units in self.lstm_units),
+                 "lstm_units", self.lstm_units, "one or more layer sizes, each >= 1 (e.g. 64,32)")
+        for name in ("dense_units", "num_heads", "model_dim", "num_blocks", "ff_dim"):
+            _require(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        for name in ("dropout", "dense_dropout", "recurrent_dropout"):
+            _require(0 <= getattr(self, name) < 1, name, getattr(self, name), "in [0, 1)")
+        _require(self.l2 >= 0, "l2", self.l2, ">= 0")
+        _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        _require(self.clipnorm > 0, "clipnorm", self.clipnorm, "> 0")
+        _require(self.patience >= 0, "patience", self.patience, ">= 0")
+        _require(self.pooling in POOLINGS, "pooling", self.pooling, f"one of {POOLINGS}")
+        _require(self.positional_encoding in POSITIONAL_ENCODINGS, "positional_encoding", self.positional_encoding,
+                 f"one of {POSITIONAL_ENCODINGS}")
+        _require(self.learning_rate_schedule in LEARNING_RATE_SCHEDULES, "learning_rate_schedule",
+                 self.learning_rate_schedule, f"one of {LEARNING_RATE_SCHEDULES}")
+        _require(self.sample_weighting in WEIGHTINGS, "sample_weighting", self.sample_weighting, f"one of {WEIGHTINGS}")
+        # Whether the loss fits the label's task is checked where the task is known (losses.get_loss).
+        losses = sorted({name.partition(":")[0] for names in LOSS_NAMES.values() for name in names} | {"auto"})
+        _require(str(self.loss).partition(":")[0] in losses, "loss", self.loss,
+                 f"one of {tuple(losses)}, optionally with ':VALUE'")
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _require(condition, name, value, expectation):

@@ -24,3 +24,11 @@ class ConfigError(SynapseError):
 
 class SourceUnavailableError(DataError):
     """A network source could not be reached and has no cached copy."""
+
+
+class BacktestError(SynapseError, ValueError):
+    """Backtest rules, or a prediction frame, that cannot be traded as given.
+
+    Also a `ValueError`, which is what callers of `keras_synapse.backtest`
+    caught before it joined `SynapseError`.
+    """

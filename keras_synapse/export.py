@@ -365,7 +365,8 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
     """Re-exports `model.onnx` (and optionally `model.int8.onnx`) of a registry version.
 
     Returns:
-        The updated metadata dict (also written to `metadata.json`).
+        The updated `ModelCard` (also written to `metadata.json`, with the
+        current `format_version`).
 
     Raises:
         ExportError: when conversion or the parity gate fails (model.onnx is
@@ -376,7 +377,6 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
     import logging
 
     from keras_synapse.registry import read_metadata, resolve
-    from keras_synapse.runs import write_json
 
     version_dir = resolve(version)
     metadata = read_metadata(version_dir)
@@ -400,11 +400,12 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
 
     model = keras.models.load_model(version_dir / "model.keras", compile=False)
     info = export_onnx(model, version_dir / "model.onnx", inputs, opset, tolerance)
-    metadata["onnx"] = {**info, "tolerance": tolerance, "parity_inputs": description,
-                        "exported_by": "python -m keras_synapse.export"}
+    metadata = metadata.updated(onnx={**info, "tolerance": tolerance, "parity_inputs": description,
+                                      "exported_by": "python -m keras_synapse.export"})
     if quantize:
-        metadata["onnx_int8"] = quantize_onnx(version_dir / "model.onnx", version_dir / "model.int8.onnx", inputs)
-    write_json(version_dir / "metadata.json", metadata)
+        metadata = metadata.updated(onnx_int8=quantize_onnx(version_dir / "model.onnx",
+                                                            version_dir / "model.int8.onnx", inputs))
+    metadata.write(version_dir)
     return metadata
 
 

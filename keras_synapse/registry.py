@@ -12,13 +12,13 @@ in one step, so a crash never leaves a half-written version; `latest` is
 switched with an atomic symlink replace.
 """
 
-import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 
 from keras_synapse.errors import SynapseError
+from keras_synapse.model_card import ModelCard
 
 LATEST = "latest"
 
@@ -35,11 +35,16 @@ def register(registry_dir, experiment, write_files, metadata):
         experiment: the experiment name (a directory under the root).
         write_files: a callable taking the staging directory (a `Path`) that
             writes the model files into it.
-        metadata: a JSON-ready dict, written as `metadata.json` with the
+        metadata: a JSON-ready dict, written as the version's model card
+            (`metadata.json`, see `keras_synapse.model_card`) with the
             version number added.
 
     Returns:
         The `Path` of the new version directory.
+
+    Raises:
+        ModelCardError: when `metadata` is not a valid model card (nothing
+            is registered then).
     """
     experiment_dir = Path(registry_dir) / experiment
     experiment_dir.mkdir(parents=True, exist_ok=True)
@@ -49,7 +54,7 @@ def register(registry_dir, experiment, write_files, metadata):
         write_files(staging)
         while True:
             version = (_versions(experiment_dir) or [0])[-1] + 1
-            (staging / "metadata.json").write_text(json.dumps({**metadata, "version": version}, indent=2))
+            ModelCard({**metadata, "version": version}, source=f"the model card of {experiment}").write(staging)
             try:
                 staging.rename(experiment_dir / str(version))
                 break
@@ -82,5 +87,11 @@ def resolve(path):
 
 
 def read_metadata(path):
-    """Returns the `metadata.json` of a registry version as a dict."""
-    return json.loads((resolve(path) / "metadata.json").read_text())
+    """Returns the validated model card (`metadata.json`) of a registry version, a read-only mapping.
+
+    Raises:
+        SynapseError: when `path` is not a registry version.
+        ModelCardError: when its `metadata.json` is damaged or of an unknown
+            format.
+    """
+    return ModelCard.read(resolve(path))

@@ -262,9 +262,6 @@ def fold_windows(windowed, calendar, fold, config):
 # Weight histograms every few epochs: each one costs a pass over every weight.
 HISTOGRAM_EVERY = 5
 
-HEAD_LAYERS = ("dense", "dense_dropout", "prediction")
-
-
 def symbol_split(windowed, split, symbol):
     """The fold's windows restricted to one symbol (for fine-tuning and its evaluation)."""
     if symbol not in windowed.symbol_names:
@@ -306,16 +303,22 @@ class FoldTrainer:
             raise ConfigError(f"`val_mse` exists only for regression labels; '{data.task.label}' is "
                               f"{data.task.kind}. Received: monitor='val_mse'")
 
-    def build(self, split):
-        """A fresh model for the task, its normalization adapted on the fit rows only."""
-        from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
+    def spec(self):
+        """The `ModelSpec` of this data and label."""
+        from keras_synapse.models import ModelSpec
 
         config, windowed, task = self.config, self.data.windowed, self.data.task
         heads = tuple((head, head_task.kind, head_task.num_classes)
                       for head, head_task in (self.data.head_tasks or {}).items())
-        spec = ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
+        return ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
                          task.kind, task.num_classes, heads)
-        model = get_model_builder(config.model)(config, spec)
+
+    def build(self, split):
+        """A fresh model for the task, its normalization adapted on the fit rows only."""
+        from keras_synapse.models import fit_normalization, get_model_builder
+
+        config, windowed = self.config, self.data.windowed
+        model = get_model_builder(config.model)(config, self.spec())
         fit_rows = windowed.timestamps <= split["fit_end"]
         fit_normalization(model, windowed.features[fit_rows],
                           None if windowed.static_features is None else windowed.static_features[fit_rows])
@@ -370,7 +373,13 @@ class FoldTrainer:
 
         # Build, adapt and compile under the config's tf.distribute strategy (a no-op for distribute="none").
         with distribution_scope(config.distribute):
-            model = self.build(split) if base_model is None else frozen_backbone_copy(base_model)
+            if base_model is None:
+                model = self.build(split)
+            else:
+                from keras_synapse.models import get_head_layers
+                from keras_synapse.models.finetuning import frozen_backbone_copy
+
+                model = frozen_backbone_copy(base_model, get_head_layers(config.model, self.spec()))
             steps_per_epoch = int(np.ceil(len(split["fit"]) / config.batch_size))
             learning_rate, schedule_callbacks = learning_rate_schedule(
                 config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch,
@@ -402,6 +411,7 @@ class FoldTrainer:
                          sample_weights=sample_weights(windowed, split["fit"], config.sample_weighting),
                          initial_epoch=initial_epoch),
             steps_per_epoch=steps_per_epoch,
+            shuffle=False,  # the dataset shuffles itself, reproducibly per epoch (Keras would only warn)
             validation_data=validation,
             initial_epoch=initial_epoch,
             epochs=config.epochs,
@@ -411,23 +421,6 @@ class FoldTrainer:
             verbose=1 if sys.stdout.isatty() else 2,
         )
         return model, checkpoint.history
-
-
-def frozen_backbone_copy(base_model):
-    """A copy of `base_model` whose layers keep their weights and are frozen, except a fresh `HEAD_LAYERS` head."""
-    import keras
-
-    model = keras.models.clone_model(base_model)  # same graph, re-initialized weights
-    for layer in model.layers:
-        if layer.name not in HEAD_LAYERS and layer.weights:
-            layer.set_weights(base_model.get_layer(layer.name).get_weights())
-            if isinstance(layer, keras.layers.Normalization):
-                # set_weights leaves Normalization's cached mean/variance stale
-                # until finalize_state(); without it the layer would normalize
-                # with zeros and ones (the ONNX parity gate caught this).
-                layer.finalize_state()
-            layer.trainable = False
-    return model
 
 
 def predict_windows(model, data, ends, batch_size):

@@ -64,3 +64,19 @@ def copy_version(version_dir, destination):
     target = Path(destination) / version_dir.parent.name / version_dir.name
     shutil.copytree(version_dir, target)
     return target
+
+
+MODEL_CARD_NAMES = ["log_return_1", "volume_zscore_20", "log_range"]
+
+
+def model_card_fields(**changes):
+    """A valid model card's fields (see keras_synapse.model_card), with `changes`."""
+    fields = {"format_version": 1, "version": 3, "experiment": "shared_backbone", "config": {},
+              "feature_names": list(MODEL_CARD_NAMES),
+              "inputs": {"sequence": {"shape": [None, 20, 3], "feature_set": "core",
+                                      "feature_names": list(MODEL_CARD_NAMES)}},
+              "label": {"name": "forward_return", "kind": "regression", "classes": [], "horizon": 5},
+              "normalization": {"sequence": {"mean": [0.0, 0.1, 0.2], "variance": [1.0, 2.0, 3.0]}},
+              "metrics": {"summary": {}}}
+    fields.update(changes)
+    return fields

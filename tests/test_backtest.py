@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from keras_synapse.backtest import BacktestRules, backtest, kelly_position_size, simulate_book
+from keras_synapse.errors import BacktestError, SynapseError
 
 CALENDAR = pd.date_range("2024-01-01", periods=80, freq="B", tz="UTC", name="timestamp")
 
@@ -218,22 +219,24 @@ def test_results_and_equity_layout_with_baseline_columns():
 ])
 def test_invalid_options_say_what_was_received(options, message):
     frame = make_frame({"A": [0.01, 0.02]})
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(BacktestError) as error:
         backtest(frame, "prediction", 1, 0, CALENDAR, **options)
     assert message in str(error.value)
+    # The command-line entry points print a SynapseError's message in one line, never its traceback.
+    assert isinstance(error.value, SynapseError) and isinstance(error.value, ValueError)
 
 
 def test_invalid_frames_name_the_problem():
     frame = make_frame({"A": [0.01, 0.02]})
-    with pytest.raises(ValueError, match=r"without \['probability_UP'\]"):
+    with pytest.raises(BacktestError, match=r"without \['probability_UP'\]"):
         backtest(frame, "prediction", 1, 0, CALENDAR, sizing="kelly", probability_source="column",
                  probability_column="probability_UP")
-    with pytest.raises(ValueError, match="must hold probabilities in \\[0, 1\\]. Received: 1.2 for symbol='A'"):
+    with pytest.raises(BacktestError, match="must hold probabilities in \\[0, 1\\]. Received: 1.2 for symbol='A'"):
         backtest(frame.assign(probability_UP=[0.5, 1.2]), "prediction", 1, 0, CALENDAR, sizing="kelly",
                  probability_source="column", probability_column="probability_UP")
-    with pytest.raises(ValueError, match="not on the calendar"):
+    with pytest.raises(BacktestError, match="not on the calendar"):
         backtest(frame.assign(timestamp=frame["timestamp"] + pd.Timedelta(hours=1)), "prediction", 1, 0, CALENDAR)
-    with pytest.raises(ValueError, match="a second row for symbol='A'"):
+    with pytest.raises(BacktestError, match="a second row for symbol='A'"):
         backtest(pd.concat([frame, frame]), "prediction", 1, 0, CALENDAR)
-    with pytest.raises(ValueError, match="Received: horizon=0"):
+    with pytest.raises(BacktestError, match="Received: horizon=0"):
         backtest(frame, "prediction", 0, 0, CALENDAR)

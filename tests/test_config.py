@@ -1,5 +1,8 @@
 """Experiment files, --set overrides, and refusal of leaky settings."""
 
+import subprocess
+import sys
+
 import pytest
 
 from keras_synapse.config import ExperimentConfig, apply_overrides, load_experiment
@@ -45,3 +48,24 @@ def test_missing_experiment_and_missing_get_config(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     with pytest.raises(ConfigError, match=r"defines no `get_config"):
         load_experiment(tmp_path / "empty.py")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("dropout=-0.5", "`dropout` must be in [0, 1). Received: dropout=-0.5"),
+        ("lstm_units=0", "`lstm_units` must be one or more layer sizes, each >= 1 (e.g. 64,32). Received: lstm_units=(0,)"),
+        ("lstm_units=", "`lstm_units` must be one or more layer sizes, each >= 1 (e.g. 64,32). Received: lstm_units=()"),
+        ("pooling=nope", "`pooling` must be one of ('last', 'mean'). Received: pooling='nope'"),
+        ("name=../x", "`name` must be a plain name"),
+        ("loss=nope", "`loss` must be one of ('auto', 'correlation_aware', 'crossentropy', 'focal', 'huber', 'mse')"),
+    ],
+)
+def test_a_bad_value_stops_the_command_in_one_line_before_any_directory_exists(override, message, tmp_path, request):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_synapse.train", str(request.config.rootpath / "experiments/shared_backbone.py"),
+         "--quick", "--set", override, "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "registry")],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"error: {message}" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "registry").exists() and not (tmp_path / "x").exists()

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from keras_synapse.bench_edge import NULL_EXPERIMENT, PLANTED_EXPERIMENT, null_run, oracle_comparison, train_run
+from keras_synapse.errors import ConfigError
 
 
 def test_a_realistic_planted_edge_is_found_and_judged_against_the_best_baseline(tmp_path):
@@ -40,7 +41,7 @@ def test_a_random_walk_universe_has_no_edge(seed, tmp_path):
 
 def test_the_oracle_is_only_defined_for_synthetic_data(tmp_path):
     (tmp_path / "config.json").write_text('{"data": "sample"}')
-    with pytest.raises(ValueError, match="only for `synthetic:` data. Received: data='sample'"):
+    with pytest.raises(ConfigError, match="only for `synthetic:` data. Received: data='sample'"):
         oracle_comparison(tmp_path)
 
 

@@ -206,7 +206,10 @@ def test_a_multi_task_model_scores_its_primary_head_and_reports_the_others(tmp_p
     metadata = {"experiment": "multitask", "config": config_to_dict(config),
                 "inputs": {"sequence": {"shape": [None, 20, len(names)], "feature_set": "core",
                                         "feature_names": names}},
-                "label": {"name": "direction", "kind": "multiclass", "classes": ["DOWN", "FLAT", "UP"]}}
+                "label": {"name": "direction", "kind": "multiclass", "classes": ["DOWN", "FLAT", "UP"], "horizon": 5},
+                "normalization": {"sequence": {
+                    key: np.asarray(getattr(model.get_layer("feature_normalization"), key)).ravel().tolist()
+                    for key in ("mean", "variance")}}}
     version = register(tmp_path, "multitask", lambda directory: (model.save(directory / "model.keras"),
                                                                 export_onnx(model, directory / "model.onnx", parity)),
                        metadata)

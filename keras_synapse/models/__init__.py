@@ -23,6 +23,16 @@ def get_model_builder(name):
     return importlib.import_module(f"keras_synapse.models.{name}").build_model
 
 
+def get_head_layers(name, spec):
+    """The layers fine-tuning re-initializes and trains on model `name`'s frozen backbone.
+
+    Every model module declares them as `head_layers(spec)`: part of the
+    model contract, checked for every model by the conformance test.
+    """
+    get_model_builder(name)  # the same error for an unknown name
+    return tuple(importlib.import_module(f"keras_synapse.models.{name}").head_layers(spec))
+
+
 def fit_normalization(model, feature_rows, static_rows=None):
     """Adapts the model's input normalization to training-fold rows.
 

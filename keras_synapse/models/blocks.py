@@ -64,6 +64,10 @@ def append_static_to_steps(sequence, static, sequence_length):
     return keras.layers.Concatenate(axis=-1, name="sequence_with_static")([sequence, repeated])
 
 
+# The head of the recurrent models: `dense_block` then `prediction_head`.
+DENSE_HEAD_LAYERS = ("dense", "dense_dropout", "prediction")
+
+
 def prediction_head(x, spec, head_activation="tanh", name="prediction"):
     """The output layer for the task: tanh/linear regression, sigmoid or softmax."""
     if spec.task == "binary":

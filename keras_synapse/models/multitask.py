@@ -45,3 +45,8 @@ def build_model(config, spec):
     x = dense_block(x, config.dense_units, config.l2, config.dense_dropout)
     outputs = {name: head_layer(x, name, task, num_classes) for name, task, num_classes in spec.heads}
     return keras.Model(inputs, outputs, name=config.name)
+
+
+def head_layers(spec):
+    """What fine-tuning replaces: the shared dense block and every output head."""
+    return ("dense", "dense_dropout", *(name for name, _, _ in spec.heads))

@@ -16,7 +16,14 @@ time step.
 
 import keras
 
-from keras_synapse.models.blocks import append_static_to_steps, dense_block, lstm_backbone, model_inputs, prediction_head
+from keras_synapse.models.blocks import (
+    DENSE_HEAD_LAYERS,
+    append_static_to_steps,
+    dense_block,
+    lstm_backbone,
+    model_inputs,
+    prediction_head,
+)
 
 
 def build_model(config, spec):
@@ -38,3 +45,8 @@ def build_model(config, spec):
     x = lstm_backbone(x, config.lstm_units, config.dropout, config.recurrent_dropout)
     x = dense_block(x, config.dense_units, config.l2, config.dense_dropout)
     return keras.Model(inputs, prediction_head(x, spec, config.head_activation), name=config.name)
+
+
+def head_layers(spec):
+    """What fine-tuning replaces: the dense block and the output layer."""
+    return DENSE_HEAD_LAYERS

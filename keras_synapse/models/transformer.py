@@ -94,3 +94,12 @@ def build_model(config, spec):
     else:
         x = x[:, -1, :]
     return keras.Model(inputs, prediction_head(x, spec, config.head_activation), name=config.name)
+
+
+def head_layers(spec):
+    """What fine-tuning replaces: the final LayerNorm (its gain and bias) and the output layer.
+
+    The encoder has no dense block before its output, so without the norm a
+    fine-tuned Transformer would adapt one linear layer only.
+    """
+    return ("final_norm", "prediction")

@@ -3,7 +3,8 @@
 For each model, task and input kind: build from the default config, one
 training step lowers the loss on a tiny batch, the `.keras` file reloads in a
 fresh process that never imports keras_synapse with identical predictions,
-and the tf2onnx export matches Keras within 1e-4.
+the tf2onnx export matches Keras within 1e-4, and fine-tuning trains the
+model's declared head (`head_layers(spec)`) and nothing else.
 """
 
 import json
@@ -17,7 +18,8 @@ import pytest
 
 from keras_synapse.config import ExperimentConfig
 from keras_synapse.export import export_onnx
-from keras_synapse.models import MODEL_NAMES, ModelSpec, fit_normalization, get_model_builder
+from keras_synapse.models import MODEL_NAMES, ModelSpec, fit_normalization, get_head_layers, get_model_builder
+from keras_synapse.models.finetuning import frozen_backbone_copy
 from keras_synapse.tasks import Task
 
 SEQUENCE_LENGTH, NUM_FEATURES, NUM_STATIC = 12, 6, 4
@@ -113,3 +115,30 @@ def test_every_model_reloads_without_keras_synapse_and_predicts_identically(save
     assert result.returncode == 0, result.stderr[-3000:]
     for key, item in saved_models.items():
         np.testing.assert_array_equal(np.load(item["path"] + ".reloaded.npy"), item["predictions"], err_msg=key)
+
+
+@pytest.mark.parametrize("name, task, num_static", CASES)
+def test_fine_tuning_trains_a_fresh_head_and_nothing_else(name, task, num_static):
+    model_name, overrides = VARIANTS.get(name, (name, {}))
+    config = ExperimentConfig(name=model_name, model=model_name, **overrides)
+    heads = MULTITASK_HEADS if task == "heads" else ()
+    spec = ModelSpec(SEQUENCE_LENGTH, NUM_FEATURES, num_static, task, 3 if task == "multiclass" else 1, heads)
+    keras.utils.set_random_seed(0)
+    base = get_model_builder(model_name)(config, spec)
+    inputs, _ = tiny_data(spec)
+    fit_normalization(base, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
+    head_layers = get_head_layers(model_name, spec)
+    copy = frozen_backbone_copy(base, head_layers)
+    weighted = [layer for layer in copy.layers if layer.weights]
+    head = [layer for layer in weighted if layer.name in head_layers]
+    # The head has trainable weights and is re-initialized; every other layer is frozen with the base's weights.
+    assert head and all(layer.trainable and layer.trainable_weights for layer in head)
+    assert any(not np.array_equal(mine, theirs) for layer in head
+               for mine, theirs in zip(layer.get_weights(), base.get_layer(layer.name).get_weights()))
+    for layer in weighted:
+        if layer.name not in head_layers:
+            assert not layer.trainable, layer.name
+            for mine, theirs in zip(layer.get_weights(), base.get_layer(layer.name).get_weights()):
+                np.testing.assert_array_equal(mine, theirs, err_msg=layer.name)
+    assert {weight.path for weight in copy.trainable_weights} == {weight.path for layer in head
+                                                                  for weight in layer.trainable_weights}

@@ -1,0 +1,87 @@
+"""The model card (`metadata.json`): one class writes and reads it; damage is named, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import MODEL_CARD_NAMES as NAMES
+from conftest import copy_version
+from conftest import model_card_fields as card_fields
+
+from keras_synapse.model_card import FORMAT_VERSION, ModelCard, ModelCardError
+
+
+def test_a_card_round_trips_and_reads_like_its_dict(tmp_path):
+    ModelCard(card_fields()).write(tmp_path)
+    card = ModelCard.read(tmp_path)
+    assert card.to_dict() == card_fields() and card["label"]["horizon"] == 5 and dict(card) == card_fields()
+    assert card.updated(onnx={"opset": 17})["onnx"] == {"opset": 17} and "onnx" not in card
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_card_written_before_format_version_reads_as_format_1(tmp_path):
+    legacy = card_fields()
+    del legacy["format_version"]
+    (tmp_path / "metadata.json").write_text(json.dumps(legacy))
+    assert ModelCard.read(tmp_path)["format_version"] == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is damaged: not valid JSON (Expecting value at line 1, column 1; 0 characters)"),
+    ('{"experiment": "shared_backbone", "inpu', "is damaged: not valid JSON"),
+    ("[1, 2]", "must hold a JSON object. Received: list"),
+])
+def test_a_damaged_file_is_named(tmp_path, text, message):
+    (tmp_path / "metadata.json").write_text(text)
+    with pytest.raises(ModelCardError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        ModelCard.read(tmp_path)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ModelCardError, match="metadata.json does not exist"):
+        ModelCard.read(tmp_path)
+
+
+def _without(key):
+    fields = card_fields()
+    del fields[key]
+    return fields
+
+
+@pytest.mark.parametrize("fields, message", [
+    (card_fields(format_version=2), "written by a newer keras_synapse \\(format 2\\); this one reads format 1"),
+    (card_fields(format_version="1"), "`format_version` must be a positive integer. Received: format_version='1'"),
+    (_without("label"), "the field `label` is missing"),
+    (card_fields(label={"name": "forward_return", "kind": "regresion", "horizon": 5}),
+     "`label.kind` must be one of .*Received: kind='regresion'"),
+    (card_fields(label={"name": "direction", "kind": "multiclass", "horizon": 5, "classes": []}),
+     "a multiclass label needs its `classes`"),
+    (card_fields(normalization={"sequence": {"mean": [0.0, 0.1], "variance": [1.0, 2.0]}}),
+     "`normalization.sequence.mean` must hold one value per feature \\(3\\). Received: 2 values"),
+    (card_fields(normalization={"sequence": {"mean": [0.0, 0.1, 0.2], "variance": [1.0, -2.0, 3.0]}}),
+     "variance` must be non-negative"),
+    (card_fields(inputs={"sequence": {"shape": [None, 20, 4], "feature_set": "core", "feature_names": NAMES}}),
+     "`inputs.sequence.shape` must end with the number of features \\(3\\)"),
+    (card_fields(inputs={"sequence": {"shape": [None, 20, 3], "feature_set": "core",
+                                      "feature_names": ["log_range", "log_range", "log_return_1"]}}),
+     "repeats a name"),
+    (card_fields(feature_names=[NAMES[1], NAMES[0], NAMES[2]]), "differs from `inputs.sequence.feature_names`"),
+    (card_fields(version="3"), "`version` must be a int. Received: version='3'"),
+])
+def test_an_inconsistent_card_says_what_is_wrong(fields, message):
+    with pytest.raises(ModelCardError, match=message):
+        ModelCard(fields, source="saved_models/x/3/metadata.json")
+
+
+def test_the_registry_writes_format_version_and_the_commands_name_a_damaged_card(trained_registry, tmp_path):
+    assert json.loads((trained_registry / "metadata.json").read_text())["format_version"] == FORMAT_VERSION
+    version = copy_version(trained_registry, tmp_path / "saved_models")
+    text = (version / "metadata.json").read_text()
+    (version / "metadata.json").write_text(text[: len(text) // 2])
+    for command in (["keras_synapse.predict", str(version), "--data", "sample", "--quick", "--latest"],
+                    ["keras_synapse.export", str(version), "--parity-inputs", "random"]):
+        result = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        assert "is damaged: not valid JSON" in result.stderr and "Traceback" not in result.stderr, command
+    assert (version / "metadata.json").read_text() == text[: len(text) // 2]  # nothing rewrote it
