@@ -88,20 +88,20 @@ class ExperimentConfig:
     clipnorm: float = 1.0
     patience: int = 15
     # What early stopping (and reduce-on-plateau) watches on the validation
-    # carve-out, see keras_synapse.callbacks.MONITORS: "val_loss" includes
+    # carve-out, see keras_synapse.training.callbacks.MONITORS: "val_loss" includes
     # the L2 penalty, so it keeps falling while the fit stops improving.
     monitor: str = "val_loss"
     # "auto": MSE for regression labels, cross-entropy for class labels; see
-    # keras_synapse.losses.get_loss (e.g. "correlation_aware:0.5", "focal").
+    # keras_synapse.training.losses.get_loss (e.g. "correlation_aware:0.5", "focal").
     loss: str = "auto"
     learning_rate_schedule: str = "reduce_on_plateau"
     sample_weighting: str = "none"
     seed: int = 42
     # Backtest: costs and slippage per unit of turnover, in basis points.
     cost_bps: float = 5.0
-    # --- Scale-out (keras_synapse.distribute, keras_synapse.features.cache) ---
+    # --- Scale-out (keras_synapse.training.distribute, keras_synapse.features.cache) ---
     # "none" or "mirrored" (tf.distribute.MirroredStrategy over the local
-    # devices); "multi_worker" is refused, see keras_synapse.distribute.
+    # devices); "multi_worker" is refused, see keras_synapse.training.distribute.
     distribute: str = "none"
     # Directory of the per-symbol feature cache; "" disables it, "auto" is
     # $KERAS_SYNAPSE_CACHE/features (default ~/.cache/keras_synapse/features).
@@ -122,10 +122,10 @@ class ExperimentConfig:
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
         self._check_model_values()
-        from keras_synapse.callbacks import MONITORS
+        from keras_synapse.training.callbacks import MONITORS
 
         _require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {tuple(MONITORS)}")
-        from keras_synapse.distribute import check_distribute  # scale-out: refuses "multi_worker" with the reason
+        from keras_synapse.training.distribute import check_distribute  # scale-out: refuses "multi_worker" with the reason
 
         check_distribute(self.distribute)
         # A gap shorter than the label horizon lets a training label overlap
@@ -138,11 +138,11 @@ class ExperimentConfig:
 
 
     def _check_model_values(self):
-        from keras_synapse.callbacks import LEARNING_RATE_SCHEDULES
-        from keras_synapse.losses import LOSS_NAMES
+        from keras_synapse.training.callbacks import LEARNING_RATE_SCHEDULES
+        from keras_synapse.training.losses import LOSS_NAMES
         from keras_synapse.models import MODEL_NAMES
         from keras_synapse.models.transformer import POOLINGS, POSITIONAL_ENCODINGS
-        from keras_synapse.weights import WEIGHTINGS
+        from keras_synapse.windows.weights import WEIGHTINGS
 
         _require(self.model in MODEL_NAMES, "model", self.model, f"one of {MODEL_NAMES}")
         _require(len(self.lstm_units) > 0 and all(isinstance(units, int) and units >= 1 for units in self.lstm_units),

@@ -29,6 +29,6 @@ class SourceUnavailableError(DataError):
 class BacktestError(SynapseError, ValueError):
     """Backtest rules, or a prediction frame, that cannot be traded as given.
 
-    Also a `ValueError`, which is what callers of `keras_synapse.backtest`
+    Also a `ValueError`, which is what callers of `keras_synapse.evaluation.backtest`
     caught before it joined `SynapseError`.
     """

@@ -50,7 +50,7 @@ def main(argv=None):
 def run(args):
     """Loads the model and the bars, predicts, prints the summary and drift flags; returns the predictions."""
     from keras_synapse.data import load_panel
-    from keras_synapse.inference import Predictor
+    from keras_synapse.serving.inference import Predictor
 
     started = time.perf_counter()
     predictor = Predictor.from_registry(args.model, backend=args.backend, fold=args.fold)
@@ -100,7 +100,7 @@ def print_drift(predictor, panel, drift_bars=0):
     if not reference:
         print("drift: no drift_reference in the model's metadata (re-register the model to record one)")
         return None
-    from keras_synapse.drift import drift_report, format_drift_report
+    from keras_synapse.serving.drift import drift_report, format_drift_report
 
     rows = predictor.feature_rows(panel)
     if drift_bars > 0:

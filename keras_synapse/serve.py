@@ -1,7 +1,6 @@
-"""An HTTP service for a registered model (FastAPI; install with `pip install -e .[serve]`).
+"""`python -m keras_synapse.serve`: the HTTP service of `keras_synapse.serving.app` on uvicorn.
 
     python -m keras_synapse.serve saved_models/shared_backbone/latest [--host 127.0.0.1 --port 8000]
-
 Endpoints (bars are lists of `{timestamp, open, high, low, close, volume}`):
 
 - `POST /predict/pattern_confidence` `{"symbol", "bars"}`: the newest window's
@@ -25,190 +24,11 @@ on validation folds before acting on it.
 """
 
 import argparse
-import datetime
 import logging
 import sys
 
-import numpy as np
-import pandas as pd
-
-from keras_synapse.errors import ConfigError, DataError, SynapseError
-
-logger = logging.getLogger("keras_synapse.serve")
-
-DEFAULT_HOLD_BAND = 0.05
-
-
-def _require_fastapi():
-    try:
-        import fastapi  # noqa: F401
-        import pydantic  # noqa: F401
-    except ImportError:
-        raise ConfigError("The HTTP service needs FastAPI and uvicorn: pip install -e '.[serve]' "
-                          "(or pip install fastapi uvicorn).") from None
-
-
-def _models():
-    """The request models (built lazily so importing this module does not need pydantic)."""
-    from pydantic import BaseModel, ConfigDict, Field
-
-    class Bar(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        timestamp: datetime.datetime = Field(description="bar time; ISO 8601, naive times are taken as UTC")
-        open: float
-        high: float
-        low: float
-        close: float
-        volume: float
-
-    class SymbolBars(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        symbol: str = Field("SYMBOL", min_length=1, max_length=64)
-        bars: list[Bar] = Field(min_length=1, description="bars in time order")
-
-    class MultiTickerBars(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        bars: dict[str, list[Bar]] = Field(min_length=1, description="symbol -> bars in time order")
-
-    return Bar, SymbolBars, MultiTickerBars
-
-
-def bars_frame(bars):
-    """Request bars -> an OHLCV frame on a UTC DatetimeIndex (naive times taken as UTC; validated later)."""
-    index = pd.DatetimeIndex(pd.to_datetime([bar.timestamp for bar in bars], utc=True), name="timestamp")
-    values = np.array([(bar.open, bar.high, bar.low, bar.close, bar.volume) for bar in bars], dtype=np.float64)
-    return pd.DataFrame(values, index=index, columns=["open", "high", "low", "close", "volume"])
-
-
-def recommend(score, task, fallback, hold_band=DEFAULT_HOLD_BAND):
-    """"buy"/"sell"/"hold" for directional labels, "take"/"skip" for event labels; neutral on fallback."""
-    if task.directional:
-        if fallback or abs(score) <= hold_band:
-            return "hold"
-        return "buy" if score > 0 else "sell"
-    return "take" if not fallback and score > hold_band else "skip"
-
-
-def confidence_of(row, task):
-    """The model's confidence: P(class 1) for binary, the top class probability for multiclass, none for regression."""
-    if task.kind == "binary":
-        return float(row[f"probability_{task.classes[-1]}"])
-    if task.kind == "multiclass":
-        return float(max(row[f"probability_{name}"] for name in task.classes))
-    return None
-
-
-def confidence_level(confidence, task):
-    if confidence is None:
-        return None
-    chance = 1 / max(len(task.classes), 2)
-    edge = (confidence - chance) / (1 - chance)
-    return "high" if edge >= 0.4 else "medium" if edge >= 0.15 else "low"
-
-
-def _json_value(value):
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, pd.Timestamp):
-        return None if pd.isna(value) else value.isoformat()
-    return value
-
-
-def _row_json(symbol, row, predictor, hold_band):
-    task = predictor.task
-    confidence = confidence_of(row, task)
-    answer = {"symbol": symbol, **{str(key): _json_value(value) for key, value in row.items()}}
-    answer.update({"confidence": confidence, "confidence_level": confidence_level(confidence, task),
-                   "recommendation": recommend(float(row["score"]), task, bool(row["fallback"]), hold_band)})
-    return answer
-
-
-def create_app(predictor, hold_band=DEFAULT_HOLD_BAND):
-    """The FastAPI app serving `predictor` (a `keras_synapse.inference.Predictor`).
-
-    Args:
-        predictor: the loaded model.
-        hold_band: scores within this distance of 0 read "hold"/"skip".
-            Defaults to `0.05`.
-
-    Raises:
-        ConfigError: when FastAPI is not installed.
-    """
-    _require_fastapi()
-    from fastapi import FastAPI, HTTPException
-
-    from keras_synapse.data.panel import Panel
-
-    _, SymbolBars, MultiTickerBars = _models()
-    app = FastAPI(title="keras_synapse", description=f"Predictions of {predictor.experiment} "
-                  f"v{predictor.version} ({predictor.task.label}, {predictor.task.kind})")
-    required = predictor.inputs.required_bars
-    model_info = {"experiment": predictor.experiment, "version": predictor.version, "backend": predictor.backend}
-
-    def panel_of(frames):
-        try:
-            return Panel(frames)
-        except DataError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from None
-
-    def require_history(symbol, count):
-        if count < required:
-            raise HTTPException(status_code=422, detail=(
-                f"Symbol '{symbol}': {count} bars received; the model needs at least {required} (feature warm-up "
-                f"{predictor.inputs.warmup} - 1 + sequence_length {predictor.inputs.sequence_length})."))
-
-    def synapse_error(error):
-        return HTTPException(status_code=422, detail=str(error))
-
-    @app.get("/health")
-    def health():
-        return {"status": "ok", **model_info}
-
-    @app.get("/model")
-    def model():
-        return predictor.describe()
-
-    def latest_of(frames):
-        # A fresh stream per request: the bars are validated in one vectorized
-        # pass (invalid bars raise the validator's DataError -> 422) and only
-        # each symbol's last buffer_length bars are featurized.
-        try:
-            return predictor.stream().update(frames, on_invalid="raise")
-        except SynapseError as error:
-            raise synapse_error(error) from None
-
-    @app.post("/predict/pattern_confidence")
-    def pattern_confidence(request: SymbolBars):
-        require_history(request.symbol, len(request.bars))
-        rows = latest_of({request.symbol: bars_frame(request.bars)})
-        return {**_row_json(request.symbol, rows.loc[request.symbol], predictor, hold_band), "model": model_info}
-
-    @app.post("/predict/signals")
-    def signals(request: SymbolBars):
-        require_history(request.symbol, len(request.bars))
-        panel = panel_of({request.symbol: bars_frame(request.bars)})
-        try:
-            frame = predictor.predict_panel(panel)
-        except SynapseError as error:
-            raise synapse_error(error) from None
-        windows = frame.reset_index()
-        columns = [column for column in windows.columns if column != "symbol"]
-        return {"symbol": request.symbol, "model": model_info, "count": len(windows),
-                "signals": [{column: _json_value(value) for column, value in zip(columns, values)}
-                            for values in windows[columns].itertuples(index=False, name=None)]}
-
-    @app.post("/predict/multi_ticker")
-    def multi_ticker(request: MultiTickerBars):
-        rows = latest_of({symbol: bars_frame(bars) for symbol, bars in request.bars.items()})
-        return {"model": model_info, "predictions": [_row_json(symbol, row, predictor, hold_band)
-                                                     for symbol, row in rows.iterrows()]}
-
-    return app
-
+from keras_synapse.errors import ConfigError, SynapseError
+from keras_synapse.serving.app import DEFAULT_HOLD_BAND, create_app, require_fastapi
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m keras_synapse.serve", description=__doc__,
@@ -229,12 +49,12 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        _require_fastapi()
+        require_fastapi()
         try:
             import uvicorn
         except ImportError:
             raise ConfigError("The HTTP service needs uvicorn: pip install -e '.[serve]'.") from None
-        from keras_synapse.inference import Predictor
+        from keras_synapse.serving.inference import Predictor
 
         predictor = Predictor.from_registry(args.model, backend=args.backend, intra_op_threads=args.intra_op_threads)
         app = create_app(predictor, args.hold_band)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import ConfigError, DataError, SynapseError
-from keras_synapse.validation import iso_utc
+from keras_synapse.windows.splitters import iso_utc
 
 
 DESCRIPTION = """Train an experiment with gapped time-series cross-validation.
@@ -104,7 +104,7 @@ def run(args):
 
     from keras_synapse.config import config_to_dict
     from keras_synapse.runs import new_run_dir, write_json
-    from keras_synapse.validation import GappedTimeSeriesCV
+    from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -160,7 +160,7 @@ def run(args):
     }
 
     # --- Report -------------------------------------------------------------
-    from keras_synapse.report import format_summary, write_report
+    from keras_synapse.evaluation.report import format_summary, write_report
 
     write_json(run_dir / "metrics.json", metrics)
     test_predictions.to_csv(run_dir / "test_predictions.csv", index=False)
@@ -184,7 +184,7 @@ def prepare_data(config, quick):
     from keras_synapse.data import load_panel
     from keras_synapse.features import get_feature_set
     from keras_synapse.labels import compute_labels
-    from keras_synapse.tasks import Task
+    from keras_synapse.labels.tasks import Task
 
     with tqdm(total=3, desc="data", unit="step") as progress:
         panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
@@ -208,7 +208,7 @@ def prepare_data(config, quick):
                     for head, name in heads.items()}
         progress.update()
         _quiet_tensorflow()
-        from keras_synapse.windows import build_windowed_panel
+        from keras_synapse.windows.dataset import build_windowed_panel
 
         windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon, static,
                                         config.max_gap_factor, head_labels=per_head or None)
@@ -236,8 +236,8 @@ def fold_windows(windowed, calendar, fold, config):
     windows end at every bar, so early stopping and the verdict see all the
     data there is (overlapping labels are handled by the bootstrap's blocks).
     """
-    from keras_synapse.validation import carve_validation
-    from keras_synapse.windows import select_ends
+    from keras_synapse.windows.splitters import carve_validation
+    from keras_synapse.windows.dataset import select_ends
 
     labelled = windowed.labelled_ends()
     fit_end, validation_start = carve_validation(calendar, fold, config.validation_size, config.gap)
@@ -328,7 +328,7 @@ class FoldTrainer:
         import keras
 
         from keras_synapse.config import parse_pairs
-        from keras_synapse.metrics import DirectionalAccuracy, PearsonCorrelation
+        from keras_synapse.training.metrics import DirectionalAccuracy, PearsonCorrelation
 
         config, data = self.config, self.data
         if data.head_tasks:
@@ -353,7 +353,7 @@ class FoldTrainer:
         import keras
         import pandas as pd
 
-        from keras_synapse.callbacks import (
+        from keras_synapse.training.callbacks import (
             MONITORS,
             EpochCheckpoint,
             InformationCoefficientCallback,
@@ -362,14 +362,14 @@ class FoldTrainer:
             read_checkpoint,
             restore_checkpoint,
         )
-        from keras_synapse.weights import sample_weights
-        from keras_synapse.windows import make_dataset
+        from keras_synapse.windows.weights import sample_weights
+        from keras_synapse.windows.dataset import make_dataset
 
         config, windowed = self.config, self.data.windowed
         self.num_fits += 1
         keras.utils.clear_session()
         keras.utils.set_random_seed(config.seed + self.num_fits)
-        from keras_synapse.distribute import distribution_scope
+        from keras_synapse.training.distribute import distribution_scope
 
         # Build, adapt and compile under the config's tf.distribute strategy (a no-op for distribute="none").
         with distribution_scope(config.distribute):
@@ -425,7 +425,7 @@ class FoldTrainer:
 
 def predict_windows(model, data, ends, batch_size):
     """Scores (and class probabilities) for the windows ending at `ends`, with their symbol and time."""
-    from keras_synapse.windows import make_dataset
+    from keras_synapse.windows.dataset import make_dataset
 
     outputs = model.predict(make_dataset(data.windowed, ends, batch_size, with_targets=False), verbose=0)
     frame = data.windowed.window_frame(ends)
@@ -447,8 +447,8 @@ def predict_windows(model, data, ends, batch_size):
 
 
 def _baselines(data, split, seed):
-    from keras_synapse.baselines import baseline_predictions
-    from keras_synapse.windows import select_ends
+    from keras_synapse.evaluation.baselines import baseline_predictions
+    from keras_synapse.windows.dataset import select_ends
 
     # The linear baselines learn from every bar of the fit period (whatever
     # the network's stride), purged before the carve-out like the fit windows.
@@ -464,7 +464,7 @@ def _baselines(data, split, seed):
 
 def fold_metrics(frame, task, column="prediction"):
     """Test-fold metrics of one prediction column: the headline set plus the task's own."""
-    from keras_synapse.evaluation import classification_metrics, regression_metrics
+    from keras_synapse.evaluation.summary import classification_metrics, regression_metrics
 
     metrics = regression_metrics(frame[column], frame["target"], frame["reference"])
     if task.kind == "regression":
@@ -478,7 +478,7 @@ def fold_metrics(frame, task, column="prediction"):
 
 def head_metrics(frame, head_tasks):
     """Per-head test metrics of a multi-task model, on the windows where each head's label is known."""
-    from keras_synapse.evaluation import regression_metrics
+    from keras_synapse.evaluation.summary import regression_metrics
 
     results = {}
     for head, head_task in head_tasks.items():
@@ -517,16 +517,16 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         The `metrics.json` content (without `model`) and the equity curves
         (`None` when the backtest does not apply).
     """
-    from keras_synapse.backtest import backtest
-    from keras_synapse.evaluation import (
+    from keras_synapse.evaluation.backtest import backtest
+    from keras_synapse.evaluation.summary import (
         best_baseline,
         edge_verdict,
         metric_intervals,
         summarize,
         versus_baselines,
     )
-    from keras_synapse.intervals import bootstrap_metrics
-    from keras_synapse.metrics import information_coefficients, per_symbol_metrics
+    from keras_synapse.evaluation.intervals import bootstrap_metrics
+    from keras_synapse.training.metrics import information_coefficients, per_symbol_metrics
 
     task = data.task
     baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
@@ -597,7 +597,7 @@ def _bars_per_year(calendar):
 
 def refit_final(trainer, calendar, last_fold):
     """Refits on all windows up to the last test fold's end, with the same carve-out."""
-    from keras_synapse.validation import Fold
+    from keras_synapse.windows.splitters import Fold
 
     config, data = trainer.config, trainer.data
     final = Fold(index=len(calendar), train_start=calendar[0], train_end=last_fold.test_end,
@@ -619,7 +619,7 @@ def load_base_model(config, data, last_fold):
     """The registered shared backbone to fine-tune, refused if it saw data past the final refit's end."""
     import keras
 
-    from keras_synapse.registry import read_metadata, resolve
+    from keras_synapse.serving.registry import read_metadata, resolve
 
     metadata = read_metadata(config.base_model)
     base_end = np.datetime64(metadata["metrics"]["folds"][-1]["test"][1].replace("+00:00", ""))
@@ -643,9 +643,9 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     import keras
 
     from keras_synapse.config import config_to_dict
-    from keras_synapse.drift import training_distributions
-    from keras_synapse.export import export_onnx
-    from keras_synapse.registry import register
+    from keras_synapse.serving.drift import training_distributions
+    from keras_synapse.serving.onnx_export import export_onnx
+    from keras_synapse.serving.registry import register
     from keras_synapse.runs import json_ready
 
     windowed, panel = data.windowed, data.panel

@@ -26,7 +26,7 @@ fold, never a random split.
 
 How noisy a score is. The restored model of each fold scores its validation
 windows once more, and a stationary bootstrap over timestamps
-(`keras_synapse.intervals`, blocks of at least one label horizon) gives the
+(`keras_synapse.evaluation.intervals`, blocks of at least one label horizon) gives the
 standard error of the fold's IC (rank IC, ...; for `val_loss`, of the plain
 validation MSE, as no resampling reproduces the L2 penalty). The table shows
 each trial's 95% interval, mean +- 1.96 sqrt(sum of fold SE^2) / folds, and
@@ -304,7 +304,7 @@ def search_folds(calendar, config):
     Raises:
         ConfigError: when that period is too short for the folds.
     """
-    from keras_synapse.validation import GappedTimeSeriesCV
+    from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
     splitter = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap)
     first_test = splitter.split(calendar)[0]
@@ -321,7 +321,7 @@ def fold_score(history, objective, monitor):
 
     Early stopping restores the weights of the first epoch with the best
     `monitor` (strictly better only, so ties keep the earliest), in the
-    direction `keras_synapse.callbacks.MONITORS` gives; the fold's score must
+    direction `keras_synapse.training.callbacks.MONITORS` gives; the fold's score must
     describe that model, not the best objective of any epoch.
 
     Args:
@@ -337,7 +337,7 @@ def fold_score(history, objective, monitor):
     Raises:
         ConfigError: for a `monitor` that is not a key of `MONITORS`.
     """
-    from keras_synapse.callbacks import MONITORS
+    from keras_synapse.training.callbacks import MONITORS
 
     if monitor not in MONITORS:
         raise ConfigError(f"`monitor` must be one of {', '.join(MONITORS)}. Received: {monitor!r}")
@@ -380,7 +380,7 @@ def score_folds(config, data, run_dir, objective):
         `validation_uncertainty`).
     """
     from keras_synapse.train import FoldTrainer, fold_windows
-    from keras_synapse.validation import iso_utc
+    from keras_synapse.windows.splitters import iso_utc
 
     calendar = data.windowed.calendar
     trainer = FoldTrainer(config, data, run_dir)
@@ -401,7 +401,7 @@ def score_folds(config, data, run_dir, objective):
     return records
 
 
-# Per objective: the `keras_synapse.intervals` metric whose bootstrap standard
+# Per objective: the `keras_synapse.evaluation.intervals` metric whose bootstrap standard
 # error sizes a fold's noise, and what the trial's interval is then an
 # interval of. `val_loss` carries the L2 penalty (and for correlation-aware
 # losses a correlation term) that no resampling of predictions reproduces,
@@ -426,7 +426,7 @@ INTERVAL_RESAMPLES = 300
 def validation_uncertainty(model, data, ends, objective, config):
     """The point value and bootstrap standard error, on the validation windows, of what sizes `objective`.
 
-    The stationary bootstrap of `keras_synapse.intervals` resamples whole
+    The stationary bootstrap of `keras_synapse.evaluation.intervals` resamples whole
     timestamps in blocks of at least one label horizon, since validation
     windows at every bar share most of their label with their neighbours.
 
@@ -443,7 +443,7 @@ def validation_uncertainty(model, data, ends, objective, config):
         applies), `interval_value` and `standard_error` (NaN then), and
         `interval_note` (why there is none, or `""`).
     """
-    from keras_synapse.intervals import bootstrap_metrics
+    from keras_synapse.evaluation.intervals import bootstrap_metrics
     from keras_synapse.train import predict_windows
 
     metric, note = SCORE_INTERVALS.get(objective, (None, ""))[0], ""

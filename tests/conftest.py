@@ -70,7 +70,7 @@ MODEL_CARD_NAMES = ["log_return_1", "volume_zscore_20", "log_range"]
 
 
 def model_card_fields(**changes):
-    """A valid model card's fields (see keras_synapse.model_card), with `changes`."""
+    """A valid model card's fields (see keras_synapse.serving.model_card), with `changes`."""
     fields = {"format_version": 1, "version": 3, "experiment": "shared_backbone", "config": {},
               "feature_names": list(MODEL_CARD_NAMES),
               "inputs": {"sequence": {"shape": [None, 20, 3], "feature_set": "core",

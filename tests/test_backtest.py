@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_synapse.backtest import BacktestRules, backtest, kelly_position_size, simulate_book
+from keras_synapse.evaluation.backtest import BacktestRules, backtest, kelly_position_size, simulate_book
 from keras_synapse.errors import BacktestError, SynapseError
 
 CALENDAR = pd.date_range("2024-01-01", periods=80, freq="B", tz="UTC", name="timestamp")

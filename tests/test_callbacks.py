@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from keras_synapse.callbacks import (
+from keras_synapse.training.callbacks import (
     EpochCheckpoint,
     InformationCoefficientCallback,
     learning_rate_schedule,
@@ -16,8 +16,8 @@ from keras_synapse.callbacks import (
     restore_checkpoint,
 )
 from keras_synapse.errors import ConfigError
-from keras_synapse.windows import shuffled_epoch_batches
-from keras_synapse.metrics import information_coefficients
+from keras_synapse.windows.dataset import shuffled_epoch_batches
+from keras_synapse.training.metrics import information_coefficients
 
 SEED, SEQUENCE_LENGTH, NUM_FEATURES, BATCH_SIZE = 7, 5, 3, 16
 RNG = np.random.default_rng(0)

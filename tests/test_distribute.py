@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from keras_synapse.config import ExperimentConfig, apply_overrides
-from keras_synapse.distribute import check_distribute, distribution_scope
+from keras_synapse.training.distribute import check_distribute, distribution_scope
 from keras_synapse.errors import ConfigError
 
 # Logical devices must be configured before TensorFlow initializes, hence a fresh process.
@@ -21,9 +21,9 @@ MIRRORED_FOLD = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
     from keras_synapse.config import load_experiment, apply_overrides
-    from keras_synapse.distribute import get_strategy
+    from keras_synapse.training.distribute import get_strategy
     from keras_synapse.train import FoldTrainer, fold_windows, prepare_data, predict_windows
-    from keras_synapse.validation import GappedTimeSeriesCV
+    from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
     config = apply_overrides(load_experiment("experiments/shared_backbone.py", quick=True),
                              ["distribute=mirrored", "epochs=3", "patience=3", "stride=10", "n_splits=1"])

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_synapse.drift import drift_report, format_drift_report, population_stability_index, training_distributions
+from keras_synapse.serving.drift import drift_report, format_drift_report, population_stability_index, training_distributions
 from keras_synapse.errors import SynapseError
 
 NAMES = ["returns", "volume", "discrete"]

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from keras_synapse.bench_edge import NULL_EXPERIMENT, PLANTED_EXPERIMENT, null_run, oracle_comparison, train_run
+from keras_synapse.bench.edge import NULL_EXPERIMENT, PLANTED_EXPERIMENT, null_run, oracle_comparison, train_run
 from keras_synapse.errors import ConfigError
 
 
@@ -51,7 +51,7 @@ def test_both_experiments_name_their_command():
 
 
 def test_the_power_table_counts_detections_and_averages_shares_of_the_oracle():
-    from keras_synapse.bench_edge import planted_data, power_table
+    from keras_synapse.bench.edge import planted_data, power_table
 
     rows = [{"kind": "null", "oracle_ic": 0.0, "seed": seed, "model_ic": 0.01, "model_edge": False,
              "baseline_ic": 0.0, "baseline_edge": seed == 0, "beats_baseline": False, "minimum_detectable_ic": 0.04,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_synapse.evaluation import (
+from keras_synapse.evaluation.summary import (
     classification_metrics,
     edge_verdict,
     metric_intervals,
@@ -12,7 +12,7 @@ from keras_synapse.evaluation import (
     summarize,
     versus_baselines,
 )
-from keras_synapse.intervals import bootstrap_metrics
+from keras_synapse.evaluation.intervals import bootstrap_metrics
 
 
 def test_regression_metrics_by_hand():

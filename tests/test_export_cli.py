@@ -11,11 +11,11 @@ import pytest
 from conftest import copy_version
 
 from keras_synapse.config import ExperimentConfig
-from keras_synapse.export import (
+from keras_synapse.export import main
+from keras_synapse.serving.onnx_export import (
     check_parity,
     convert_to_onnx,
     export_onnx,
-    main,
     needs_recurrent_rebuild,
     rebuild_without_cudnn,
 )
@@ -41,7 +41,7 @@ def test_reexport_with_quantization_records_parity_and_keeps_the_float_model(tra
     assert int8_ops & {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear"}
     # The predictor can run the int8 copy on request.
     from keras_synapse.data import load_panel
-    from keras_synapse.inference import Predictor
+    from keras_synapse.serving.inference import Predictor
 
     panel = load_panel("sample", quick=True)
     int8_scores = Predictor.from_registry(version, backend="onnx_int8").predict_latest(panel)["score"]

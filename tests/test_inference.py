@@ -11,7 +11,7 @@ from conftest import copy_version, make_bars
 from keras_synapse.data import Panel, load_panel
 from keras_synapse.errors import ConfigError, DataError
 from keras_synapse.features import get_feature_set
-from keras_synapse.inference import (
+from keras_synapse.serving.inference import (
     STACKABLE_FEATURE_SETS,
     FeatureMismatchError,
     ModelInputs,
@@ -100,8 +100,8 @@ def test_technical_features_on_the_default_buffer_match_full_history(panel):
 
 
 def test_the_gap_rule_is_the_trainers(bars):
-    import keras_synapse.inference as inference
-    import keras_synapse.windows as windows
+    import keras_synapse.serving.inference as inference
+    import keras_synapse.windows.dataset as windows
 
     # One function serves both, so inference drops exactly the windows training dropped.
     assert inference.complete_windows is windows.complete_windows
@@ -117,7 +117,7 @@ def test_neutral_signal_for_short_history_invalid_bars_and_gaps(predictor, panel
     frames = {"SP500": panel["SP500"], "SHORT": panel["SYN-00"].iloc[-30:],
               "GAPPY": panel["SYN-01"].drop(calendar[-12:-4])}
     stream = predictor.stream(Panel(frames, validate=False))
-    with caplog.at_level(logging.WARNING, logger="keras_synapse.inference"):
+    with caplog.at_level(logging.WARNING, logger="keras_synapse.serving.inference"):
         latest = stream.latest()
     assert not latest.loc["SP500", "fallback"]
     assert latest.loc["SHORT", "fallback"] and latest.loc["SHORT", "score"] == 0
@@ -146,7 +146,7 @@ def test_neutral_signal_when_the_model_fails(trained_registry, panel, caplog):
     broken.output_names = predictor._runner.output_names
     broken.input_shapes = predictor._runner.input_shapes
     predictor._runner = broken
-    with caplog.at_level(logging.ERROR, logger="keras_synapse.inference"):
+    with caplog.at_level(logging.ERROR, logger="keras_synapse.serving.inference"):
         latest = predictor.predict_latest(panel)
     assert latest["fallback"].all() and (latest["score"] == 0).all()
     assert latest["reason"].str.contains("model failed: session exploded").all()
@@ -156,7 +156,7 @@ def test_neutral_signal_when_the_model_fails(trained_registry, panel, caplog):
 def test_keras_fallback_when_the_onnx_file_is_missing(trained_registry, predictor, panel, tmp_path, caplog):
     copy = copy_version(trained_registry, tmp_path)
     (copy / "model.onnx").unlink()
-    with caplog.at_level(logging.WARNING, logger="keras_synapse.inference"):
+    with caplog.at_level(logging.WARNING, logger="keras_synapse.serving.inference"):
         keras_predictor = Predictor.from_registry(copy)
     assert keras_predictor.backend == "keras"
     assert "falling back to Keras" in caplog.text
@@ -190,9 +190,9 @@ def test_a_multi_task_model_scores_its_primary_head_and_reports_the_others(tmp_p
     import keras
 
     from keras_synapse.config import ExperimentConfig, config_to_dict
-    from keras_synapse.export import export_onnx
+    from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
-    from keras_synapse.registry import register
+    from keras_synapse.serving.registry import register
 
     keras.utils.set_random_seed(0)
     config = ExperimentConfig(name="multitask", model="multitask", label="direction",

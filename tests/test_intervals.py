@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from arch.bootstrap import StationaryBootstrap, optimal_block_length
 
-from keras_synapse.evaluation import regression_metrics
-from keras_synapse.intervals import (
+from keras_synapse.evaluation.summary import regression_metrics
+from keras_synapse.evaluation.intervals import (
     TimestampSums,
     bootstrap_metrics,
     metrics_from_sums,

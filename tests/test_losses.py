@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.losses import CorrelationAwareLoss, FocalLoss, class_weights, get_loss
-from keras_synapse.metrics import PearsonCorrelation
+from keras_synapse.training.losses import CorrelationAwareLoss, FocalLoss, class_weights, get_loss
+from keras_synapse.training.metrics import PearsonCorrelation
 
 RNG = np.random.default_rng(0)
 TARGETS = RNG.normal(0, 1, (64, 1)).astype("float32")

@@ -8,8 +8,8 @@ import tensorflow as tf
 from scipy import stats
 
 from keras_synapse.errors import DataError
-from keras_synapse.evaluation import regression_metrics
-from keras_synapse.metrics import (
+from keras_synapse.evaluation.summary import regression_metrics
+from keras_synapse.training.metrics import (
     DirectionalAccuracy,
     PearsonCorrelation,
     information_coefficients,

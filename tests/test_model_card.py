@@ -9,7 +9,7 @@ from conftest import MODEL_CARD_NAMES as NAMES
 from conftest import copy_version
 from conftest import model_card_fields as card_fields
 
-from keras_synapse.model_card import FORMAT_VERSION, ModelCard, ModelCardError
+from keras_synapse.serving.model_card import FORMAT_VERSION, ModelCard, ModelCardError
 
 
 def test_a_card_round_trips_and_reads_like_its_dict(tmp_path):

@@ -8,8 +8,8 @@ import pandas as pd
 from conftest import copy_version
 
 from keras_synapse.data import load_panel
-from keras_synapse.drift import training_distributions
-from keras_synapse.inference import Predictor
+from keras_synapse.serving.drift import training_distributions
+from keras_synapse.serving.inference import Predictor
 from keras_synapse.predict import main
 
 

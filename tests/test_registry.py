@@ -5,8 +5,8 @@ import json
 import pytest
 from conftest import model_card_fields
 
-from keras_synapse.model_card import ModelCardError
-from keras_synapse.registry import read_metadata, register, resolve
+from keras_synapse.serving.model_card import ModelCardError
+from keras_synapse.serving.registry import read_metadata, register, resolve
 
 
 def write_model(directory):

@@ -144,7 +144,7 @@ def test_concurrent_load(server, bars):
 
 def test_a_missing_fastapi_is_a_clear_error(monkeypatch):
     from keras_synapse.errors import ConfigError
-    from keras_synapse.serve import create_app
+    from keras_synapse.serving.app import create_app
 
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(ConfigError, match=r"pip install -e '\.\[serve\]'"):

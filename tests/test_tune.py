@@ -30,7 +30,7 @@ from keras_synapse.tune import (
     validation_uncertainty,
     write_tuned_experiment,
 )
-from keras_synapse.validation import GappedTimeSeriesCV
+from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
 EXPERIMENT = "experiments/shared_backbone.py"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.validation import GappedTimeSeriesCV, carve_validation
+from keras_synapse.windows.splitters import GappedTimeSeriesCV, carve_validation
 
 CALENDAR = np.arange("2020-01-01", "2022-01-01", dtype="datetime64[D]").astype("datetime64[ns]")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.weights import average_uniqueness, class_balance, time_decay
+from keras_synapse.windows.weights import average_uniqueness, class_balance, time_decay
 
 CALENDAR = np.arange(20).astype("datetime64[D]")
 

@@ -7,7 +7,7 @@ from conftest import make_bars
 from keras_synapse.data.panel import Panel
 from keras_synapse.features import compute_features
 from keras_synapse.labels import compute_labels
-from keras_synapse.windows import build_windowed_panel, make_dataset, select_ends
+from keras_synapse.windows.dataset import build_windowed_panel, make_dataset, select_ends
 
 SEQUENCE_LENGTH, HORIZON = 10, 5
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from keras_synapse.config import ExperimentConfig
-from keras_synapse.export import export_onnx
+from keras_synapse.serving.onnx_export import export_onnx
 from keras_synapse.models import MODEL_NAMES, ModelSpec, fit_normalization, get_head_layers, get_model_builder
 from keras_synapse.models.finetuning import frozen_backbone_copy
-from keras_synapse.tasks import Task
+from keras_synapse.labels.tasks import Task
 
 SEQUENCE_LENGTH, NUM_FEATURES, NUM_STATIC = 12, 6, 4
 MULTITASK_HEADS = (("pattern_confidence", "binary", 1), ("signal_quality", "binary", 1),

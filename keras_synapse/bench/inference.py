@@ -1,6 +1,6 @@
 """Inference benchmark: ONNX Runtime vs `model.predict` vs calling the Keras model, and streaming.
 
-    python -m keras_synapse.bench_inference [--models shared_backbone,transformer] [--symbols 500]
+    python -m keras_synapse.bench.inference [--models shared_backbone,transformer] [--symbols 500]
 
 For each model (built from `ExperimentConfig(model=name)` on 20-bar windows
 of 17 features, normalization fitted on random rows, exported through
@@ -13,7 +13,7 @@ of 17 features, normalization fitted on random rows, exported through
 
 for ONNX Runtime (float and dynamic int8), `model.predict`, and the Keras
 model called directly (`model(x, training=False)`, eager and inside a
-`tf.function`). Then the streaming path of `keras_synapse.inference`: a
+`tf.function`). Then the streaming path of `keras_synapse.serving.inference`: a
 synthetic 500-symbol panel (`generate_universe(500, 400, seed=0)`), one new
 bar per symbol per update, timed end to end (validation, features on the
 buffers, windows, one ONNX call); its peak RSS is measured in a separate
@@ -126,7 +126,7 @@ def bench_model(name, args, directory):
     """Every contender on one model; returns dict contender -> figures, and file sizes."""
     import tensorflow as tf
 
-    from keras_synapse.export import convert_to_onnx, export_onnx, quantize_onnx
+    from keras_synapse.serving.onnx_export import convert_to_onnx, export_onnx, quantize_onnx
 
     model = build_model(name, args.sequence_length, args.features)
     rng = np.random.default_rng(1)
@@ -183,10 +183,10 @@ def write_streaming_entry(registry, num_symbols, num_bars, sequence_length=20, s
 
     from keras_synapse.config import ExperimentConfig, config_to_dict
     from keras_synapse.data.synthetic import generate_universe
-    from keras_synapse.export import export_onnx
+    from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.features import compute_features
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
-    from keras_synapse.registry import register
+    from keras_synapse.serving.registry import register
 
     keras.utils.set_random_seed(seed)
     panel = generate_universe(num_symbols, num_bars, seed=seed).panel
@@ -220,7 +220,7 @@ def run_stream_contender(version_dir, num_symbols, num_bars, num_updates, intra_
     import pandas as pd
 
     from keras_synapse.data.synthetic import generate_universe
-    from keras_synapse.inference import Predictor
+    from keras_synapse.serving.inference import Predictor
 
     baseline = peak_rss_mb()
     predictor = Predictor.from_registry(version_dir, intra_op_threads=intra_op_threads or None)
@@ -265,7 +265,7 @@ def bench_inference(args=None):
         version_dir = write_streaming_entry(directory / "registry", args.symbols, args.bars)
         streams = {}
         for threads in (1, 0):
-            command = [sys.executable, "-m", "keras_synapse.bench_inference", "_stream", str(version_dir),
+            command = [sys.executable, "-m", "keras_synapse.bench.inference", "_stream", str(version_dir),
                        str(args.symbols), str(args.bars), str(args.stream_updates), str(threads)]
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             streams["1 thread" if threads == 1 else "all cores"] = json.loads(output.strip().splitlines()[-1])
@@ -329,7 +329,7 @@ def main(argv=None):
         version_dir, *numbers = argv[1:]
         print(json.dumps(run_stream_contender(version_dir, *map(int, numbers))))
         return 0
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m keras_synapse.bench_inference", description=__doc__,
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m keras_synapse.bench.inference", description=__doc__,
                                                    formatter_class=argparse.RawDescriptionHelpFormatter))
     bench_inference(parser.parse_args(argv))
     return 0

@@ -110,7 +110,7 @@ def train_one_epoch(options):
     import tensorflow as tf  # loaded first, so its share of the RSS is known
 
     from keras_synapse.train import FoldTrainer, PreparedData, prepare_data
-    from keras_synapse.windows import make_dataset, select_ends
+    from keras_synapse.windows.dataset import make_dataset, select_ends
 
     rss_runtime = _status_kilobytes("VmRSS")
     config = _config(options)
@@ -198,7 +198,7 @@ def bench_scale(args):
                        "batch_size": args.batch_size, "cache_dir": cache_dir}
             print(f"\ntraining one epoch of the shared backbone on {args.features} features, stride {args.stride}, "
                   f"batch {args.batch_size} (in its own process)...")
-            completed = subprocess.run([sys.executable, "-m", "keras_synapse.bench_scale", "_train",
+            completed = subprocess.run([sys.executable, "-m", "keras_synapse.bench.scale", "_train",
                                         json.dumps(options)], capture_output=True, text=True)
             if completed.returncode != 0:
                 raise RuntimeError(f"the training process failed:\n{completed.stderr[-3000:]}")
@@ -235,7 +235,7 @@ def main(argv=None):
     if argv and argv[0] == "_train":
         print(json.dumps(train_one_epoch(json.loads(argv[1]))))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m keras_synapse.bench_scale", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m keras_synapse.bench.scale", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     bench_scale(add_arguments(parser).parse_args(argv))
     return 0

@@ -51,9 +51,9 @@ import pandas as pd
 
 from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
 from keras_synapse.errors import DataError, SynapseError
-from keras_synapse.windows import complete_windows
+from keras_synapse.windows.dataset import complete_windows
 
-logger = logging.getLogger("keras_synapse.inference")
+logger = logging.getLogger("keras_synapse.serving.inference")
 
 BACKENDS = ("onnx", "onnx_int8", "keras")
 DEFAULT_BATCH_SIZE = 4096
@@ -374,7 +374,7 @@ class Predictor:
     """
 
     def __init__(self, metadata, runner, backend, version_dir=None, batch_size=DEFAULT_BATCH_SIZE):
-        from keras_synapse.tasks import Task
+        from keras_synapse.labels.tasks import Task
 
         self.metadata = metadata
         self.inputs = ModelInputs.from_metadata(metadata)
@@ -416,7 +416,7 @@ class Predictor:
             SynapseError: when `path` is not a registry version, the backend
                 is unknown, or no backend can load the model.
         """
-        from keras_synapse.registry import read_metadata, resolve
+        from keras_synapse.serving.registry import read_metadata, resolve
 
         if backend not in BACKENDS:
             raise SynapseError(f"`backend` must be one of {BACKENDS}. Received: backend={backend!r}")

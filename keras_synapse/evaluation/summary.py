@@ -5,7 +5,7 @@ for simple baselines on the same windows, with a 95% confidence interval from a
 stationary bootstrap over time (blocks of whole timestamps, of a length chosen
 from the data and at least one label horizon, so overlapping labels and
 volatility clustering are resampled together instead of being treated as
-independent draws; see `keras_synapse.intervals`). The verdict compares the
+independent draws; see `keras_synapse.evaluation.intervals`). The verdict compares the
 model with chance and, on the same bootstrap draws, with the best baseline, and
 says how large an edge the run could have seen.
 """
@@ -13,7 +13,7 @@ says how large an edge the run could have seen.
 import numpy as np
 from scipy import stats
 
-from keras_synapse.intervals import METRIC_NAMES, bootstrap_metrics
+from keras_synapse.evaluation.intervals import METRIC_NAMES, bootstrap_metrics
 
 
 def _correlation(x, y):
@@ -61,7 +61,7 @@ def metric_intervals(frame, prediction_column, min_block_length=1, num_resamples
 
     Whole timestamps are resampled (all symbols of a date stay together), in
     blocks of consecutive timestamps whose mean length is chosen from the
-    data (Politis-White; see `keras_synapse.intervals`) and is at least
+    data (Politis-White; see `keras_synapse.evaluation.intervals`) and is at least
     `min_block_length`.
 
     Args:
@@ -90,7 +90,7 @@ def summarize(fold_metrics, pooled_frame, prediction_column, bootstrap):
         fold_metrics: one `regression_metrics` dict per fold.
         pooled_frame: all folds' test predictions (see `metric_intervals`).
         prediction_column: the column holding the predictions.
-        bootstrap: a `keras_synapse.intervals.BootstrapResult` holding
+        bootstrap: a `keras_synapse.evaluation.intervals.BootstrapResult` holding
             `prediction_column`'s resamples.
 
     Returns:

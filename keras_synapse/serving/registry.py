@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from keras_synapse.errors import SynapseError
-from keras_synapse.model_card import ModelCard
+from keras_synapse.serving.model_card import ModelCard
 
 LATEST = "latest"
 
@@ -36,7 +36,7 @@ def register(registry_dir, experiment, write_files, metadata):
         write_files: a callable taking the staging directory (a `Path`) that
             writes the model files into it.
         metadata: a JSON-ready dict, written as the version's model card
-            (`metadata.json`, see `keras_synapse.model_card`) with the
+            (`metadata.json`, see `keras_synapse.serving.model_card`) with the
             version number added.
 
     Returns:

@@ -60,7 +60,7 @@ def check_distribute(mode):
         raise ConfigError(MULTI_WORKER_MESSAGE)
     if mode not in DISTRIBUTE_MODES:
         raise ConfigError(f"`distribute` must be one of {', '.join(DISTRIBUTE_MODES)} "
-                          f"('multi_worker' is refused, see keras_synapse.distribute). Received: distribute={mode!r}")
+                          f"('multi_worker' is refused, see keras_synapse.training.distribute). Received: distribute={mode!r}")
     return mode
 
 

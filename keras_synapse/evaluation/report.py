@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from keras_synapse.evaluation import METRIC_NAMES  # noqa: E402
+from keras_synapse.evaluation.summary import METRIC_NAMES  # noqa: E402
 
 
 def _figure_html(figure):

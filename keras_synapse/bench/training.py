@@ -31,7 +31,7 @@ def add_arguments(parser):
 def _windows():
     from keras_synapse.config import ExperimentConfig
     from keras_synapse.train import prepare_data
-    from keras_synapse.windows import select_ends
+    from keras_synapse.windows.dataset import select_ends
 
     config = ExperimentConfig()
     data = prepare_data(config, quick=False)
@@ -63,7 +63,7 @@ def measure(model_name, batch_size, epochs, pipeline):
     import keras
 
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
-    from keras_synapse.windows import make_dataset
+    from keras_synapse.windows.dataset import make_dataset
 
     config, data, ends = _windows()
     config = dataclasses.replace(config, model=model_name, name=model_name)
@@ -87,7 +87,7 @@ def measure(model_name, batch_size, epochs, pipeline):
 
 def _in_process(threads, *arguments):
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, "-m", "keras_synapse.bench_train", "_measure", str(threads), *map(str, arguments)]
+    command = [sys.executable, "-m", "keras_synapse.bench.training", "_measure", str(threads), *map(str, arguments)]
     output = subprocess.run(command, capture_output=True, text=True, check=True, env=environment).stdout
     return json.loads(output.strip().splitlines()[-1])
 

@@ -60,7 +60,7 @@ def run_window_contender(name, num_symbols, num_bars, num_features, sequence_len
         assert copies[0].shape == (windows_per_symbol, sequence_length, num_features)
     else:
         if name == "keras_synapse":
-            from keras_synapse.windows import WindowedPanel, make_dataset
+            from keras_synapse.windows.dataset import WindowedPanel, make_dataset
 
             rows = num_symbols * num_bars
             position = np.tile(np.arange(num_bars), num_symbols)
@@ -145,7 +145,10 @@ def main(argv=None):
     features = commands.add_parser("features", help="seconds per feature set on a synthetic universe")
     features.add_argument("--symbols", type=int, default=34)
     features.add_argument("--bars", type=int, default=5040)
-    from keras_synapse import bench_edge, bench_inference, bench_scale, bench_train
+    from keras_synapse.bench import edge as bench_edge
+    from keras_synapse.bench import inference as bench_inference
+    from keras_synapse.bench import scale as bench_scale
+    from keras_synapse.bench import training as bench_train
 
     scale = commands.add_parser("scale", help="500-symbol universe: feature time cold/cached, windows/s, peak RSS "
                                               "training one epoch")
@@ -166,6 +169,3 @@ def main(argv=None):
      "edge": bench_edge.bench_edge}[args.command](args)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

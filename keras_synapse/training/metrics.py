@@ -18,7 +18,7 @@ import pandas as pd
 from keras import ops
 
 from keras_synapse.errors import DataError
-from keras_synapse.evaluation import regression_metrics
+from keras_synapse.evaluation.summary import regression_metrics
 
 
 def _flat(values, dtype):

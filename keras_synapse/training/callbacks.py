@@ -13,7 +13,7 @@ only if every piece of training state comes back:
 - the data order: `dataset.shuffle(seed=s, reshuffle_each_iteration=True)`
   draws each epoch's order from a generator that a new process restarts, so
   a resumed run would replay epoch 0's order at epoch k.
-  `keras_synapse.windows.shuffled_epoch_batches` makes each epoch's order a function of
+  `keras_synapse.windows.dataset.shuffled_epoch_batches` makes each epoch's order a function of
   `(seed, epoch)` alone.
 
 `EpochCheckpoint` saves the first three every epoch; `restore_checkpoint`
@@ -47,7 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.metrics import information_coefficients
+from keras_synapse.training.metrics import information_coefficients
 
 LEARNING_RATE_SCHEDULES = ("constant", "reduce_on_plateau", "cosine")
 # What early stopping may watch, and which way is better. `val_loss` is the

@@ -53,9 +53,9 @@ class Task:
 
         Raises:
             ConfigError: for a loss that does not fit the task (see
-                `keras_synapse.losses.get_loss`).
+                `keras_synapse.training.losses.get_loss`).
         """
-        from keras_synapse.losses import get_loss
+        from keras_synapse.training.losses import get_loss
 
         if name == "auto":
             name = "mse" if self.kind == "regression" else "crossentropy"

@@ -98,8 +98,8 @@ def oracle_comparison(run_dir):
     """
     from keras_synapse.data import parse_synthetic_options
     from keras_synapse.data.synthetic import generate_universe
-    from keras_synapse.evaluation import regression_metrics
-    from keras_synapse.intervals import bootstrap_metrics
+    from keras_synapse.evaluation.summary import regression_metrics
+    from keras_synapse.evaluation.intervals import bootstrap_metrics
 
     run_dir = Path(run_dir)
     data = json.loads((run_dir / "config.json").read_text())["data"]

@@ -1,0 +1,375 @@
+"""ONNX export through tf2onnx, written only when it matches Keras.
+
+The parity gate runs the converted graph in ONNX Runtime on held-back windows
+and compares it with the Keras model; an export that differs by more than the
+tolerance is refused with the largest difference and where it occurred.
+
+`reexport` re-exports a registry version (and optionally writes a dynamic
+int8 copy); `python -m keras_synapse.export` is its command line.
+"""
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from keras_synapse.errors import SynapseError
+
+DEFAULT_OPSET = 17
+PARITY_TOLERANCE = 1e-4
+
+
+class ExportError(SynapseError):
+    """The ONNX graph could not be produced or does not match the Keras model."""
+
+
+def convert_to_onnx(model, opset=DEFAULT_OPSET):
+    """Converts a Keras model with named inputs to an ONNX `ModelProto`.
+
+    The batch dimension is dynamic; input names are the Keras input names.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = [
+        tf.TensorSpec((None, *tensor.shape[1:]), tf.float32, name=tensor.name) for tensor in model.inputs
+    ]
+    with warnings.catch_warnings():
+        # tf2onnx calls a dict-input model with positional tensors; Keras
+        # warns about the structure but maps them by position correctly.
+        warnings.simplefilter("ignore", UserWarning)
+        model_proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    return model_proto
+
+
+def check_parity(model, model_proto, inputs, tolerance=PARITY_TOLERANCE):
+    """Compares ONNX Runtime with Keras on `inputs`.
+
+    Args:
+        model: the Keras model.
+        model_proto: its ONNX `ModelProto` (or serialized bytes).
+        inputs: a dict input name -> float32 array.
+        tolerance: the largest allowed absolute difference. Defaults to `1e-4`.
+
+    Returns:
+        The largest absolute difference.
+
+    Raises:
+        ExportError: when the difference exceeds `tolerance`, naming it and
+            the sample and output index where it occurred.
+    """
+    import onnxruntime
+
+    serialized = model_proto if isinstance(model_proto, bytes) else model_proto.SerializeToString()
+    try:
+        session = onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        onnx_outputs = dict(zip(names, session.run(None, inputs)))
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        raise ExportError(f"ONNX Runtime could not run the exported model: {error}") from None
+    keras_outputs = model(inputs, training=False)
+    # A multi-output (dict) model is compared output by output, by name.
+    if not isinstance(keras_outputs, dict):
+        keras_outputs = {names[0]: keras_outputs}
+    largest = 0.0
+    for name, keras_output in keras_outputs.items():
+        keras_output = np.asarray(keras_output, dtype=np.float64)
+        onnx_output = onnx_outputs[name].astype(np.float64)
+        difference = np.abs(onnx_output - keras_output)
+        if not difference.max() <= tolerance:
+            where = np.unravel_index(np.nanargmax(difference), difference.shape)
+            raise ExportError(
+                f"ONNX output '{name}' differs from Keras by {difference.max():.3g} (tolerance {tolerance:g}) at "
+                f"sample {where[0]}, output index {tuple(int(index) for index in where[1:])}: ONNX {onnx_output[where]:.6g} vs Keras "
+                f"{keras_output[where]:.6g}."
+            )
+        largest = max(largest, float(difference.max()))
+    return largest
+
+
+def export_onnx(model, path, parity_inputs, opset=DEFAULT_OPSET, tolerance=PARITY_TOLERANCE, rebuild_recurrent=True):
+    """Exports `model` to `path` if it passes the parity gate.
+
+    Args:
+        model: the Keras model.
+        path: where to write the `.onnx` file.
+        parity_inputs: held-back inputs (dict name -> float32 array) for the
+            parity check.
+        opset: the ONNX opset. Defaults to `17`.
+        tolerance: the parity tolerance. Defaults to `1e-4`.
+        rebuild_recurrent: convert a copy of the model whose LSTM/GRU layers
+            have `use_cudnn=False` and no (recurrent) dropout, see
+            `rebuild_without_cudnn`; parity is still checked against `model`
+            itself. Needed for models built or trained on a GPU, and makes
+            the ONNX graph several times faster either way. Defaults to `True`.
+
+    Returns:
+        A dict with `opset`, `max_abs_diff`, `parity_samples` and
+        `rebuilt_recurrent`, for the registry metadata.
+
+    Raises:
+        ExportError: when conversion fails or parity does not hold; nothing is
+            written then.
+    """
+    source = rebuild_without_cudnn(model) if rebuild_recurrent and needs_recurrent_rebuild(model) else model
+    model_proto = convert_to_onnx(source, opset)
+    largest = check_parity(model, model_proto, parity_inputs, tolerance)
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_bytes(model_proto.SerializeToString())
+    os.replace(staging, path)
+    return {"opset": opset, "max_abs_diff": largest, "parity_samples": int(len(next(iter(parity_inputs.values())))),
+            "rebuilt_recurrent": source is not model}
+
+
+# --- Recurrent layers: export from an inference-equivalent rebuild -------------
+
+_RECURRENT_LAYERS = ("LSTM", "GRU")
+
+
+def _recurrent_configs(config):
+    """The configs of LSTM/GRU layers in a layer config, including inside `Bidirectional`."""
+    if config.get("class_name") in _RECURRENT_LAYERS:
+        yield config["config"]
+    for key in ("layer", "backward_layer"):
+        if isinstance(config.get("config", {}).get(key), dict):
+            yield from _recurrent_configs(config["config"][key])
+
+
+def _walk_layers(model):
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _walk_layers(layer)
+        else:
+            yield layer
+
+
+def needs_recurrent_rebuild(model):
+    """True when `model` holds an LSTM or GRU that may not take the plain (ONNX-convertible) path.
+
+    That is any recurrent layer whose `use_cudnn` is not `False` (on a GPU
+    Keras 3 then runs `CudnnRNNV3`, which tf2onnx cannot convert) or that has
+    `dropout`/`recurrent_dropout` (Keras then unrolls a step loop, which
+    tf2onnx converts to an ONNX `Loop` instead of one fused `LSTM` node).
+    """
+    import keras
+
+    for layer in _walk_layers(model):
+        for candidate in [layer, getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)]:
+            if isinstance(candidate, (keras.layers.LSTM, keras.layers.GRU)):
+                if candidate.use_cudnn is not False or candidate.dropout or candidate.recurrent_dropout:
+                    return True
+    return False
+
+
+def rebuild_without_cudnn(model, clear_dropout=True):
+    """Clones `model` with every LSTM/GRU set to `use_cudnn=False` and copies its weights.
+
+    A Keras 3 LSTM trained on a GPU runs cuDNN kernels (`CudnnRNNV3`) that
+    tf2onnx cannot convert; the clone computes the same function with the
+    generic kernels. Dropout is inactive at inference, so the clone also sets
+    `dropout` and `recurrent_dropout` to 0 by default: with recurrent dropout
+    Keras traces a step-by-step loop (an ONNX `Loop`, ~8x slower in ONNX
+    Runtime for one window) instead of one fused LSTM. The clone is for
+    inference and export only; `export_onnx` still checks parity against the
+    original model.
+
+    Args:
+        model: a functional or sequential Keras model.
+        clear_dropout: also set `dropout` and `recurrent_dropout` of the
+            recurrent layers to 0. Defaults to `True`.
+
+    Returns:
+        A new `keras.Model` with the same inputs, outputs and weights.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> inputs = keras.Input((5, 3))
+    >>> model = keras.Model(inputs, keras.layers.LSTM(4, recurrent_dropout=0.2)(inputs))
+    >>> clone = rebuild_without_cudnn(model)
+    >>> x = np.ones((2, 5, 3), "float32")
+    >>> bool(np.allclose(model(x, training=False), clone(x, training=False)))
+    True
+    """
+    import keras
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        wrapped = {"class_name": type(layer).__name__, "config": config}
+        for recurrent in _recurrent_configs(wrapped):
+            recurrent["use_cudnn"] = False
+            if clear_dropout:
+                recurrent["dropout"] = 0.0
+                recurrent["recurrent_dropout"] = 0.0
+        return type(layer).from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone.set_weights(model.get_weights())
+    # Adapted preprocessing layers (Normalization) derive their mean and
+    # variance from the copied accumulators only when finalized.
+    for layer in _walk_layers(clone):
+        if hasattr(layer, "finalize_state") and layer.built:
+            layer.finalize_state()
+    return clone
+
+
+# --- Dynamic int8 quantization ------------------------------------------------
+
+
+def onnx_outputs(path_or_bytes, inputs):
+    """Runs an ONNX model in ONNX Runtime on `inputs`; returns dict output name -> array."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(
+        path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes), providers=["CPUExecutionProvider"]
+    )
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(None, inputs)))
+
+
+def _largest_difference(first, second):
+    return max(float(np.max(np.abs(first[name].astype(np.float64) - second[name].astype(np.float64))))
+               for name in first)
+
+
+def quantize_onnx(float_path, int8_path, parity_inputs):
+    """Writes a dynamically int8-quantized copy of an ONNX model and measures what it changes.
+
+    Weights of MatMul/Gemm/LSTM/attention nodes are stored as int8 and
+    activations are quantized on the fly (`onnxruntime.quantization.
+    quantize_dynamic`, per-tensor, signed). There is no gate: the figure is
+    reported so the user can judge whether the smaller model is good enough.
+
+    Args:
+        float_path: the float ONNX model.
+        int8_path: where to write the quantized model (atomically).
+        parity_inputs: dict input name -> float32 array to compare on.
+
+    Returns:
+        A dict with `path` (file name), `max_abs_diff_vs_float`,
+        `parity_samples`, `size_bytes` and `float_size_bytes`.
+
+    Raises:
+        ExportError: when quantization or the quantized model fails.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    float_path, int8_path = Path(float_path), Path(int8_path)
+    staging = int8_path.with_name(f".{int8_path.stem}.partial.onnx")
+    try:
+        quantize_dynamic(str(float_path), str(staging), weight_type=QuantType.QInt8)
+        largest = _largest_difference(onnx_outputs(float_path, parity_inputs), onnx_outputs(staging, parity_inputs))
+    except Exception as error:  # onnxruntime raises its own untyped errors
+        staging.unlink(missing_ok=True)
+        raise ExportError(f"int8 quantization of {float_path} failed: {error}") from None
+    os.replace(staging, int8_path)
+    return {"path": int8_path.name, "weight_type": "int8 (dynamic, per-tensor)", "max_abs_diff_vs_float": largest,
+            "parity_samples": int(len(next(iter(parity_inputs.values())))),
+            "size_bytes": int8_path.stat().st_size, "float_size_bytes": float_path.stat().st_size}
+
+
+# --- Parity inputs for a registry version ---------------------------------------
+
+
+def random_parity_inputs(metadata, num_samples=256, seed=0):
+    """Random raw inputs shaped like the model's, drawn from the training normalization statistics.
+
+    Each feature is normal with the mean and variance the model's
+    `Normalization` layer was fitted on, so after normalization the inputs
+    look standard normal: a shape-and-scale check, not real market windows.
+    """
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for name, spec in metadata["inputs"].items():
+        statistics = metadata["normalization"][name]
+        mean = np.asarray(statistics["mean"], dtype=np.float64)
+        scale = np.sqrt(np.maximum(np.asarray(statistics["variance"], dtype=np.float64), 0.0))
+        shape = (num_samples, *spec["shape"][1:])
+        inputs[name] = (mean + scale * rng.standard_normal(shape)).astype(np.float32)
+    return inputs
+
+
+def data_parity_inputs(metadata, data_spec=None, num_samples=256):
+    """The most recent windows of the data a registry version was trained on, rebuilt from its metadata.
+
+    Loads `data_spec` (default: the spec in the metadata), keeps the symbols
+    and the time range recorded at training, computes the features with the
+    training code and windows them like `keras_synapse.serving.inference`.
+
+    Returns:
+        `(inputs, description)`.
+
+    Raises:
+        SynapseError: when the data cannot be loaded or gives no window.
+    """
+    from keras_synapse.data import load_panel
+    from keras_synapse.serving.inference import ModelInputs
+
+    spec = data_spec or metadata["data"]["spec"]
+    panel = load_panel(spec)
+    trained = [symbol for symbol in metadata["data"].get("symbols", []) if symbol in panel]
+    if trained:
+        panel = panel.select(trained)
+    if metadata["data"].get("end"):
+        panel = panel.truncate(metadata["data"]["end"])
+    windows = ModelInputs.from_metadata(metadata).windows(panel)
+    if windows.count == 0:
+        raise SynapseError(f"The data '{spec}' gives no complete window for the model.")
+    recent = np.sort(np.argsort(windows.frame["timestamp"].to_numpy(), kind="stable")[-num_samples:])
+    inputs = {name: values[recent] for name, values in windows.inputs.items()}
+    return inputs, f"the {len(recent)} most recent windows of the data '{spec}' (rebuilt from the metadata)"
+
+
+# --- Command line: re-export (and quantize) a registry version ------------------
+
+def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLERANCE, parity_inputs="auto",
+             data_spec=None, parity_samples=256):
+    """Re-exports `model.onnx` (and optionally `model.int8.onnx`) of a registry version.
+
+    Returns:
+        The updated `ModelCard` (also written to `metadata.json`, with the
+        current `format_version`).
+
+    Raises:
+        ExportError: when conversion or the parity gate fails (model.onnx is
+            then left as it was).
+        SynapseError: for a path that is not a registry version, or
+            `parity_inputs="data"` with data that cannot be loaded.
+    """
+    import logging
+
+    from keras_synapse.serving.registry import read_metadata, resolve
+
+    version_dir = resolve(version)
+    metadata = read_metadata(version_dir)
+    if not (version_dir / "model.keras").is_file():
+        raise SynapseError(f"{version_dir} has no model.keras to export from.")
+    if parity_inputs in ("auto", "data"):
+        try:
+            inputs, description = data_parity_inputs(metadata, data_spec, parity_samples)
+        except SynapseError as error:
+            if parity_inputs == "data":
+                raise
+            logging.getLogger("keras_synapse.serving.onnx_export").warning(
+                "Could not rebuild windows from the data (%s); checking parity on random inputs instead.", error)
+            parity_inputs = "random"
+    if parity_inputs == "random":
+        inputs = random_parity_inputs(metadata, parity_samples)
+        description = f"{parity_samples} random inputs drawn from the normalization statistics"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    import keras
+
+    model = keras.models.load_model(version_dir / "model.keras", compile=False)
+    info = export_onnx(model, version_dir / "model.onnx", inputs, opset, tolerance)
+    metadata = metadata.updated(onnx={**info, "tolerance": tolerance, "parity_inputs": description,
+                                      "exported_by": "python -m keras_synapse.export"})
+    if quantize:
+        metadata = metadata.updated(onnx_int8=quantize_onnx(version_dir / "model.onnx",
+                                                            version_dir / "model.int8.onnx", inputs))
+    metadata.write(version_dir)
+    return metadata
