@@ -30,3 +30,23 @@ def run_command(body, args, log_level=logging.INFO):
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def resolve_config(args):
+    """The run's `ExperimentConfig` from parsed `train`/`tune` arguments (or a resumed run's config.json)."""
+    import json
+    from pathlib import Path
+
+    from keras_synapse.config import apply_overrides, config_from_dict, load_experiment
+
+    if args.resume:
+        config_path = Path(args.resume) / "config.json"
+        if not config_path.is_file():
+            raise SynapseError(f"--resume {args.resume}: no config.json there; is it a run directory?")
+        return config_from_dict(json.loads(config_path.read_text()))
+    config = load_experiment(args.experiment, quick=args.quick)
+    overrides = list(args.overrides)
+    for key in ("data", "epochs", "seed"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    return apply_overrides(config, overrides)

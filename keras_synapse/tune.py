@@ -141,7 +141,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.max_trials < 1:
         parser.error(f"--max-trials must be >= 1. Received: {args.max_trials}")
-    args.resume = None  # keras_synapse.train.resolve_config reads it
+    args.resume = None  # keras_synapse.cli.resolve_config reads it
     return args
 
 
@@ -165,13 +165,14 @@ def role():
 
 def run(args):
     """Runs the search (or this machine's part of it); returns the tuned experiment file, or `None` on a worker."""
-    from keras_synapse.train import _quiet_tensorflow, resolve_config
+    from keras_synapse.cli import resolve_config
+    from keras_synapse.training.preparation import quiet_tensorflow
 
     # --- Config: the experiment, its overrides and its search space ----------
     config = resolve_config(args)
     search_space = load_search_space(args.experiment)
     this_role = role()
-    _quiet_tensorflow()
+    quiet_tensorflow()
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
@@ -379,7 +380,8 @@ def score_folds(config, data, run_dir, objective):
         `interval_metric`, `interval_value` and `standard_error` (see
         `validation_uncertainty`).
     """
-    from keras_synapse.train import FoldTrainer, fold_windows
+    from keras_synapse.training.preparation import fold_windows
+    from keras_synapse.training.trainer import FoldTrainer
     from keras_synapse.windows.splitters import iso_utc
 
     calendar = data.windowed.calendar
@@ -444,7 +446,7 @@ def validation_uncertainty(model, data, ends, objective, config):
         `interval_note` (why there is none, or `""`).
     """
     from keras_synapse.evaluation.intervals import bootstrap_metrics
-    from keras_synapse.train import predict_windows
+    from keras_synapse.training.trainer import predict_windows
 
     metric, note = SCORE_INTERVALS.get(objective, (None, ""))[0], ""
     if data.head_tasks:
@@ -589,7 +591,7 @@ class ExperimentTuner(keras_tuner.Tuner):
 
     def prepared_data(self, config):
         """`prepare_data` once per distinct data setting (sequence length, features, label, ...)."""
-        from keras_synapse.train import prepare_data
+        from keras_synapse.training.preparation import prepare_data
 
         key = data_key(config)
         if key not in self._prepared:

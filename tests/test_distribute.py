@@ -22,7 +22,8 @@ MIRRORED_FOLD = textwrap.dedent("""
 
     from keras_synapse.config import load_experiment, apply_overrides
     from keras_synapse.training.distribute import get_strategy
-    from keras_synapse.train import FoldTrainer, fold_windows, prepare_data, predict_windows
+    from keras_synapse.training.preparation import fold_windows, prepare_data
+    from keras_synapse.training.trainer import FoldTrainer, predict_windows
     from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
     config = apply_overrides(load_experiment("experiments/shared_backbone.py", quick=True),

@@ -114,7 +114,7 @@ def test_settings_and_validation(panel, tmp_path, monkeypatch):
 
 def test_prepare_data_uses_the_cache_and_gets_the_same_windows(tmp_path):
     from keras_synapse.config import ExperimentConfig
-    from keras_synapse.train import prepare_data
+    from keras_synapse.training.preparation import prepare_data
 
     config = ExperimentConfig()
     plain = prepare_data(config, quick=True).windowed

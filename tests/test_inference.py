@@ -34,7 +34,7 @@ def test_predict_panel_scores_exactly_the_training_windows(trained_registry, pre
     import keras
 
     from keras_synapse.config import ExperimentConfig
-    from keras_synapse.train import prepare_data
+    from keras_synapse.training.preparation import prepare_data
 
     metadata = predictor.metadata
     config = ExperimentConfig(**{key: tuple(value) if isinstance(value, list) else value

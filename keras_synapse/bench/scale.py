@@ -109,7 +109,9 @@ def train_one_epoch(options):
     import numpy as np
     import tensorflow as tf  # loaded first, so its share of the RSS is known
 
-    from keras_synapse.train import FoldTrainer, PreparedData, prepare_data
+    from keras_synapse.training.preparation import PreparedData, prepare_data
+
+    from keras_synapse.training.trainer import FoldTrainer
     from keras_synapse.windows.dataset import make_dataset, select_ends
 
     rss_runtime = _status_kilobytes("VmRSS")

@@ -30,7 +30,7 @@ def add_arguments(parser):
 
 def _windows():
     from keras_synapse.config import ExperimentConfig
-    from keras_synapse.train import prepare_data
+    from keras_synapse.training.preparation import prepare_data
     from keras_synapse.windows.dataset import select_ends
 
     config = ExperimentConfig()

@@ -1,0 +1,155 @@
+"""A run's `metrics.json`: per-fold metrics, the summary with intervals and the verdict, baselines, backtest."""
+
+import numpy as np
+
+from keras_synapse.windows.splitters import iso_utc
+
+
+def baseline_columns(data, split, seed):
+    """Every baseline's scores on the fold's test windows, as `baseline_<name>` columns."""
+    from keras_synapse.evaluation.baselines import baseline_predictions
+    from keras_synapse.windows.dataset import select_ends
+
+    # The linear baselines learn from every bar of the fit period (whatever
+    # the network's stride), purged before the carve-out like the fit windows.
+    windowed = data.windowed
+    fit = select_ends(windowed, windowed.labelled_ends(), end=split["fit_end"], label_before=split["validation_start"])
+    predictions = baseline_predictions(windowed, fit, split["validation"], split["test"], seed)
+    # The ridge regresses class indices for class labels; centre it on the
+    # middle of the class range so its sign reads like the model's score.
+    if data.task.kind != "regression":
+        predictions["ridge"] = predictions["ridge"] - (len(data.task.classes) - 1) / 2
+    return {f"baseline_{name}": values for name, values in predictions.items()}
+
+
+def fold_metrics(frame, task, column="prediction"):
+    """Test-fold metrics of one prediction column: the headline set plus the task's own."""
+    from keras_synapse.evaluation.summary import classification_metrics, regression_metrics
+
+    metrics = regression_metrics(frame[column], frame["target"], frame["reference"])
+    if task.kind == "regression":
+        return metrics
+    del metrics["mse"]  # a cross-entropy model is judged by its classification report instead
+    if column == "prediction":
+        probabilities = frame[[f"probability_{name}" for name in task.classes]].to_numpy()
+        metrics.update(classification_metrics(probabilities, frame["target"], task.classes))
+    return metrics
+
+
+def head_metrics(frame, head_tasks):
+    """Per-head test metrics of a multi-task model, on the windows where each head's label is known."""
+    from keras_synapse.evaluation.summary import regression_metrics
+
+    results = {}
+    for head, head_task in head_tasks.items():
+        known = np.isfinite(frame[f"head_target_{head}"].to_numpy(dtype=float))
+        score, target = frame[f"head_{head}"][known], frame[f"head_target_{head}"][known]
+        if head_task.kind == "regression":
+            metrics = regression_metrics(score, target, target)
+            results[head] = {"n": int(known.sum()), "mse": metrics["mse"], "ic": metrics["ic"],
+                             "rank_ic": metrics["rank_ic"]}
+        else:
+            centred = target - (len(head_task.classes) - 1) / 2
+            metrics = regression_metrics(score, target, centred)
+            results[head] = {"n": int(known.sum()), "directional_accuracy": metrics["directional_accuracy"],
+                             "ic": metrics["ic"], "balance": head_task.balance(target)}
+    return results
+
+
+def fold_record(fold, split, frame, history, task, head_tasks=None):
+    return {
+        "index": fold.index,
+        **fold.as_dict(),
+        "validation": [iso_utc(split["validation_start"]), iso_utc(fold.train_end)],
+        "n_train": int(len(split["fit"])),
+        "n_validation": int(len(split["validation"])),
+        "n_test": int(len(split["test"])),
+        "epochs_trained": len(history.get("loss", [])),
+        "metrics": fold_metrics(frame, task),
+        **({"heads": head_metrics(frame, head_tasks)} if head_tasks else {}),
+    }
+
+
+def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar):
+    """Summary with intervals, baselines on the same folds, and the backtest.
+
+    Returns:
+        The `metrics.json` content (without `model`) and the equity curves
+        (`None` when the backtest does not apply).
+    """
+    from keras_synapse.evaluation.backtest import backtest
+    from keras_synapse.evaluation.summary import (
+        best_baseline,
+        edge_verdict,
+        metric_intervals,
+        summarize,
+        versus_baselines,
+    )
+    from keras_synapse.evaluation.intervals import bootstrap_metrics
+    from keras_synapse.training.metrics import information_coefficients, per_symbol_metrics
+
+    task = data.task
+    baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
+    # One set of bootstrap draws for the model and every baseline, so their
+    # differences get paired intervals. Blocks hold at least one label horizon.
+    bootstrap = bootstrap_metrics(test_predictions, ["prediction", *baseline_columns], min_block_length=config.horizon,
+                                  num_resamples=BOOTSTRAP_RESAMPLES, seed=config.seed)
+    summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", bootstrap)
+    for name in ("accuracy", "f1", "balanced_accuracy"):
+        if name in fold_results[0]["metrics"]:
+            summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
+    for fold, (_, group) in zip(fold_results, test_predictions.groupby("fold", sort=True)):
+        intervals = metric_intervals(group, "prediction", config.horizon, FOLD_RESAMPLES, config.seed)
+        fold["intervals"] = {name: list(intervals[name]) for name in fold["metrics"] if name in intervals}
+    baselines = {}
+    for column in baseline_columns:
+        per_fold = [fold_metrics(group, task, column) for _, group in test_predictions.groupby("fold")]
+        baselines[column.removeprefix("baseline_")] = {"folds": per_fold,
+                                                       "summary": summarize(per_fold, test_predictions, column,
+                                                                            bootstrap)}
+    summary["versus_baselines"] = versus_baselines(bootstrap, "prediction", baseline_columns)
+    summary["best_baseline"] = best_baseline(baselines)
+    summary["verdict"] = edge_verdict(summary, summary["versus_baselines"], baselines)
+    if task.kind != "regression":
+        majority = np.bincount(test_predictions["target"].astype(int)).argmax()
+        baselines["majority_class"] = {"accuracy": float(np.mean(test_predictions["target"] == majority)),
+                                       "class": task.classes[majority]}
+    metrics = {
+        "experiment": config.name,
+        "run_id": run_dir.name,
+        "label": {"name": task.label, "kind": task.kind, "classes": list(task.classes), "horizon": config.horizon,
+                  "scored_against": "forward return" if task.directional else "event outcome"},
+        "label_balance": task.balance(data.windowed.targets[data.windowed.labelled_ends()]),
+        "folds": fold_results,
+        "summary": summary,
+        # IC within each date across symbols (seed 004's ranking view), and each symbol's own metrics over time.
+        "cross_sectional": information_coefficients(test_predictions, "prediction", "reference"),
+        "per_symbol": per_symbol_metrics(test_predictions, "prediction", "reference", target_column="target"
+                                         if task.kind == "regression" else None).to_dict(orient="index"),
+        "baselines": baselines,
+        "bootstrap": {"method": "stationary bootstrap over timestamps, Politis-White mean block length",
+                      "block_length_timestamps": bootstrap.block_length, "num_timestamps": bootstrap.num_timestamps,
+                      "resamples": BOOTSTRAP_RESAMPLES, "fold_resamples": FOLD_RESAMPLES, "level": bootstrap.level},
+    }
+    equity = None
+    if task.directional:
+        # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
+        results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
+                                   _bars_per_year(calendar), score_columns=baseline_columns)
+        metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
+                               "rule": "sign(score), equal weight, held one horizon, non-overlapping"}
+    else:
+        metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
+            f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "
+            "on a primary signal instead")}
+    return metrics, equity
+
+
+BOOTSTRAP_RESAMPLES = 1000
+# Single folds' intervals are context, not the verdict: fewer resamples keep runs short.
+FOLD_RESAMPLES = 300
+
+
+def _bars_per_year(calendar):
+    years = (calendar[-1] - calendar[0]) / np.timedelta64(1, "D") / 365.25
+    return float(len(calendar) / years) if years > 0 else 252.0

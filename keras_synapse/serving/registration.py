@@ -1,0 +1,83 @@
+"""Registering a trained model: `model.keras`, the parity-gated `model.onnx`, fold models and the model card."""
+
+import numpy as np
+
+
+def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows, fold_models=()):
+    """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata.
+
+    `drift_rows` selects the feature rows the model was fitted on; their
+    per-feature distributions go into the metadata as the drift reference.
+    The fold models go to `folds/fold_<k>.keras`, so `predict --fold k`
+    reproduces the run's test-fold predictions.
+    """
+    import keras
+
+    from keras_synapse.config import config_to_dict
+    from keras_synapse.serving.drift import training_distributions
+    from keras_synapse.serving.onnx_export import export_onnx
+    from keras_synapse.serving.registry import register
+    from keras_synapse.runs import json_ready
+
+    windowed, panel = data.windowed, data.panel
+
+    def write_files(directory):
+        # An uncompiled copy (same layers and weights): a compiled model would
+        # carry keras_synapse's custom loss and metrics, and plain
+        # keras.models.load_model could not open it without our package.
+        inference_model = keras.Model(model.input, model.output, name=model.name)
+        inference_model.save(directory / "model.keras")
+        (directory / "folds").mkdir()
+        for index, fold_model in enumerate(fold_models):
+            keras.Model(fold_model.input, fold_model.output, name=fold_model.name).save(
+                directory / "folds" / f"fold_{index}.keras")
+        # register() writes metadata.json after this returns, so the export figures land in it.
+        metadata["onnx"] = json_ready(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
+
+    def statistics(layer_name):
+        layer = model.get_layer(layer_name)
+        return {"mean": np.asarray(layer.mean).ravel().tolist(), "variance": np.asarray(layer.variance).ravel().tolist()}
+
+    inputs = {"sequence": {"shape": [None, config.sequence_length, len(windowed.feature_names)],
+                           "feature_set": config.features, "feature_names": list(windowed.feature_names)}}
+    normalization = {"fitted_on": "the final refit's fit rows (training data only)",
+                     "sequence": statistics("feature_normalization")}
+    if windowed.static_features is not None:
+        inputs["static"] = {"shape": [None, len(windowed.static_feature_names)], "feature_set": config.static_features,
+                            "feature_names": list(windowed.static_feature_names)}
+        normalization["static"] = statistics("static_normalization")
+    metadata = {
+        "experiment": config.name,
+        "config": config_to_dict(config),
+        "feature_set": config.features,
+        "feature_names": list(windowed.feature_names),
+        "inputs": inputs,
+        "raw_features": True,
+        "label": metrics["label"],
+        "normalization": normalization,
+        "data": {"spec": config.data, "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
+                 "start": str(panel.start), "end": str(panel.end)},
+        "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
+        "packages": _package_versions(),
+        "parameters": int(model.count_params()),
+    }
+    rows, names = windowed.features[drift_rows], list(windowed.feature_names)
+    if windowed.static_features is not None:  # the same columns as Predictor.feature_rows
+        extra = [index for index, name in enumerate(windowed.static_feature_names) if name not in names]
+        rows = np.concatenate([rows, windowed.static_features[drift_rows][:, extra]], axis=1)
+        names += [windowed.static_feature_names[index] for index in extra]
+    metadata["drift_reference"] = training_distributions(rows, names)
+    metadata = json_ready(metadata)
+    return register(registry_dir, config.name, write_files, metadata)
+
+
+def _package_versions():
+    from importlib import metadata
+
+    versions = {}
+    for name in ("keras_synapse", "tensorflow", "keras", "tf2onnx", "onnxruntime", "numpy", "pandas"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions

@@ -1,0 +1,128 @@
+"""Bars -> features + labels -> stacked windows, and each fold's fit, validation and test windows.
+
+Runs before TensorFlow is imported, so bad input fails fast with a clear
+message and leaves no run directory behind.
+"""
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+
+from keras_synapse.errors import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """The validated panel, its stacked windows, and the label's task.
+
+    For multi-task models, `head_tasks` maps each head to its task and
+    `primary_head` names the head whose label is the config's `label`.
+    """
+
+    panel: object
+    windowed: object
+    task: object
+    head_tasks: dict = None
+    primary_head: str = None
+
+
+def prepare_data(config, quick):
+    """Loads and validates the bars, computes features and labels, stacks the windows.
+
+    Runs before TensorFlow is imported, so bad input fails fast with a clear
+    message and leaves no run directory behind.
+    """
+    from tqdm import tqdm
+
+    from keras_synapse.config import head_labels, label_options, reference_symbols
+    from keras_synapse.data import load_panel
+    from keras_synapse.features import get_feature_set
+    from keras_synapse.labels import compute_labels
+    from keras_synapse.labels.tasks import Task
+
+    with tqdm(total=3, desc="data", unit="step") as progress:
+        panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
+        progress.update()
+        warmup = max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
+        panel.require_history(
+            warmup + config.sequence_length + config.horizon,
+            f"feature warm-up {warmup} + sequence_length {config.sequence_length} + horizon {config.horizon}",
+        )
+        references = reference_symbols(config)
+        # Per symbol, in parallel for large panels, through the on-disk cache when `feature_cache` is set.
+        from keras_synapse.features.cache import compute_features_cached
+
+        features = compute_features_cached(panel, config.features, references, config.feature_cache)
+        static = (compute_features_cached(panel, config.static_features, references, config.feature_cache)
+                  if config.static_features else None)
+        labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, **label_options(config))
+        heads, primary_head = head_labels(config)
+        per_head = {head: labels if name == config.label else compute_labels(panel, name, config.horizon,
+                                                                            config.label_scaling)
+                    for head, name in heads.items()}
+        progress.update()
+        quiet_tensorflow()
+        from keras_synapse.windows.dataset import build_windowed_panel
+
+        windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon, static,
+                                        config.max_gap_factor, head_labels=per_head or None)
+        progress.update()
+    task = Task.from_labels(config.label, labels)
+    head_tasks = {head: Task.from_labels(heads[head], head_label) for head, head_label in per_head.items()}
+    print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
+          + (f" + {len(windowed.static_feature_names)} static" if static else "")
+          + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")
+    return PreparedData(panel=panel, windowed=windowed, task=task, head_tasks=head_tasks or None,
+                        primary_head=primary_head)
+
+
+def quiet_tensorflow():
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines, oneDNN
+    # notes) and tf2onnx's per-pass INFO lines bury the fold table.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+
+
+def fold_windows(windowed, calendar, fold, config):
+    """The fit, validation and test window ends of one fold, purged by label end time.
+
+    Only the fit windows are thinned to `config.stride`: validation and test
+    windows end at every bar, so early stopping and the verdict see all the
+    data there is (overlapping labels are handled by the bootstrap's blocks).
+    """
+    from keras_synapse.windows.splitters import carve_validation
+    from keras_synapse.windows.dataset import select_ends
+
+    labelled = windowed.labelled_ends()
+    fit_end, validation_start = carve_validation(calendar, fold, config.validation_size, config.gap)
+    split = {
+        "fit": select_ends(windowed, labelled, stride=config.stride, end=fit_end, label_before=validation_start),
+        "validation": select_ends(windowed, labelled, start=validation_start, end=fold.train_end,
+                                  label_before=fold.test_start),
+        "test": select_ends(windowed, labelled, start=fold.test_start, end=fold.test_end)
+        if fold.test_start is not None else np.array([], dtype=np.int64),
+        "fit_end": fit_end,
+        "validation_start": validation_start,
+    }
+    for part in ("fit", "validation") + (("test",) if fold.test_start is not None else ()):
+        if len(split[part]) == 0:
+            raise DataError(
+                f"Fold {fold.index} has no {part} windows (stride {config.stride}, sequence_length "
+                f"{config.sequence_length}). Use more data, fewer folds or a smaller test_size."
+            )
+    return split
+
+
+def symbol_split(windowed, split, symbol):
+    """The fold's windows restricted to one symbol (for fine-tuning and its evaluation)."""
+    if symbol not in windowed.symbol_names:
+        raise DataError(f"`finetune_symbol` {symbol!r} is not in the data. Symbols: {list(windowed.symbol_names)}")
+    code = windowed.symbol_names.index(symbol)
+    restricted = {part: ends[windowed.symbol_codes[ends] == code] for part, ends in split.items()
+                  if part in ("fit", "validation", "test")}
+    for part, ends in restricted.items():
+        if len(ends) == 0 and (part != "test" or len(split["test"])):
+            raise DataError(f"Symbol '{symbol}' has no {part} windows in this fold.")
+    return {**split, **restricted}

@@ -1,0 +1,208 @@
+"""Fitting one model per fold and the final refit, checkpointed every epoch, and scoring windows."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from keras_synapse.errors import ConfigError
+from keras_synapse.training.preparation import fold_windows, symbol_split
+from keras_synapse.windows.splitters import iso_utc
+
+# Weight histograms every few epochs: each one costs a pass over every weight.
+HISTOGRAM_EVERY = 5
+
+
+class FoldTrainer:
+    """Fits one model per fold (and the final refit), checkpointing every epoch.
+
+    Each fit gets its own checkpoint directory under `run_dir/checkpoints/`
+    and its own seed (`config.seed` + a stable offset), so a run resumed
+    after `kill -9` restores the last completed epoch (weights, optimizer,
+    early-stopping and learning-rate state, history), sees the same batch
+    order, and skips fits that had finished: it ends with the same metrics as
+    an uninterrupted run.
+
+    Args:
+        config: the `ExperimentConfig`.
+        data: the `PreparedData`.
+        run_dir: the run directory.
+        resume: continue from the checkpoints in `run_dir`. Defaults to
+            `False`.
+    """
+
+    def __init__(self, config, data, run_dir, resume=False):
+        self.config, self.data, self.run_dir, self.resume = config, data, Path(run_dir), resume
+        self.num_fits = 0
+        if config.monitor != "val_loss" and data.head_tasks:
+            raise ConfigError(f"Multi-task models log only `val_loss` for early stopping. Received: "
+                              f"monitor={config.monitor!r}")
+        if config.monitor == "val_mse" and data.task.kind != "regression":
+            raise ConfigError(f"`val_mse` exists only for regression labels; '{data.task.label}' is "
+                              f"{data.task.kind}. Received: monitor='val_mse'")
+
+    def spec(self):
+        """The `ModelSpec` of this data and label."""
+        from keras_synapse.models import ModelSpec
+
+        config, windowed, task = self.config, self.data.windowed, self.data.task
+        heads = tuple((head, head_task.kind, head_task.num_classes)
+                      for head, head_task in (self.data.head_tasks or {}).items())
+        return ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
+                         task.kind, task.num_classes, heads)
+
+    def build(self, split):
+        """A fresh model for the task, its normalization adapted on the fit rows only."""
+        from keras_synapse.models import fit_normalization, get_model_builder
+
+        config, windowed = self.config, self.data.windowed
+        model = get_model_builder(config.model)(config, self.spec())
+        fit_rows = windowed.timestamps <= split["fit_end"]
+        fit_normalization(model, windowed.features[fit_rows],
+                          None if windowed.static_features is None else windowed.static_features[fit_rows])
+        return model
+
+    def compile(self, model, learning_rate):
+        import keras
+
+        from keras_synapse.config import parse_pairs
+        from keras_synapse.training.metrics import DirectionalAccuracy, PearsonCorrelation
+
+        config, data = self.config, self.data
+        if data.head_tasks:
+            weights = {head: float(weight) for head, weight in parse_pairs(config.loss_weights, "loss_weights").items()}
+            loss = {head: head_task.loss(config.loss) for head, head_task in data.head_tasks.items()}
+            loss_weights, metrics = {head: weights.get(head, 1.0) for head in data.head_tasks}, None
+        else:
+            loss, loss_weights = data.task.loss(config.loss), None
+            # Plain MSE beside the loss: `val_loss` carries the L2 penalty, `val_mse` does not.
+            metrics = ([DirectionalAccuracy(), PearsonCorrelation(), keras.metrics.MeanSquaredError(name="mse")]
+                       if data.task.kind == "regression" else None)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate, clipnorm=config.clipnorm), loss=loss,
+                      loss_weights=loss_weights, metrics=metrics)
+
+    def fit(self, split, name, base_model=None):
+        """Trains a model on `split` (or a new head on `base_model`'s frozen backbone).
+
+        Returns:
+            `(model, history)`; the history covers every epoch, including
+            those before a resume.
+        """
+        import keras
+        import pandas as pd
+
+        from keras_synapse.training.callbacks import (
+            MONITORS,
+            EpochCheckpoint,
+            InformationCoefficientCallback,
+            LearningRateLogger,
+            learning_rate_schedule,
+            read_checkpoint,
+            restore_checkpoint,
+        )
+        from keras_synapse.windows.weights import sample_weights
+        from keras_synapse.windows.dataset import make_dataset
+
+        config, windowed = self.config, self.data.windowed
+        self.num_fits += 1
+        keras.utils.clear_session()
+        keras.utils.set_random_seed(config.seed + self.num_fits)
+        from keras_synapse.training.distribute import distribution_scope
+
+        # Build, adapt and compile under the config's tf.distribute strategy (a no-op for distribute="none").
+        with distribution_scope(config.distribute):
+            if base_model is None:
+                model = self.build(split)
+            else:
+                from keras_synapse.models import get_head_layers
+                from keras_synapse.models.finetuning import frozen_backbone_copy
+
+                model = frozen_backbone_copy(base_model, get_head_layers(config.model, self.spec()))
+            steps_per_epoch = int(np.ceil(len(split["fit"]) / config.batch_size))
+            learning_rate, schedule_callbacks = learning_rate_schedule(
+                config.learning_rate_schedule, config.learning_rate, config.epochs, steps_per_epoch,
+                monitor=config.monitor)
+            self.compile(model, learning_rate)
+        checkpoint_dir = self.run_dir / "checkpoints" / name
+        log_dir = self.run_dir / "tensorboard" / name
+        log_dir.mkdir(parents=True, exist_ok=True)
+        state = read_checkpoint(checkpoint_dir) if self.resume else None
+        initial_epoch = 0 if state is None else restore_checkpoint(model, checkpoint_dir) + 1
+        if state is not None and state["finished"]:
+            return model, state["history"]
+        if state is not None:
+            # Rewrite the CSV log from the checkpoint so no epoch is lost or repeated.
+            frame = pd.DataFrame(state["history"])
+            frame.insert(0, "epoch", range(len(frame)))
+            frame.to_csv(log_dir / "training_log.csv", index=False)
+        validation = make_dataset(windowed, split["validation"], config.batch_size)
+        early_stopping = keras.callbacks.EarlyStopping(monitor=config.monitor, mode=MONITORS[config.monitor],
+                                                       patience=config.patience, restore_best_weights=True)
+        stateful = [early_stopping] + [callback for callback in schedule_callbacks
+                                       if isinstance(callback, keras.callbacks.ReduceLROnPlateau)]
+        checkpoint = EpochCheckpoint(checkpoint_dir, callbacks=stateful, resume=state is not None)
+        ic_callbacks = [] if self.data.head_tasks else [InformationCoefficientCallback(
+            validation, self.data.task.reference(windowed.window_frame(split["validation"])),
+            score_fn=self.data.task.scores)]
+        model.fit(
+            make_dataset(windowed, split["fit"], config.batch_size, shuffle=True, seed=config.seed,
+                         sample_weights=sample_weights(windowed, split["fit"], config.sample_weighting),
+                         initial_epoch=initial_epoch),
+            steps_per_epoch=steps_per_epoch,
+            shuffle=False,  # the dataset shuffles itself, reproducibly per epoch (Keras would only warn)
+            validation_data=validation,
+            initial_epoch=initial_epoch,
+            epochs=config.epochs,
+            callbacks=[*ic_callbacks, *schedule_callbacks, LearningRateLogger(), early_stopping, checkpoint,
+                       keras.callbacks.TensorBoard(log_dir=str(log_dir), histogram_freq=HISTOGRAM_EVERY),
+                       keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=state is not None)],
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        return model, checkpoint.history
+
+
+def predict_windows(model, data, ends, batch_size):
+    """Scores (and class probabilities) for the windows ending at `ends`, with their symbol and time."""
+    from keras_synapse.windows.dataset import make_dataset
+
+    outputs = model.predict(make_dataset(data.windowed, ends, batch_size, with_targets=False), verbose=0)
+    frame = data.windowed.window_frame(ends)
+    if data.head_tasks:
+        # Each head's score and target ride along; the primary head is the prediction.
+        for head, head_task in data.head_tasks.items():
+            frame[f"head_{head}"] = head_task.scores(outputs[head])
+            frame[f"head_target_{head}"] = data.windowed.head_targets[head][ends]
+        outputs = outputs[data.primary_head]
+    outputs = np.asarray(outputs)
+    frame = frame.assign(prediction=data.task.scores(outputs))
+    if data.task.kind != "regression":
+        probabilities = outputs.reshape(len(outputs), -1)
+        if data.task.kind == "binary":
+            probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+        frame = frame.assign(**{f"probability_{name}": probabilities[:, index]
+                                for index, name in enumerate(data.task.classes)})
+    return frame.assign(reference=data.task.reference(frame))
+
+
+def refit_final(trainer, calendar, last_fold, base_model=None):
+    """Refits on all windows up to the last test fold's end, with the same carve-out.
+
+    With `base_model` (a registered shared backbone, for `finetune_symbol`), only
+    its new head is trained.
+    """
+    from keras_synapse.windows.splitters import Fold
+
+    config, data = trainer.config, trainer.data
+    final = Fold(index=len(calendar), train_start=calendar[0], train_end=last_fold.test_end,
+                 test_start=None, test_end=None)
+    split = fold_windows(data.windowed, calendar, final, config)
+    print(f"final refit: {len(split['fit'])} fit windows, {len(split['validation'])} validation windows "
+          f"up to {iso_utc(last_fold.test_end)}")
+    if base_model is not None:
+        model, history = base_model, {}
+    else:
+        model, history = trainer.fit(split, "final")
+    if config.finetune_symbol:
+        split = symbol_split(data.windowed, split, config.finetune_symbol)
+        model, history = trainer.fit(split, "final_finetune", base_model=model)
+    return model, history, split
