@@ -30,6 +30,7 @@ import sys
 from keras_synapse.errors import ConfigError, SynapseError
 from keras_synapse.serving.app import DEFAULT_HOLD_BAND, create_app, require_fastapi
 
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m keras_synapse.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -23,7 +23,6 @@ from keras_synapse.training.preparation import fold_windows, prepare_data, symbo
 from keras_synapse.training.trainer import FoldTrainer, predict_windows, refit_final
 from keras_synapse.windows.splitters import iso_utc
 
-
 DESCRIPTION = """Train an experiment with gapped time-series cross-validation.
 
 Writes runs/<experiment>/<run-id>/ (metrics.json, config.json, report.html,

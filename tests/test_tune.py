@@ -13,23 +13,12 @@ import pytest
 
 from keras_synapse.config import ExperimentConfig, load_experiment
 from keras_synapse.errors import ConfigError
-from keras_synapse.tune import (
-    build_tuner,
-    data_key,
-    expected_maximum,
-    fold_score,
-    format_results,
-    load_search_space,
-    parse_args,
-    role,
-    run,
-    score_interval,
-    search_folds,
-    search_values,
-    selection_bias_line,
-    validation_uncertainty,
-    write_tuned_experiment,
-)
+from keras_synapse.tune import parse_args, run
+from keras_synapse.tuning.results import expected_maximum, format_results, selection_bias_line
+from keras_synapse.tuning.scoring import fold_score, score_interval, validation_uncertainty
+from keras_synapse.tuning.search_space import data_key, load_search_space, search_folds, search_values
+from keras_synapse.tuning.tuned_file import write_tuned_experiment
+from keras_synapse.tuning.tuners import build_tuner, role
 from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
 EXPERIMENT = "experiments/shared_backbone.py"

@@ -78,6 +78,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         (`None` when the backtest does not apply).
     """
     from keras_synapse.evaluation.backtest import backtest
+    from keras_synapse.evaluation.intervals import bootstrap_metrics
     from keras_synapse.evaluation.summary import (
         best_baseline,
         edge_verdict,
@@ -85,7 +86,6 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         summarize,
         versus_baselines,
     )
-    from keras_synapse.evaluation.intervals import bootstrap_metrics
     from keras_synapse.training.metrics import information_coefficients, per_symbol_metrics
 
     task = data.task

@@ -14,10 +14,10 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     import keras
 
     from keras_synapse.config import config_to_dict
+    from keras_synapse.runs import json_ready
     from keras_synapse.serving.drift import training_distributions
     from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.serving.registry import register
-    from keras_synapse.runs import json_ready
 
     windowed, panel = data.windowed, data.panel
 

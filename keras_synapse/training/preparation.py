@@ -92,8 +92,8 @@ def fold_windows(windowed, calendar, fold, config):
     windows end at every bar, so early stopping and the verdict see all the
     data there is (overlapping labels are handled by the bootstrap's blocks).
     """
-    from keras_synapse.windows.splitters import carve_validation
     from keras_synapse.windows.dataset import select_ends
+    from keras_synapse.windows.splitters import carve_validation
 
     labelled = windowed.labelled_ends()
     fit_end, validation_start = carve_validation(calendar, fold, config.validation_size, config.gap)

@@ -100,8 +100,8 @@ class FoldTrainer:
             read_checkpoint,
             restore_checkpoint,
         )
-        from keras_synapse.windows.weights import sample_weights
         from keras_synapse.windows.dataset import make_dataset
+        from keras_synapse.windows.weights import sample_weights
 
         config, windowed = self.config, self.data.windowed
         self.num_fits += 1
