@@ -11,12 +11,8 @@ from conftest import copy_version, make_bars
 from keras_synapse.data import Panel, load_panel
 from keras_synapse.errors import ConfigError, DataError
 from keras_synapse.features import get_feature_set
-from keras_synapse.serving.inference import (
-    STACKABLE_FEATURE_SETS,
-    FeatureMismatchError,
-    ModelInputs,
-    Predictor,
-)
+from keras_synapse.serving.inference import Predictor
+from keras_synapse.serving.model_inputs import STACKABLE_FEATURE_SETS, FeatureMismatchError, ModelInputs
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +96,11 @@ def test_technical_features_on_the_default_buffer_match_full_history(panel):
 
 
 def test_the_gap_rule_is_the_trainers(bars):
-    import keras_synapse.serving.inference as inference
+    import keras_synapse.serving.model_inputs as model_inputs
     import keras_synapse.windows.dataset as windows
 
     # One function serves both, so inference drops exactly the windows training dropped.
-    assert inference.complete_windows is windows.complete_windows
+    assert model_inputs.complete_windows is windows.complete_windows
     index = make_bars(120).index
     index = index.delete([30, 31, 32, 33, 34, 35, 36, 37, 38, 70])  # an outage and a single missing day
     ok = windows.complete_windows(index.asi8, 5, 5.0)
@@ -168,8 +164,8 @@ def test_keras_fallback_when_the_onnx_file_is_missing(trained_registry, predicto
 def test_features_that_differ_from_the_models_are_refused_by_name(trained_registry, panel, tmp_path):
     copy = copy_version(trained_registry, tmp_path)
     metadata = json.loads((copy / "metadata.json").read_text())
-    names = metadata["inputs"]["sequence"]["feature_names"]
-    names[names.index("log_range")] = "log_range_renamed"
+    for names in (metadata["inputs"]["sequence"]["feature_names"], metadata["feature_names"]):
+        names[names.index("log_range")] = "log_range_renamed"  # a consistent card for a model the code cannot feed
     (copy / "metadata.json").write_text(json.dumps(metadata))
     predictor = Predictor.from_registry(copy)
     with pytest.raises(FeatureMismatchError, match=r"Missing: \['log_range_renamed'\]; unexpected: \['log_range'\]"):
@@ -190,8 +186,8 @@ def test_a_multi_task_model_scores_its_primary_head_and_reports_the_others(tmp_p
     import keras
 
     from keras_synapse.config import ExperimentConfig, config_to_dict
-    from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
+    from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.serving.registry import register
 
     keras.utils.set_random_seed(0)

@@ -307,7 +307,7 @@ def data_parity_inputs(metadata, data_spec=None, num_samples=256):
         SynapseError: when the data cannot be loaded or gives no window.
     """
     from keras_synapse.data import load_panel
-    from keras_synapse.serving.inference import ModelInputs
+    from keras_synapse.serving.model_inputs import ModelInputs
 
     spec = data_spec or metadata["data"]["spec"]
     panel = load_panel(spec)
