@@ -11,11 +11,13 @@ SP500's test windows, next to the un-tuned shared backbone on the same windows
 backbone (`base_model`) when it exists and saw no data past this run's last
 test fold; otherwise it refits the backbone first.
 
-Result on the offline sample (247 s with other jobs on the CPU, starting from
-the registered shared backbone): on SP500's test windows the fine-tuned head
-has IC +0.113 [95% CI -0.020, +0.238] against +0.005 for the un-tuned shared
-backbone, directional accuracy 0.489 [0.451, 0.526]: with ~360 test windows
-the interval is wide and includes zero, so no detectable edge.
+Result on the offline sample (128 s while other jobs shared the CPU, starting
+from the registered shared backbone): on SP500's test windows the fine-tuned
+head has IC -0.025 [95% CI -0.124, +0.089] against +0.009 for the un-tuned
+shared backbone on the same windows (difference -0.034 [-0.129, +0.075]),
+directional accuracy 0.469 [0.440, 0.502]. One symbol's test windows can only
+show an IC of 0.15 or more (the run's minimum detectable IC), so "no
+detectable edge" here says little either way.
 """
 
 import dataclasses

@@ -8,9 +8,10 @@ to the previous close, log volume vs its mean); the static vector is the
 TA-Lib technical set at the window's last bar, concatenated to every time step
 of the shared backbone (set `model=transformer` to give it its own token).
 
-Result on the offline sample (324 s with other jobs on the CPU; 36,457
-parameters): test IC -0.033 [-0.067, +0.005], directional accuracy 0.502
-[0.487, 0.517]: no detectable edge.
+Result on the offline sample (146 s while other jobs shared the CPU; 36,457
+parameters): test IC -0.003 [-0.028, +0.023], directional accuracy 0.505
+[0.496, 0.515], minimum detectable IC 0.037: no detectable edge, and no
+better than the best baseline (momentum, -0.004 [-0.058, +0.048]).
 """
 
 import dataclasses

@@ -4,9 +4,9 @@
     python -m keras_synapse.train experiments/lstm_attention.py --quick
     python -m keras_synapse.train experiments/lstm_attention.py --set lstm_units=200,100 --set num_heads=8  # seed 003's size
 
-Result on the offline sample (493 s with other jobs on the CPU; 36,338
-parameters): test IC -0.016 [-0.049, +0.018], directional accuracy 0.510
-[0.497, 0.526]: no detectable edge.
+Result on the offline sample (235 s while other jobs shared the CPU; 37,112
+parameters): test IC +0.003 [-0.028, +0.031], directional accuracy 0.509
+[0.495, 0.524], minimum detectable IC 0.041: no detectable edge.
 """
 
 import dataclasses

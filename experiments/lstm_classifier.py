@@ -9,10 +9,11 @@ which puts FLAT near a third of windows on the sample (the run prints the
 balance). A softmax head and cross-entropy replace the tanh regression head;
 the score P(UP) - P(DOWN) is judged against the realized forward return.
 
-Result on the offline sample (423 s with other jobs on the CPU): label balance
-DOWN 33% / FLAT 31% / UP 36%; accuracy 0.369 and macro F1 0.336 against a
-majority-class accuracy of 0.355; score IC -0.036 [-0.076, +0.000],
-directional accuracy 0.506 [0.492, 0.522]: no detectable edge.
+Result on the offline sample (72 s while other jobs shared the CPU): label
+balance DOWN 33% / FLAT 31% / UP 36%; fold-mean accuracy 0.359 and macro F1
+0.324 against a majority-class (UP) accuracy of 0.351 on the test windows;
+score IC -0.003 [-0.039, +0.035], directional accuracy 0.508 [0.495, 0.520],
+minimum detectable IC 0.053: no detectable edge.
 """
 
 import dataclasses

@@ -10,13 +10,14 @@ primary head that drives the headline metrics), volatility_forecast <-
 forward_volatility. Pattern heads only learn from windows where the pattern
 fired. Per-head test metrics are in metrics.json under folds[*].heads.
 
-Result on the offline sample (527 s with other jobs on the CPU): the primary
-market_regime head has IC -0.001 [-0.033, +0.032] and directional accuracy
-0.512 [0.497, 0.529], no detectable edge. The volatility head is the one with
-signal: fold-mean IC 0.33 between forecast and realized volatility
-(volatility clusters, so this is expected; it is not a return forecast).
-pattern_confidence's 0.80 "directional accuracy" only mirrors its imbalance
-(19% of fired patterns persisted).
+Result on the offline sample (140 s while other jobs shared the CPU): the
+primary market_regime head has IC -0.022 [-0.051, +0.008] and directional
+accuracy 0.501 [0.491, 0.512] (minimum detectable IC 0.043), no detectable
+edge. The volatility head is the one with signal: IC 0.27, 0.32 and 0.36 per
+fold between forecast and realized volatility (volatility clusters, so this
+is expected; it is not a return forecast). pattern_confidence's 0.80
+"directional accuracy" only mirrors its imbalance (19-21% of fired patterns
+persisted).
 """
 
 import dataclasses

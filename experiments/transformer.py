@@ -7,9 +7,9 @@
 Same windows, label, folds and baselines as the shared backbone, so the two
 compare directly.
 
-Result on the offline sample (445 s with other jobs on the CPU; 18,130
-parameters): test IC -0.017 [-0.054, +0.018], directional accuracy 0.488
-[0.475, 0.501]: no detectable edge.
+Result on the offline sample (228 s while other jobs shared the CPU; 18,232
+parameters): test IC -0.003 [-0.034, +0.028], directional accuracy 0.504
+[0.494, 0.515], minimum detectable IC 0.044: no detectable edge.
 """
 
 import dataclasses

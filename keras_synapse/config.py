@@ -125,7 +125,9 @@ class ExperimentConfig:
         from keras_synapse.training.callbacks import MONITORS
 
         _require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {tuple(MONITORS)}")
-        from keras_synapse.training.distribute import check_distribute  # scale-out: refuses "multi_worker" with the reason
+        from keras_synapse.training.distribute import (
+            check_distribute,  # scale-out: refuses "multi_worker" with the reason
+        )
 
         check_distribute(self.distribute)
         # A gap shorter than the label horizon lets a training label overlap
@@ -138,10 +140,10 @@ class ExperimentConfig:
 
 
     def _check_model_values(self):
-        from keras_synapse.training.callbacks import LEARNING_RATE_SCHEDULES
-        from keras_synapse.training.losses import LOSS_NAMES
         from keras_synapse.models import MODEL_NAMES
         from keras_synapse.models.transformer import POOLINGS, POSITIONAL_ENCODINGS
+        from keras_synapse.training.callbacks import LEARNING_RATE_SCHEDULES
+        from keras_synapse.training.losses import LOSS_NAMES
         from keras_synapse.windows.weights import WEIGHTINGS
 
         _require(self.model in MODEL_NAMES, "model", self.model, f"one of {MODEL_NAMES}")

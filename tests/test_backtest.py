@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_synapse.evaluation.backtest import BacktestRules, backtest, kelly_position_size, simulate_book
 from keras_synapse.errors import BacktestError, SynapseError
+from keras_synapse.evaluation.backtest import backtest, simulate_book
+from keras_synapse.evaluation.trading_rules import BacktestRules, kelly_position_size
 
 CALENDAR = pd.date_range("2024-01-01", periods=80, freq="B", tz="UTC", name="timestamp")
 

@@ -5,23 +5,18 @@ import pandas as pd
 import pytest
 from conftest import make_bars
 
-import keras_synapse.labels as labels_module
+import keras_synapse.labels.patterns as pattern_labels
 from keras_synapse.data.panel import Panel
 from keras_synapse.errors import ConfigError
-from keras_synapse.labels import (
-    LABELS,
-    compute_labels,
-    direction_binary_label,
-    direction_label,
-    forward_return_label,
-    label_options,
-    meta_label,
+from keras_synapse.labels import LABELS, compute_labels, label_options
+from keras_synapse.labels.barriers import meta_label, triple_barrier_label
+from keras_synapse.labels.patterns import (
     momentum_persistence_label,
     trend_exhaustion_label,
-    triple_barrier_label,
     volatility_regime_shift_label,
     volume_divergence_label,
 )
+from keras_synapse.labels.returns import direction_binary_label, direction_label, forward_return_label
 
 
 def bars_from_closes(closes, highs=None, lows=None, volumes=None):
@@ -391,8 +386,8 @@ def test_the_check_catches_the_seeds_whole_series_percentile(monkeypatch):
     # Seed 004 compared momentum with the 70th percentile of the whole series:
     # bars after t move that threshold, so the check must fail.
     monkeypatch.setattr(
-        labels_module,
-        "_past_quantile",
+        pattern_labels,
+        "past_quantile",
         lambda signal, quantile, min_history: pd.Series(signal.quantile(quantile), index=signal.index),
     )
     bars = make_bars(NUM_BARS, seed=0)

@@ -12,9 +12,9 @@ from conftest import make_bars
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keras_synapse.data.panel import Panel
 from keras_synapse.features import FEATURE_SETS, REFERENCE_ROLES
 from keras_synapse.labels import LABELS, compute_labels
-from keras_synapse.data.panel import Panel
 
 panels = st.fixed_dictionaries({
     "seed": st.integers(0, 10_000),

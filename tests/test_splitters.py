@@ -9,8 +9,8 @@ from keras_synapse.data.panel import Panel
 from keras_synapse.evaluation.summary import metric_intervals, regression_metrics
 from keras_synapse.features import compute_features
 from keras_synapse.labels import compute_labels
-from keras_synapse.windows.splitters import CombinatorialPurgedCV, GappedTimeSeriesCV, PurgedKFold, WalkForwardCV
 from keras_synapse.windows.dataset import build_windowed_panel
+from keras_synapse.windows.splitters import CombinatorialPurgedCV, GappedTimeSeriesCV, PurgedKFold, WalkForwardCV
 
 HORIZON = 5
 EMBARGO = 3

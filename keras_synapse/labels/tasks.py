@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from keras_synapse.labels import DIRECTIONAL_LABELS
+from keras_synapse.labels.common import DIRECTIONAL_LABELS
 
 
 @dataclasses.dataclass(frozen=True)
