@@ -1,5 +1,4 @@
-"""The rules a backtest trades by (`BacktestRules`: signal, sizing, costs, limits) and quarter-Kelly sizing.
-"""
+"""The rules a backtest trades by (`BacktestRules`: signal, sizing, costs, limits) and quarter-Kelly sizing."""
 
 import dataclasses
 

@@ -1,5 +1,4 @@
-"""What every label shares: the `Label` record with its end times, option checks, and past-only thresholds.
-"""
+"""What every label shares: the `Label` record with its end times, option checks, and past-only thresholds."""
 
 import dataclasses
 import numbers

@@ -1,5 +1,4 @@
-"""Labels of the forward return: its value, its volatility, and its direction (three classes or two).
-"""
+"""Labels of the forward return: its value, its volatility, and its direction (three classes or two)."""
 
 import numpy as np
 import pandas as pd

@@ -1,5 +1,4 @@
-"""The model runtimes behind a `Predictor`: ONNX Runtime on `model.onnx` and Keras on `model.keras`.
-"""
+"""The model runtimes behind a `Predictor`: ONNX Runtime on `model.onnx` and Keras on `model.keras`."""
 
 import logging
 import os

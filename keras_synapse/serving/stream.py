@@ -1,5 +1,4 @@
-"""Streaming predictions: a rolling buffer of each symbol's last bars, recomputed only for symbols that got bars.
-"""
+"""Streaming predictions: a rolling buffer of each symbol's last bars, recomputed only for symbols that got bars."""
 
 import logging
 from collections.abc import Mapping

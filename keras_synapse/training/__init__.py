@@ -1,2 +1,1 @@
-"""Training: the Keras losses, metrics and callbacks of a fit, and the tf.distribute strategy it runs under.
-"""
+"""Training: the Keras losses, metrics and callbacks of a fit, and the tf.distribute strategy it runs under."""
