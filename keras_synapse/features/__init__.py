@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.features.core import CORE_WARMUP, core_features
+from keras_synapse.features.core import CORE_DEFINITIONS, CORE_WARMUP, core_features
 from keras_synapse.features.multiscale import MULTISCALE_WARMUP, multiscale_features
 from keras_synapse.features.pattern import (
     PATTERN_REFERENCES,
@@ -44,16 +44,22 @@ class FeatureSet:
             each role in `references` to that series' canonical bars.
         warmup: bars of history needed before the first valid row.
         references: roles (keys of `REFERENCE_ROLES`) the set needs.
+        definitions: feature name -> its definition (`kind`, parameters and
+            `formula`), stated in the model card so an app without
+            keras_synapse can rebuild the inputs; empty for sets too
+            involved to restate (TA-Lib's, GARCH).
     """
 
     name: str
     compute: Callable[[pd.DataFrame, dict], pd.DataFrame]
     warmup: int
     references: tuple = ()
+    definitions: dict = dataclasses.field(default_factory=dict)
 
 
 FEATURE_SETS = {
-    "core": FeatureSet("core", lambda bars, references: core_features(bars), CORE_WARMUP),
+    "core": FeatureSet("core", lambda bars, references: core_features(bars), CORE_WARMUP,
+                       definitions=CORE_DEFINITIONS),
     "technical": FeatureSet("technical", technical_features, TECHNICAL_WARMUP),
     "multiscale": FeatureSet("multiscale", multiscale_features, MULTISCALE_WARMUP),
     "raw_ohlcv": FeatureSet("raw_ohlcv", raw_ohlcv_features, RAW_OHLCV_WARMUP),
@@ -87,6 +93,7 @@ def get_feature_set(name):
         compute=compute,
         warmup=max(member.warmup for member in members),
         references=tuple(dict.fromkeys(role for member in members for role in member.references)),
+        definitions={name: definition for member in members for name, definition in member.definitions.items()},
     )
 
 

@@ -12,6 +12,38 @@ CORE_WINDOW = 20
 CORE_WARMUP = CORE_WINDOW + 1  # one extra bar for the first return
 
 
+def _definitions():
+    # What the model card states about each feature, enough to rebuild it
+    # without this package: `kind` names the operation, the other keys are
+    # its parameters, `formula` says it in words. Indices are bars of one
+    # symbol; std is the sample standard deviation (ddof 1).
+    window, definitions = CORE_WINDOW, {}
+    for bars_back in (1, 5, CORE_WINDOW):
+        definitions[f"log_return_{bars_back}"] = {
+            "kind": "log_return", "bars": bars_back, "formula": f"ln(close[t]) - ln(close[t-{bars_back}])"}
+    definitions[f"realized_volatility_{window}"] = {
+        "kind": "realized_volatility", "window": window,
+        "formula": f"std of ln(close[i]) - ln(close[i-1]) over i = t-{window - 1} .. t"}
+    definitions[f"volume_zscore_{window}"] = {
+        "kind": "volume_zscore", "window": window,
+        "formula": f"(v[t] - mean(v[t-{window - 1} .. t])) / std(v[t-{window - 1} .. t]) with v = ln(1 + volume); "
+                   "0 where that std is 0"}
+    definitions["log_range"] = {"kind": "log_range", "formula": "ln(high[t]) - ln(low[t])"}
+    definitions[f"close_to_mean_{window}"] = {
+        "kind": "close_to_mean", "window": window, "formula": f"ln(close[t]) - ln(mean(close[t-{window - 1} .. t]))"}
+    definitions["overnight_gap"] = {"kind": "overnight_gap", "formula": "ln(open[t]) - ln(close[t-1])"}
+    for bars_back in (1, 5, CORE_WINDOW):
+        definitions[f"scaled_return_{bars_back}"] = {
+            "kind": "scaled_return", "bars": bars_back, "volatility_window": window,
+            "formula": f"log_return_{bars_back} / (realized_volatility_{window} * sqrt({bars_back})); "
+                       "0 where the volatility is 0"}
+    return definitions
+
+
+# Feature name -> its definition, as the model card states it.
+CORE_DEFINITIONS = _definitions()
+
+
 def core_features(bars):
     """Computes the core features of one symbol's bars.
 

@@ -16,9 +16,13 @@ such as `metrics`, `drift_reference` and `onnx`:
 | `version`        | the registry version number                                    |
 | `experiment`     | the experiment name                                            |
 | `config`         | the `ExperimentConfig` as a dict                               |
-| `inputs`         | per model input: `shape`, `feature_set`, `feature_names`       |
+| `inputs`         | per model input: `shape`, `feature_set`, `feature_names` and   |
+|                  | (optional) `definitions`: per feature its `kind`, parameters   |
+|                  | and `formula`, or `null` where the set is not restated         |
 | `label`          | `name`, `kind` (`regression`/`binary`/`multiclass`), `horizon` |
 | `normalization`  | per input: the training-fold `mean` and `variance` per feature |
+| `windows`        | (optional) how windows are cut: `sequence_length`, `warmup`,   |
+|                  | `max_gap_factor` and the rules in words                        |
 
 Cards written before `format_version` existed have the same fields and are
 read as format 1; `python -m keras_synapse.export VERSION` rewrites one with
@@ -152,6 +156,10 @@ def _validate_input(name, spec, statistics, fail):
         fail(f"`inputs.{name}.feature_names` must be a non-empty list of names. Received: {names!r:.200}")
     if len(set(names)) != len(names):
         fail(f"`inputs.{name}.feature_names` repeats a name. Received: {names}")
+    definitions = spec.get("definitions")
+    if definitions is not None and (not isinstance(definitions, dict) or list(definitions) != names):
+        fail(f"`inputs.{name}.definitions` must define each feature of `feature_names`, in order. "
+             f"Received: {list(definitions) if isinstance(definitions, dict) else definitions!r:.200}")
     if not isinstance(shape, list) or not shape or shape[-1] != len(names):
         fail(f"`inputs.{name}.shape` must end with the number of features ({len(names)}). Received: shape={shape!r}")
     if not isinstance(statistics, dict) or {"mean", "variance"} - set(statistics):

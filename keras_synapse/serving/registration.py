@@ -39,12 +39,14 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         return {"mean": np.asarray(layer.mean).ravel().tolist(), "variance": np.asarray(layer.variance).ravel().tolist()}
 
     inputs = {"sequence": {"shape": [None, config.sequence_length, len(windowed.feature_names)],
-                           "feature_set": config.features, "feature_names": list(windowed.feature_names)}}
+                           "feature_set": config.features, "feature_names": list(windowed.feature_names),
+                           "definitions": feature_definitions(config.features, windowed.feature_names)}}
     normalization = {"fitted_on": "the final refit's fit rows (training data only)",
                      "sequence": statistics("feature_normalization")}
     if windowed.static_features is not None:
         inputs["static"] = {"shape": [None, len(windowed.static_feature_names)], "feature_set": config.static_features,
-                            "feature_names": list(windowed.static_feature_names)}
+                            "feature_names": list(windowed.static_feature_names),
+                            "definitions": feature_definitions(config.static_features, windowed.static_feature_names)}
         normalization["static"] = statistics("static_normalization")
     metadata = {
         "experiment": config.name,
@@ -55,6 +57,7 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         "raw_features": True,
         "label": metrics["label"],
         "normalization": normalization,
+        "windows": window_rules(config),
         "data": {"spec": config.data, "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
                  "start": str(panel.start), "end": str(panel.end)},
         "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
@@ -81,3 +84,32 @@ def _package_versions():
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+def feature_definitions(feature_set_name, feature_names):
+    """What the model card states about each input feature: `kind`, parameters and `formula`, or `None`."""
+    from keras_synapse.features import get_feature_set
+
+    definitions = get_feature_set(feature_set_name).definitions
+    return {name: definitions.get(name) for name in feature_names}
+
+
+def window_rules(config):
+    """How windows are cut from a symbol's feature rows, as the model card states it."""
+    from keras_synapse.features import get_feature_set
+
+    warmup = max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
+    return {
+        "sequence_length": config.sequence_length,
+        "warmup": warmup,
+        "feature_rows": f"a symbol's feature rows start at its bar number {warmup} (the first {warmup - 1} bars "
+                        "are history only)",
+        "window": f"the {config.sequence_length} consecutive feature rows ending at each row t, oldest first",
+        "max_gap_factor": config.max_gap_factor,
+        "gap_rule": f"a row whose spacing from the previous row exceeds {config.max_gap_factor:g} x the median "
+                    "spacing of the symbol's feature rows starts a new segment; a window must lie within one "
+                    "segment (0 disables the rule)",
+        "non_finite": "a window holding a NaN or infinite feature is skipped",
+        "dtype": "float32",
+        "normalization": "inside the model: pass raw features",
+    }
