@@ -57,7 +57,7 @@ class GappedTimeSeriesCV:
     >>> calendar = np.arange("2020-01-01", "2020-04-10", dtype="datetime64[D]")
     >>> folds = GappedTimeSeriesCV(n_splits=3, test_size=0.2, gap=5).split(calendar)
     >>> [str(fold.test_start) for fold in folds]
-    ['2020-02-09', '2020-02-29', '2020-03-20']
+    ['2020-02-10', '2020-03-01', '2020-03-21']
     """
 
     def __init__(self, n_splits=3, test_size=0.2, gap=5):

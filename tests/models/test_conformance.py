@@ -53,49 +53,68 @@ def tiny_data(spec, seed=0):
     return inputs, one_target(spec.task, spec.num_classes, rng)
 
 
+def case_key(name, task, num_static):
+    return f"{name}-{task}-{num_static}"
+
+
+def build_case(name, task, num_static, directory):
+    """Builds, trains a few steps, saves and exports one case; returns what the tests check."""
+    keras.utils.set_random_seed(0)
+    model_name, overrides = VARIANTS.get(name, (name, {}))
+    config = ExperimentConfig(name=model_name, model=model_name, **overrides)
+    heads = MULTITASK_HEADS if task == "heads" else ()
+    spec = ModelSpec(SEQUENCE_LENGTH, NUM_FEATURES, num_static, task, 3 if task == "multiclass" else 1, heads)
+    model = get_model_builder(model_name)(config, spec)
+    inputs, targets = tiny_data(spec)
+    fit_normalization(model, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
+    if heads:
+        loss = {head: Task("any", head_task).loss() for head, head_task, _ in heads}
+    else:
+        loss = Task("any", spec.task).loss(config.loss)
+    model.compile(keras.optimizers.Adam(1e-2), loss=loss)
+    # Training-mode losses (dropout and batch statistics on) over a few steps.
+    losses = [float(np.ravel(model.train_on_batch(inputs, targets))[0]) for _ in range(8)]
+    before, after = losses[0], float(np.mean(losses[-2:]))
+    key = case_key(name, task, num_static)
+    path = directory / f"{key}.keras"
+    model.save(path)
+    onnx_info = export_onnx(model, directory / f"{key}.onnx", inputs)
+    np.savez(directory / f"{key}.npz", **inputs)
+    predictions = model.predict(inputs, verbose=0)
+    output_widths = ({head: predictions[head].shape[1] for head, _, _ in heads} if heads
+                     else {"prediction": predictions.shape[1]})
+    predictions = np.concatenate([predictions[head] for head, _, _ in heads], axis=1) if heads else predictions
+    print(f"{key}: {model.count_params()} parameters, loss {before:.4f} -> {after:.4f}, "
+          f"onnx max diff {onnx_info['max_abs_diff']:.2e}")
+    return {"path": str(path), "inputs": str(directory / f"{key}.npz"), "before": before, "after": after,
+            "predictions": predictions, "output_widths": output_widths, "heads": [head for head, _, _ in heads]}
+
+
 @pytest.fixture(scope="module")
-def saved_models(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("conformance")
-    saved = {}
-    for name, task, num_static in CASES:
-        keras.utils.set_random_seed(0)
-        model_name, overrides = VARIANTS.get(name, (name, {}))
-        config = ExperimentConfig(name=model_name, model=model_name, **overrides)
-        heads = MULTITASK_HEADS if task == "heads" else ()
-        spec = ModelSpec(SEQUENCE_LENGTH, NUM_FEATURES, num_static, task, 3 if task == "multiclass" else 1, heads)
-        model = get_model_builder(model_name)(config, spec)
-        inputs, targets = tiny_data(spec)
-        fit_normalization(model, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
-        if heads:
-            loss = {head: Task("any", head_task).loss() for head, head_task, _ in heads}
-        else:
-            loss = Task("any", spec.task).loss(config.loss)
-        model.compile(keras.optimizers.Adam(1e-2), loss=loss)
-        # Training-mode losses (dropout and batch statistics on) over a few steps.
-        losses = [float(np.ravel(model.train_on_batch(inputs, targets))[0]) for _ in range(8)]
-        before, after = losses[0], float(np.mean(losses[-2:]))
-        key = f"{name}-{task}-{num_static}"
-        path = directory / f"{key}.keras"
-        model.save(path)
-        onnx_info = export_onnx(model, directory / f"{key}.onnx", inputs)
-        np.savez(directory / f"{key}.npz", **inputs)
-        predictions = model.predict(inputs, verbose=0)
-        predictions = np.concatenate([predictions[head] for head, _, _ in heads], axis=1) if heads else predictions
-        print(f"{key}: {model.count_params()} parameters, loss {before:.4f} -> {after:.4f}, "
-              f"onnx max diff {onnx_info['max_abs_diff']:.2e}")
-        saved[key] = {"path": str(path), "inputs": str(directory / f"{key}.npz"), "before": before, "after": after,
-                      "predictions": predictions, "parameters": model.count_params(),
-                      "heads": [head for head, _, _ in heads]}
-    return saved
+def built(tmp_path_factory):
+    """Builds each case on first use, so one broken model fails its own cases, not every model's."""
+    directory, cache = tmp_path_factory.mktemp("conformance"), {}
+
+    def get(name, task, num_static):
+        key = case_key(name, task, num_static)
+        if key not in cache:
+            cache[key] = build_case(name, task, num_static, directory)
+        return cache[key]
+
+    return get
 
 
-@pytest.mark.parametrize("key", [f"{name}-{task}-{num_static}" for name, task, num_static in CASES])
-def test_training_steps_lower_the_loss(saved_models, key):
-    assert saved_models[key]["after"] < saved_models[key]["before"]
-    assert saved_models[key]["parameters"] > 0
+@pytest.mark.parametrize("name, task, num_static", CASES)
+def test_training_steps_lower_the_loss_and_the_outputs_fit_the_task(built, name, task, num_static):
+    item = built(name, task, num_static)
+    assert item["after"] < item["before"]
+    expected = ({head: num_classes if head_task == "multiclass" else 1 for head, head_task, num_classes in
+                 MULTITASK_HEADS} if task == "heads" else {"prediction": 3 if task == "multiclass" else 1})
+    assert item["output_widths"] == expected
 
 
-def test_every_model_reloads_without_keras_synapse_and_predicts_identically(saved_models, tmp_path):
+def test_every_model_reloads_without_keras_synapse_and_predicts_identically(built, tmp_path):
+    saved_models = {case_key(*case): built(*case) for case in CASES}
     listing = {key: {"path": item["path"], "inputs": item["inputs"], "heads": item["heads"]}
                for key, item in saved_models.items()}
     (tmp_path / "models.json").write_text(json.dumps(listing))
