@@ -1,12 +1,15 @@
 """Training speed: the toolkit's tf.data pipeline vs `model.fit` on materialized NumPy windows.
 
-    python -m keras_synapse.bench train [--epochs 2] [--batch-sizes 64,256] [--threads 1,2]
+    python -m keras_synapse.bench train [--epochs 3] [--repeats 3] [--batch-sizes 64,256] [--threads 1,2]
 
 Both contenders fit the same model on the same windows (the offline sample,
-core features, stride 5) with the same batch size; the figure is samples per
-second of the last epoch (the first one includes graph tracing). A ratio of 1
-means the pipeline costs nothing. Each thread setting runs in its own process
-because TensorFlow fixes its thread pools at start-up. Samples/s of every
+core features, stride 5) with the same batch size. Each measurement is a
+fresh process (TensorFlow fixes its thread pools at start-up) fitting
+`--epochs` epochs; every epoch after the first (which includes graph tracing)
+gives one samples/s figure. The contenders alternate, `--repeats` times each,
+so a load that comes and goes on a shared machine falls on both; the table
+prints the median over all timed epochs with the range beside it, and the
+ratio of the medians (1 means the pipeline costs nothing). Samples/s of every
 model in the zoo are measured the same way.
 """
 
@@ -20,7 +23,8 @@ import numpy as np
 
 
 def add_arguments(parser):
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per measurement; the last is timed")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run; all but the first are timed")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per contender, alternating with the other")
     parser.add_argument("--batch-sizes", default="64,256", help="comma-separated batch sizes")
     parser.add_argument("--threads", default="0", help="comma-separated intra-op thread counts (0: TensorFlow's "
                         "default)")
@@ -39,8 +43,8 @@ def _windows():
     return config, data, ends
 
 
-class _LastEpochTimer:
-    """Times each epoch; keeps the last."""
+class _EpochTimer:
+    """Times every epoch."""
 
     def __init__(self):
         import keras
@@ -50,14 +54,14 @@ class _LastEpochTimer:
                 inner.started = time.perf_counter()
 
             def on_epoch_end(inner, epoch, logs=None):
-                self.seconds = time.perf_counter() - inner.started
+                self.seconds.append(time.perf_counter() - inner.started)
 
         self.callback = Timer()
-        self.seconds = None
+        self.seconds = []
 
 
 def measure(model_name, batch_size, epochs, pipeline):
-    """Samples/s of the last epoch fitting `model_name` through the pipeline or on NumPy arrays."""
+    """Samples/s of each epoch after the first, fitting `model_name` through the pipeline or on NumPy arrays."""
     import dataclasses
 
     import keras
@@ -71,7 +75,7 @@ def measure(model_name, batch_size, epochs, pipeline):
     model = get_model_builder(model_name)(config, ModelSpec(config.sequence_length, len(data.windowed.feature_names)))
     fit_normalization(model, data.windowed.features)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate, clipnorm=config.clipnorm), loss="mse")
-    timer = _LastEpochTimer()
+    timer = _EpochTimer()
     if pipeline:
         dataset = make_dataset(data.windowed, ends, batch_size, shuffle=True, seed=0)
         model.fit(dataset, steps_per_epoch=int(np.ceil(len(ends) / batch_size)), epochs=epochs, verbose=0,
@@ -81,7 +85,7 @@ def measure(model_name, batch_size, epochs, pipeline):
         targets = np.nan_to_num(data.windowed.targets[ends])[:, None]
         model.fit(inputs, targets, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
                   callbacks=[timer.callback])
-    return {"samples_per_second": len(ends) / timer.seconds, "windows": int(len(ends)),
+    return {"samples_per_second": [len(ends) / seconds for seconds in timer.seconds[1:]], "windows": int(len(ends)),
             "parameters": int(model.count_params())}
 
 
@@ -92,23 +96,48 @@ def _in_process(threads, *arguments):
     return json.loads(output.strip().splitlines()[-1])
 
 
+def interleaved_rates(contenders, repeats):
+    """Runs each contender `repeats` times, alternating their order; returns all samples/s figures of each.
+
+    Args:
+        contenders: name -> a callable returning `{"samples_per_second": [...]}`.
+        repeats: measurements per contender.
+    """
+    rates = {name: [] for name in contenders}
+    names = list(contenders)
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else reversed(names):
+            rates[name] += contenders[name]()["samples_per_second"]
+    return rates
+
+
+def _median_and_range(values):
+    return f"{np.median(values):>9,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+
 def bench_train(args):
+    if args.epochs < 2 or args.repeats < 1:
+        raise SystemExit(f"--epochs must be >= 2 (the first is not timed) and --repeats >= 1. "
+                         f"Received: --epochs {args.epochs} --repeats {args.repeats}")
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
     thread_counts = [int(count) for count in args.threads.split(",")]
-    print("shared backbone, offline sample, core features, stride 5; samples/s of the last of "
-          f"{args.epochs} epochs (each setting in its own process)\n")
-    print(f"{'threads':>8}{'batch':>7}{'pipeline':>12}{'numpy fit':>12}{'ratio':>8}")
+    print(f"shared backbone, offline sample, core features, stride 5; samples/s, median (range) over "
+          f"{args.repeats} alternating runs x {args.epochs - 1} timed epochs (each run its own process)\n")
+    print(f"{'threads':>8}{'batch':>7}{'pipeline':>26}{'numpy fit':>26}{'ratio':>8}")
     for threads in thread_counts:
         for batch_size in batch_sizes:
-            pipeline = _in_process(threads, "shared_backbone", batch_size, args.epochs, 1)
-            reference = _in_process(threads, "shared_backbone", batch_size, args.epochs, 0)
-            print(f"{threads or 'default':>8}{batch_size:>7}{pipeline['samples_per_second']:>12,.0f}"
-                  f"{reference['samples_per_second']:>12,.0f}"
-                  f"{pipeline['samples_per_second'] / reference['samples_per_second']:>8.2f}")
-    print(f"\n{'model':<18}{'parameters':>11}{'samples/s':>11}   (pipeline, batch {batch_sizes[0]})")
+            rates = interleaved_rates({
+                "pipeline": lambda: _in_process(threads, "shared_backbone", batch_size, args.epochs, 1),
+                "numpy": lambda: _in_process(threads, "shared_backbone", batch_size, args.epochs, 0)},
+                args.repeats)
+            print(f"{threads or 'default':>8}{batch_size:>7}{_median_and_range(rates['pipeline']):>26}"
+                  f"{_median_and_range(rates['numpy']):>26}"
+                  f"{np.median(rates['pipeline']) / np.median(rates['numpy']):>8.2f}", flush=True)
+    print(f"\n{'model':<18}{'parameters':>11}{'samples/s':>26}   (pipeline, batch {batch_sizes[0]})")
     for name in args.models.split(","):
-        result = _in_process(thread_counts[0], name, batch_sizes[0], args.epochs, 1)
-        print(f"{name:<18}{result['parameters']:>11,}{result['samples_per_second']:>11,.0f}")
+        results = [_in_process(thread_counts[0], name, batch_sizes[0], args.epochs, 1) for _ in range(args.repeats)]
+        rates = [rate for result in results for rate in result["samples_per_second"]]
+        print(f"{name:<18}{results[0]['parameters']:>11,}{_median_and_range(rates):>26}", flush=True)
 
 
 def main(argv):
