@@ -172,6 +172,37 @@ class ExperimentConfig:
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+# Every field in one group, so a new field must say what it belongs to (a
+# test checks). `--set group.field=value` names the group; tuning prepares
+# data once for every trial that differs only outside `PREPARED_DATA_GROUPS`.
+CONFIG_GROUPS = {
+    "data": ("data", "sample_signal_strength", "features", "static_features", "market_symbol", "sector_symbol",
+             "vix_symbol", "vix3m_symbol"),
+    "labels": ("label", "label_scaling", "label_options", "heads", "horizon"),
+    "windows": ("sequence_length", "max_gap_factor"),
+    "validation": ("n_splits", "test_size", "gap", "validation_size"),
+    "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
+              "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
+              "causal_mask", "pooling"),
+    # `stride` picks which training windows a fit sees; it does not change the windows themselves.
+    "fitting": ("stride", "batch_size", "epochs", "learning_rate", "clipnorm", "patience", "monitor", "loss",
+                "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "finetune_symbol",
+                "base_model"),
+    "backtest": ("cost_bps",),
+    "runtime": ("name", "distribute", "feature_cache"),
+}
+# The groups that decide what `keras_synapse.training.preparation.prepare_data` returns.
+PREPARED_DATA_GROUPS = ("data", "labels", "windows")
+
+
+def group_fields(*groups):
+    """The config field names of `groups`, e.g. `group_fields("data", "labels")`."""
+    unknown = [group for group in groups if group not in CONFIG_GROUPS]
+    if unknown:
+        raise ConfigError(f"Unknown config group(s) {unknown}. Groups: {', '.join(CONFIG_GROUPS)}")
+    return tuple(name for group in groups for name in CONFIG_GROUPS[group])
+
+
 def _require(condition, name, value, expectation):
     if not condition:
         raise ConfigError(f"`{name}` must be {expectation}. Received: {name}={value!r}")
@@ -228,7 +259,8 @@ def apply_overrides(config, overrides):
 
     Args:
         config: an `ExperimentConfig`.
-        overrides: strings such as `"epochs=3"` or `"lstm_units=32,16"`.
+        overrides: strings such as `"epochs=3"`, `"lstm_units=32,16"` or,
+            naming the field's group, `"fitting.stride=1"`.
 
     Raises:
         ConfigError: for malformed pairs, unknown keys or unparsable values.
@@ -241,6 +273,17 @@ def apply_overrides(config, overrides):
         key = key.strip()
         if not separator:
             raise ConfigError(f"`--set` expects key=value. Received: {override!r}")
+        group, dot, name = key.rpartition(".")
+        if dot:
+            if group not in CONFIG_GROUPS:
+                raise ConfigError(f"Unknown config group {group!r}. Groups: {', '.join(CONFIG_GROUPS)}. "
+                                  f"Received: {override!r}")
+            if name not in CONFIG_GROUPS[group]:
+                owner = next((other for other, names in CONFIG_GROUPS.items() if name in names), None)
+                where = f"`{name}` is in the `{owner}` group" if owner else f"no group has a field {name!r}"
+                raise ConfigError(f"{where}; `{group}` holds {', '.join(CONFIG_GROUPS[group])}. "
+                                  f"Received: {override!r}")
+            key = name
         if key not in fields:
             raise ConfigError(f"Unknown config field {key!r}. Fields: {', '.join(fields)}")
         changes[key] = _parse(text.strip(), hints[key], key)

@@ -69,3 +69,23 @@ def test_a_bad_value_stops_the_command_in_one_line_before_any_directory_exists(o
     assert result.returncode != 0
     assert f"error: {message}" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "registry").exists() and not (tmp_path / "x").exists()
+
+
+def test_every_field_is_in_exactly_one_group():
+    import dataclasses
+
+    from keras_synapse.config import CONFIG_GROUPS
+
+    grouped = [name for names in CONFIG_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(field.name for field in dataclasses.fields(ExperimentConfig))
+    assert len(grouped) == len(set(grouped))
+
+
+def test_a_group_may_name_the_field_and_must_be_its_own():
+    config = apply_overrides(ExperimentConfig(), ["fitting.stride=1", "windows.sequence_length=40", "epochs=3"])
+    assert (config.stride, config.sequence_length, config.epochs) == (1, 40, 3)
+    with pytest.raises(ConfigError, match=r"`stride` is in the `fitting` group; `model` holds model, lstm_units.*"
+                                          r"Received: 'model.stride=1'"):
+        apply_overrides(ExperimentConfig(), ["model.stride=1"])
+    with pytest.raises(ConfigError, match=r"Unknown config group 'fiting'. Groups: data, labels, windows"):
+        apply_overrides(ExperimentConfig(), ["fiting.stride=1"])
