@@ -79,6 +79,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     """
     from keras_synapse.evaluation.backtest import backtest
     from keras_synapse.evaluation.intervals import bootstrap_metrics
+    from keras_synapse.evaluation.panel_metrics import information_coefficients, per_symbol_metrics
     from keras_synapse.evaluation.summary import (
         best_baseline,
         edge_verdict,
@@ -86,7 +87,6 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         summarize,
         versus_baselines,
     )
-    from keras_synapse.training.metrics import information_coefficients, per_symbol_metrics
 
     task = data.task
     baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]

@@ -48,19 +48,6 @@ class Task:
     def num_classes(self):
         return len(self.classes) if self.kind == "multiclass" else 1
 
-    def loss(self, name="auto"):
-        """The Keras loss for this task; `"auto"` is MSE for regression and cross-entropy otherwise.
-
-        Raises:
-            ConfigError: for a loss that does not fit the task (see
-                `keras_synapse.training.losses.get_loss`).
-        """
-        from keras_synapse.training.losses import get_loss
-
-        if name == "auto":
-            name = "mse" if self.kind == "regression" else "crossentropy"
-        return get_loss(name, self.kind)
-
     def scores(self, outputs):
         """One score per window from the model's outputs `[windows, units]`."""
         outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)

@@ -47,7 +47,7 @@ import pandas as pd
 from scipy import stats
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.training.metrics import information_coefficients
+from keras_synapse.evaluation.panel_metrics import information_coefficients
 
 LEARNING_RATE_SCHEDULES = ("constant", "reduce_on_plateau", "cosine")
 # What early stopping may watch, and which way is better. `val_loss` is the

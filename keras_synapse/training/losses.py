@@ -274,3 +274,10 @@ def class_weights(targets, num_classes):
     weights = np.ones(int(num_classes))
     weights[present] = len(targets) / (present.sum() * counts[present])
     return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def task_loss(name, task_kind):
+    """`get_loss`, where `"auto"` is MSE for regression and cross-entropy for class labels."""
+    if name == "auto":
+        name = "mse" if task_kind == "regression" else "crossentropy"
+    return get_loss(name, task_kind)

@@ -66,15 +66,16 @@ class FoldTrainer:
         import keras
 
         from keras_synapse.config import parse_pairs
+        from keras_synapse.training.losses import task_loss
         from keras_synapse.training.metrics import DirectionalAccuracy, PearsonCorrelation
 
         config, data = self.config, self.data
         if data.head_tasks:
             weights = {head: float(weight) for head, weight in parse_pairs(config.loss_weights, "loss_weights").items()}
-            loss = {head: head_task.loss(config.loss) for head, head_task in data.head_tasks.items()}
+            loss = {head: task_loss(config.loss, head_task.kind) for head, head_task in data.head_tasks.items()}
             loss_weights, metrics = {head: weights.get(head, 1.0) for head in data.head_tasks}, None
         else:
-            loss, loss_weights = data.task.loss(config.loss), None
+            loss, loss_weights = task_loss(config.loss, data.task.kind), None
             # Plain MSE beside the loss: `val_loss` carries the L2 penalty, `val_mse` does not.
             metrics = ([DirectionalAccuracy(), PearsonCorrelation(), keras.metrics.MeanSquaredError(name="mse")]
                        if data.task.kind == "regression" else None)

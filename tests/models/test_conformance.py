@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from keras_synapse.config import ExperimentConfig
-from keras_synapse.serving.onnx_export import export_onnx
 from keras_synapse.models import MODEL_NAMES, ModelSpec, fit_normalization, get_head_layers, get_model_builder
 from keras_synapse.models.finetuning import frozen_backbone_copy
-from keras_synapse.labels.tasks import Task
+from keras_synapse.serving.onnx_export import export_onnx
+from keras_synapse.training.losses import task_loss
 
 SEQUENCE_LENGTH, NUM_FEATURES, NUM_STATIC = 12, 6, 4
 MULTITASK_HEADS = (("pattern_confidence", "binary", 1), ("signal_quality", "binary", 1),
@@ -68,9 +68,9 @@ def build_case(name, task, num_static, directory):
     inputs, targets = tiny_data(spec)
     fit_normalization(model, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
     if heads:
-        loss = {head: Task("any", head_task).loss() for head, head_task, _ in heads}
+        loss = {head: task_loss("auto", head_task) for head, head_task, _ in heads}
     else:
-        loss = Task("any", spec.task).loss(config.loss)
+        loss = task_loss(config.loss, spec.task)
     model.compile(keras.optimizers.Adam(1e-2), loss=loss)
     # Training-mode losses (dropout and batch statistics on) over a few steps.
     losses = [float(np.ravel(model.train_on_batch(inputs, targets))[0]) for _ in range(8)]

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
+from keras_synapse.errors import ConfigError
+from keras_synapse.evaluation.panel_metrics import information_coefficients
 from keras_synapse.training.callbacks import (
     EpochCheckpoint,
     InformationCoefficientCallback,
@@ -15,9 +17,7 @@ from keras_synapse.training.callbacks import (
     read_checkpoint,
     restore_checkpoint,
 )
-from keras_synapse.errors import ConfigError
 from keras_synapse.windows.dataset import shuffled_epoch_batches
-from keras_synapse.training.metrics import information_coefficients
 
 SEED, SEQUENCE_LENGTH, NUM_FEATURES, BATCH_SIZE = 7, 5, 3, 16
 RNG = np.random.default_rng(0)

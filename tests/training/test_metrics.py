@@ -8,14 +8,9 @@ import tensorflow as tf
 from scipy import stats
 
 from keras_synapse.errors import DataError
+from keras_synapse.evaluation.panel_metrics import information_coefficients, per_symbol_metrics, per_timestamp_ic
 from keras_synapse.evaluation.summary import regression_metrics
-from keras_synapse.training.metrics import (
-    DirectionalAccuracy,
-    PearsonCorrelation,
-    information_coefficients,
-    per_symbol_metrics,
-    per_timestamp_ic,
-)
+from keras_synapse.training.metrics import DirectionalAccuracy, PearsonCorrelation
 
 RNG = np.random.default_rng(0)
 TARGETS = np.round(RNG.normal(0, 1, 200), 1).astype("float32")  # rounding leaves some exact zeros
