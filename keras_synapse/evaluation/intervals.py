@@ -28,7 +28,7 @@ variance of the IC's influence series, estimated with AR(1) prewhitening
 (Andrews & Monahan, 1992) and Politis' flat-top lag window with the same
 data-driven bandwidth rule as the block length, with Student-t quantiles for
 the estimate's own uncertainty. That holds the false-exclusion rate at 5-6%
-there (`tests/test_intervals.py`), and where the data are not persistent the
+there (`tests/evaluation/test_intervals.py`), and where the data are not persistent the
 two standard errors agree, so it changes little.
 
 The minimum detectable IC is the smallest true IC whose interval would lie

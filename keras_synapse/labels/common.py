@@ -34,7 +34,7 @@ VOLATILITY_WINDOW = 20
 
 # Chosen on the offline sample (`load_sample()`, 12 symbols 1999-2018, horizon
 # 5): DOWN 32.9%, FLAT 31.2%, UP 35.9% (FLAT 29-33% on every symbol; checked in
-# tests/test_labels.py), instead of the 7% FLAT sliver of seed 001's fixed band
+# tests/labels/test_labels.py), instead of the 7% FLAT sliver of seed 001's fixed band
 # that its classifier never predicted.
 DEFAULT_FLAT_MULTIPLE = 0.4
 

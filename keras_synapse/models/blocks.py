@@ -9,7 +9,6 @@ import dataclasses
 
 import keras
 
-TASKS = ("regression", "binary", "multiclass")
 
 
 @dataclasses.dataclass(frozen=True)

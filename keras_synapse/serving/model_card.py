@@ -34,10 +34,10 @@ import json
 from pathlib import Path
 
 from keras_synapse.errors import SynapseError
+from keras_synapse.labels.common import LABEL_KINDS
 
 FORMAT_VERSION = 1
 FILE_NAME = "metadata.json"
-LABEL_KINDS = ("regression", "binary", "multiclass")
 
 
 class ModelCardError(SynapseError):

@@ -17,20 +17,6 @@ from keras_synapse.windows.dataset import complete_windows
 logger = logging.getLogger("keras_synapse.serving.inference")
 
 
-# Feature sets whose value at t is a function of a fixed number of trailing
-# bars (rolling windows, differences, shifts): computing them on many symbols'
-# buffers laid end to end gives, for each symbol's last `sequence_length`
-# rows, exactly the per-symbol values, so the streaming path computes all
-# symbols in one call. `tests/test_inference.py` checks this for each set.
-STACKABLE_FEATURE_SETS = frozenset({"core", "raw_ohlcv", "multiscale"})
-
-
-# Feature sets with a GARCH forecast refitted on the history it is given: a
-# buffer gives different values from the full history (measured on the
-# sample: up to 0.05 on a 0.13 volatility ratio with the default buffer).
-HISTORY_DEPENDENT_FEATURE_SETS = frozenset({"pattern14", "pattern17"})
-
-
 class FeatureMismatchError(SynapseError):
     """The features computed now are not the features the model was trained on."""
 
@@ -106,9 +92,18 @@ class ModelInputs:
 
     @property
     def stackable(self):
-        """True when every feature set is a fixed-length trailing-window function (see `STACKABLE_FEATURE_SETS`)."""
+        """True when every feature set is a fixed-length trailing-window function (`FeatureSet.stackable`)."""
+        from keras_synapse.features import get_feature_set
+
+        return all(get_feature_set(name).stackable for name in self.feature_sets) and not self.needs_references
+
+    @property
+    def history_dependent_sets(self):
+        """The feature sets whose values depend on all the history given (`FeatureSet.history_dependent`)."""
+        from keras_synapse.features import FEATURE_SETS
+
         parts = {part.strip() for name in self.feature_sets for part in name.split("+")}
-        return parts <= STACKABLE_FEATURE_SETS and not self.needs_references
+        return sorted(part for part in parts if FEATURE_SETS[part].history_dependent)
 
     def default_buffer_length(self):
         """`sequence_length + 3 * warmup - 1` bars (see the module docstring)."""

@@ -8,7 +8,7 @@ import pandas as pd
 
 from keras_synapse.data.panel import OHLCV_COLUMNS, validate_bars
 from keras_synapse.errors import DataError, SynapseError
-from keras_synapse.serving.model_inputs import HISTORY_DEPENDENT_FEATURE_SETS, FeatureMismatchError
+from keras_synapse.serving.model_inputs import FeatureMismatchError
 
 # One logger for the whole inference path, whichever module speaks.
 logger = logging.getLogger("keras_synapse.serving.inference")
@@ -22,7 +22,7 @@ class PredictionStream:
     correction of a still-forming bar; older bars are ignored with a
     warning), recomputes the features of the updated symbols on their
     buffers only, and scores each one's newest window in one model call.
-    Feature sets in `STACKABLE_FEATURE_SETS` are computed for all updated
+    Stackable feature sets (`FeatureSet.stackable`) are computed for all updated
     symbols in one vectorized call on their buffers laid end to end (see the
     module docstring for why that is exact); others symbol by symbol.
 
@@ -51,12 +51,11 @@ class PredictionStream:
                 f"sequence_length {inputs.sequence_length}). Received: buffer_length={self.buffer_length}")
         self._timestamps = {}
         self._values = {}
-        parts = {part.strip() for name in inputs.feature_sets for part in name.split("+")}
-        if parts & HISTORY_DEPENDENT_FEATURE_SETS:
+        if inputs.history_dependent_sets:
             logger.warning("Feature set(s) %s refit a GARCH model on the history they are given: streaming values "
                            "on a %d-bar buffer differ from full-history (batch) values; pass a buffer_length that "
                            "covers the whole history for exact agreement.",
-                           sorted(parts & HISTORY_DEPENDENT_FEATURE_SETS), self.buffer_length)
+                           inputs.history_dependent_sets, self.buffer_length)
         if panel is not None:
             for symbol, frame in panel.items():
                 tail = frame.iloc[-self.buffer_length:]

@@ -20,8 +20,9 @@ import numpy as np
 from keras import ops
 
 from keras_synapse.errors import ConfigError
+from keras_synapse.labels.common import LABEL_KINDS
 
-TASK_KINDS = ("regression", "binary", "multiclass")
+TASK_KINDS = LABEL_KINDS  # defined once, with the labels
 LOSS_NAMES = {
     "regression": ("mse", "huber", "huber:DELTA", "correlation_aware", "correlation_aware:WEIGHT"),
     "binary": ("crossentropy", "focal", "focal:GAMMA"),

@@ -10,9 +10,9 @@ from conftest import copy_version, make_bars
 
 from keras_synapse.data import Panel, load_panel
 from keras_synapse.errors import ConfigError, DataError
-from keras_synapse.features import get_feature_set
+from keras_synapse.features import FEATURE_SETS, get_feature_set
 from keras_synapse.serving.inference import Predictor
-from keras_synapse.serving.model_inputs import STACKABLE_FEATURE_SETS, FeatureMismatchError, ModelInputs
+from keras_synapse.serving.model_inputs import FeatureMismatchError, ModelInputs
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_streaming_updates_equal_batch_predictions(predictor, panel):
     np.testing.assert_allclose(latest["score"], last["score"].loc[latest.index], atol=1e-4)
 
 
-@pytest.mark.parametrize("name", sorted(STACKABLE_FEATURE_SETS))
+@pytest.mark.parametrize("name", sorted(name for name, feature_set in FEATURE_SETS.items() if feature_set.stackable))
 def test_stackable_feature_sets_give_per_symbol_values_when_stacked(name):
     """The streaming fast path's premise: a stacked computation's last rows equal each symbol's own."""
     feature_set = get_feature_set(name)
