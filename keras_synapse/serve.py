@@ -1,26 +1,8 @@
 """`python -m keras_synapse.serve`: the HTTP service of `keras_synapse.serving.app` on uvicorn.
 
     python -m keras_synapse.serve saved_models/shared_backbone/latest [--host 127.0.0.1 --port 8000]
-Endpoints (bars are lists of `{timestamp, open, high, low, close, volume}`):
 
-- `POST /predict/pattern_confidence` `{"symbol", "bars"}`: the newest window's
-  score, confidence and a recommendation;
-- `POST /predict/signals` `{"symbol", "bars"}`: the score of every window;
-- `POST /predict/multi_ticker` `{"bars": {"SYM": [...], ...}}`: the newest
-  window of each symbol (a symbol whose data fails gets the neutral signal);
-- `GET /health`, `GET /model` (experiment, version, label, features,
-  metrics summary, ONNX parity).
-
-Bad input gets a 4xx with a message: 422 for malformed JSON fields, for bars
-that fail validation (the `validate_bars` message naming the symbol, column
-and first bad timestamp), for too little history, and for missing reference
-symbols. A model failure is not an error: the answer is the neutral signal
-(score 0, `fallback: true`, `reason`), as for the streaming predictor.
-
-The recommendation is a display convenience, not a trading rule: scores
-inside `hold_band` of zero read "hold" (directional labels: "buy" above,
-"sell" below; event labels: "take" above, "skip" otherwise). Tune the band
-on validation folds before acting on it.
+The endpoints, and what bad input gets, are `keras_synapse.serving.app`'s (`--help` prints them).
 """
 
 import argparse
@@ -28,11 +10,12 @@ import logging
 import sys
 
 from keras_synapse.errors import ConfigError, SynapseError
+from keras_synapse.serving import app as service
 from keras_synapse.serving.app import DEFAULT_HOLD_BAND, create_app, require_fastapi
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m keras_synapse.serve", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m keras_synapse.serve", description=service.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a registry version: saved_models/<experiment>/<version|latest>")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on. Defaults to 127.0.0.1")

@@ -13,7 +13,7 @@ SLOW_MODULES = {"test_distribute", "test_distributed_tuning", "test_edge_truth",
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        module = item.module.__name__.rpartition(".")[2]
+        module = item.path.stem  # doctest items of keras_synapse's modules have no `module`
         if module in SLOW_MODULES or "trained_registry" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
 

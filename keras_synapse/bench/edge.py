@@ -40,7 +40,7 @@ import pandas as pd
 from keras_synapse.errors import ConfigError
 
 # The repository's experiment files, wherever the command is started from.
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 PLANTED_EXPERIMENT = EXPERIMENTS / "planted_signal.py"
 NULL_EXPERIMENT = EXPERIMENTS / "random_walk.py"
 MAIN_EXPERIMENT = EXPERIMENTS / "shared_backbone.py"

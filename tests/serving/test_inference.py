@@ -166,6 +166,9 @@ def test_features_that_differ_from_the_models_are_refused_by_name(trained_regist
     metadata = json.loads((copy / "metadata.json").read_text())
     for names in (metadata["inputs"]["sequence"]["feature_names"], metadata["feature_names"]):
         names[names.index("log_range")] = "log_range_renamed"  # a consistent card for a model the code cannot feed
+    definitions = metadata["inputs"]["sequence"]["definitions"]
+    metadata["inputs"]["sequence"]["definitions"] = {
+        ("log_range_renamed" if name == "log_range" else name): value for name, value in definitions.items()}
     (copy / "metadata.json").write_text(json.dumps(metadata))
     predictor = Predictor.from_registry(copy)
     with pytest.raises(FeatureMismatchError, match=r"Missing: \['log_range_renamed'\]; unexpected: \['log_range'\]"):

@@ -85,3 +85,21 @@ def test_the_registry_writes_format_version_and_the_commands_name_a_damaged_card
         assert result.returncode == 2, (command, result.stderr[-2000:])
         assert "is damaged: not valid JSON" in result.stderr and "Traceback" not in result.stderr, command
     assert (version / "metadata.json").read_text() == text[: len(text) // 2]  # nothing rewrote it
+
+
+def test_a_version_registered_before_format_version_still_predicts(trained_registry, tmp_path):
+    version = copy_version(trained_registry, tmp_path / "saved_models")
+    card = json.loads((version / "metadata.json").read_text())
+    for key in ("format_version", "windows"):
+        del card[key]
+    del card["inputs"]["sequence"]["definitions"]
+    (version / "metadata.json").write_text(json.dumps(card))
+    result = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(version), "--data", "sample",
+                             "--quick", "--latest"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "SP500" in result.stdout
+    # Re-exporting rewrites the card in the current format.
+    result = subprocess.run([sys.executable, "-m", "keras_synapse.export", str(version), "--parity-inputs", "random"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((version / "metadata.json").read_text())["format_version"] == FORMAT_VERSION
