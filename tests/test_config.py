@@ -61,14 +61,25 @@ def test_missing_experiment_and_missing_get_config(tmp_path):
         ("loss=nope", "`loss` must be one of ('auto', 'correlation_aware', 'crossentropy', 'focal', 'huber', 'mse')"),
     ],
 )
-def test_a_bad_value_stops_the_command_in_one_line_before_any_directory_exists(override, message, tmp_path, request):
+def test_a_bad_value_stops_the_command_in_one_line_before_any_directory_exists(override, message, tmp_path, request,
+                                                                             capsys):
+    from keras_synapse.train import main
+
+    status = main([str(request.config.rootpath / "experiments/shared_backbone.py"), "--quick", "--set", override,
+                   "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "registry")])
+    assert status == 2
+    assert f"error: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "registry").exists() and not (tmp_path / "x").exists()
+
+
+def test_the_same_through_python_dash_m(tmp_path, request):
     result = subprocess.run(
         [sys.executable, "-m", "keras_synapse.train", str(request.config.rootpath / "experiments/shared_backbone.py"),
-         "--quick", "--set", override, "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "registry")],
+         "--quick", "--set", "name=../x", "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "registry")],
         capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert f"error: {message}" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists() and not (tmp_path / "registry").exists() and not (tmp_path / "x").exists()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: `name` must be a plain name")
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()
 
 
 def test_every_field_is_in_exactly_one_group():

@@ -30,6 +30,11 @@ CASES = [
     for name in MODEL_NAMES if name != "multitask"
     for task, num_static in (("regression", 0), ("multiclass", NUM_STATIC), ("binary", 0))
 ] + [("multitask", "heads", 0), ("multitask", "heads", NUM_STATIC), ("transformer_sinusoidal_causal", "regression", 0)]
+# The inner loop (`-m "not slow"`) trains one case per model; the other tasks, input kinds and variants,
+# and the fresh-process reload of them all, run in the full suite.
+FIRST_CASES = [("shared_backbone", "regression", 0), ("lstm_attention", "regression", 0),
+               ("transformer", "regression", 0), ("multitask", "heads", 0)]
+TRAINING_CASES = [case if case in FIRST_CASES else pytest.param(*case, marks=pytest.mark.slow) for case in CASES]
 # Named variants of a model with config overrides.
 VARIANTS = {"transformer_sinusoidal_causal": ("transformer", {"positional_encoding": "sinusoidal",
                                                               "causal_mask": True, "pooling": "mean"})}
@@ -104,7 +109,7 @@ def built(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name, task, num_static", CASES)
+@pytest.mark.parametrize("name, task, num_static", TRAINING_CASES)
 def test_training_steps_lower_the_loss_and_the_outputs_fit_the_task(built, name, task, num_static):
     item = built(name, task, num_static)
     assert item["after"] < item["before"]
@@ -113,6 +118,7 @@ def test_training_steps_lower_the_loss_and_the_outputs_fit_the_task(built, name,
     assert item["output_widths"] == expected
 
 
+@pytest.mark.slow
 def test_every_model_reloads_without_keras_synapse_and_predicts_identically(built, tmp_path):
     saved_models = {case_key(*case): built(*case) for case in CASES}
     listing = {key: {"path": item["path"], "inputs": item["inputs"], "heads": item["heads"]}
