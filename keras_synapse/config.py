@@ -125,9 +125,8 @@ class ExperimentConfig:
         from keras_synapse.training.callbacks import MONITORS
 
         _require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {tuple(MONITORS)}")
-        from keras_synapse.training.distribute import (
-            check_distribute,  # scale-out: refuses "multi_worker" with the reason
-        )
+        # Scale-out: refuses "multi_worker" with the reason.
+        from keras_synapse.training.distribute import check_distribute
 
         check_distribute(self.distribute)
         # A gap shorter than the label horizon lets a training label overlap
@@ -137,7 +136,6 @@ class ExperimentConfig:
                 f"`gap` must be >= `horizon` ({self.horizon}) so training labels end before the "
                 f"test fold starts. Received: gap={self.gap}"
             )
-
 
     def _check_model_values(self):
         from keras_synapse.models import MODEL_NAMES
