@@ -1,6 +1,5 @@
 """The predict command: predictions file, summary, latest windows, drift flags, clean errors."""
 
-import json
 import subprocess
 import sys
 
@@ -8,9 +7,10 @@ import pandas as pd
 from conftest import copy_version
 
 from keras_synapse.data import load_panel
+from keras_synapse.predict import main
 from keras_synapse.serving.drift import training_distributions
 from keras_synapse.serving.inference import Predictor
-from keras_synapse.predict import main
+from keras_synapse.serving.model_card import ModelCard
 
 
 def test_predict_command_writes_every_window(trained_registry, tmp_path):
@@ -30,13 +30,12 @@ def test_predict_command_writes_every_window(trained_registry, tmp_path):
 def test_latest_with_drift_flags(trained_registry, tmp_path, capsys):
     # A drift reference from an earlier period (through 2016) makes 2017-2018 bars drift.
     version = copy_version(trained_registry, tmp_path)
-    metadata = json.loads((version / "metadata.json").read_text())
-    assert set(metadata["drift_reference"]["features"]) == set(metadata["feature_names"])
+    card = ModelCard.read(version)
+    assert set(card["drift_reference"]["features"]) == set(card["feature_names"])
     predictor = Predictor.from_registry(version)
     panel = load_panel("sample", quick=True)
     rows = predictor.feature_rows(panel.truncate(pd.Timestamp("2016-12-31", tz="UTC")))
-    metadata["drift_reference"] = training_distributions(rows.to_numpy(), list(rows.columns))
-    (version / "metadata.json").write_text(json.dumps(metadata))
+    card.updated(drift_reference=training_distributions(rows.to_numpy(), list(rows.columns))).write(version)
 
     assert main([str(version), "--data", "sample", "--quick", "--latest", "--drift-bars", "250"]) == 0
     output = capsys.readouterr().out

@@ -129,9 +129,15 @@ class Predictor:
                 refit, to reproduce the training run's test-fold predictions.
                 Defaults to `None`.
 
+        Every model file is checked against the SHA-256 its model card
+        recorded: an ONNX file that differs is treated as one that does not
+        load (a warning, then Keras); a `.keras` file that differs is refused.
+
         Raises:
             SynapseError: when `path` is not a registry version, the backend
                 is unknown, or no backend can load the model.
+            ModelCardError: when the card is damaged or edited, or
+                `model.keras` (or the fold's model) is not the registered file.
         """
         from keras_synapse.serving.registry import read_metadata, resolve
 
@@ -143,17 +149,20 @@ class Predictor:
             fold_path = version_dir / "folds" / f"fold_{fold}.keras"
             if not fold_path.is_file():
                 raise SynapseError(f"{version_dir} has no model for fold {fold} ({fold_path} is missing).")
+            metadata.verify_file(version_dir, f"folds/fold_{fold}.keras")
             return cls(metadata, KerasRunner(fold_path, intra_op_threads), "keras", version_dir, batch_size)
         if backend != "keras":
             onnx_path = version_dir / ("model.onnx" if backend == "onnx" else "model.int8.onnx")
             try:
                 if not onnx_path.is_file():
                     raise FileNotFoundError(f"{onnx_path} does not exist")
+                metadata.verify_file(version_dir, onnx_path.name)
                 runner = OnnxRunner(onnx_path, intra_op_threads)
                 return cls(metadata, runner, backend, version_dir, batch_size)
             except Exception as error:  # onnxruntime raises its own untyped errors
                 logger.warning("ONNX backend unavailable for %s (%s); falling back to Keras (model.keras).",
                                version_dir, error)
+        metadata.verify_file(version_dir, "model.keras")
         try:
             runner = KerasRunner(version_dir / "model.keras", intra_op_threads)
         except Exception as error:

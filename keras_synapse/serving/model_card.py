@@ -24,12 +24,23 @@ such as `metrics`, `drift_reference` and `onnx`:
 | `windows`        | (optional) how windows are cut: `sequence_length`, `warmup`,   |
 |                  | `max_gap_factor` and the rules in words                        |
 
+Integrity: `files` records the SHA-256 of each model file at registration
+(and export), and `checksum` is the SHA-256 of the card's own content, both
+written by `ModelCard.write` and checked on every read and load: a model file
+whose bytes changed (e.g. a damaged ONNX weight tensor that still passes
+`onnx.checker`) or a card edited by hand (two feature names swapped, another
+label kind) is refused by name instead of giving silently wrong predictions.
+They guard against damage and unaware edits, not against an attacker, who can
+recompute them.
+
 Cards written before `format_version` existed have the same fields and are
-read as format 1; `python -m keras_synapse.export VERSION` rewrites one with
-its `format_version`.
+read as format 1 (without `files` and `checksum`, nothing is verified);
+`python -m keras_synapse.export VERSION` rewrites one with its
+`format_version`, checksum and the ONNX file's digest.
 """
 
 import collections.abc
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,6 +49,7 @@ from keras_synapse.labels.common import LABEL_KINDS
 
 FORMAT_VERSION = 1
 FILE_NAME = "metadata.json"
+CHECKSUM = "checksum"
 
 
 class ModelCardError(SynapseError):
@@ -89,6 +101,11 @@ class ModelCard(collections.abc.Mapping):
                                  f"the model files cannot be used without it.") from None
         if not isinstance(fields, dict):
             raise ModelCardError(f"{path} must hold a JSON object. Received: {type(fields).__name__}")
+        recorded = fields.pop(CHECKSUM, None)
+        if recorded is not None and recorded != content_checksum(fields):
+            raise ModelCardError(f"{path} was changed after keras_synapse wrote it (its checksum does not match its "
+                                 "content): a hand edit or damage. Restore it from a copy or re-train; to keep an "
+                                 "intended edit, delete its `checksum` entry (nothing is then verified).")
         return cls(fields, source=str(path))
 
     def updated(self, **changes):
@@ -96,10 +113,28 @@ class ModelCard(collections.abc.Mapping):
         return ModelCard({**self._fields, **changes}, source=self.source)
 
     def write(self, version_dir):
-        """Writes the card into `version_dir` atomically (a partial file is never left under its name)."""
-        from keras_synapse.runs import write_json
+        """Writes the card, with its checksum, into `version_dir` atomically (never a partial file under its name)."""
+        from keras_synapse.runs import json_ready, write_json
 
-        write_json(Path(version_dir) / FILE_NAME, self._fields)
+        fields = json_ready(self._fields)
+        write_json(Path(version_dir) / FILE_NAME, {**fields, CHECKSUM: content_checksum(fields)})
+
+    def with_file_digests(self, version_dir, names):
+        """A new card recording the SHA-256 of `names` (paths relative to `version_dir`) beside those it has."""
+        digests = {name: file_digest(Path(version_dir) / name) for name in names}
+        return self.updated(files={**self.get("files", {}), **digests})
+
+    def verify_file(self, version_dir, name):
+        """Checks `version_dir/name` against the digest recorded for it; a card without one checks nothing.
+
+        Raises:
+            ModelCardError: when the file's bytes are not those registered.
+        """
+        recorded = self.get("files", {}).get(name)
+        if recorded is not None and file_digest(Path(version_dir) / name) != recorded:
+            raise ModelCardError(f"{Path(version_dir) / name} is not the file registered with this model (its SHA-256 "
+                                 "differs from the one in metadata.json): it was changed or damaged. Restore it or "
+                                 "re-export it (python -m keras_synapse.export) from model.keras.")
 
     def to_dict(self):
         """The card's content as a plain dict (a copy)."""
@@ -172,3 +207,17 @@ def _validate_input(name, spec, statistics, fail):
                  f"Received: {len(values) if isinstance(values, list) else values!r} values")
         if key == "variance" and any(not isinstance(value, (int, float)) or value < 0 for value in values):
             fail(f"`normalization.{name}.variance` must be non-negative numbers. Received: {values!r:.200}")
+
+
+def content_checksum(fields):
+    """SHA-256 of the card's content (without its checksum), over canonical JSON."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def file_digest(path):
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -371,5 +371,10 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
     if quantize:
         metadata = metadata.updated(onnx_int8=quantize_onnx(version_dir / "model.onnx",
                                                             version_dir / "model.int8.onnx", inputs))
+    # The exported files' digests; model.keras keeps the one recorded at registration (a card from before
+    # digests existed records the file exported from).
+    names = ["model.onnx"] + (["model.int8.onnx"] if quantize else []) + (
+        [] if "model.keras" in metadata.get("files", {}) else ["model.keras"])
+    metadata = metadata.with_file_digests(version_dir, names)
     metadata.write(version_dir)
     return metadata

@@ -16,6 +16,7 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     from keras_synapse.config import config_to_dict
     from keras_synapse.runs import json_ready
     from keras_synapse.serving.drift import training_distributions
+    from keras_synapse.serving.model_card import file_digest
     from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.serving.registry import register
 
@@ -31,8 +32,10 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         for index, fold_model in enumerate(fold_models):
             keras.Model(fold_model.input, fold_model.output, name=fold_model.name).save(
                 directory / "folds" / f"fold_{index}.keras")
-        # register() writes metadata.json after this returns, so the export figures land in it.
+        # register() writes metadata.json after this returns, so the export figures and digests land in it.
         metadata["onnx"] = json_ready(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
+        names = ["model.keras", "model.onnx"] + [f"folds/fold_{index}.keras" for index in range(len(fold_models))]
+        metadata["files"] = {name: file_digest(directory / name) for name in names}
 
     def statistics(layer_name):
         layer = model.get_layer(layer_name)

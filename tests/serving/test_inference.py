@@ -1,6 +1,5 @@
 """Inference from a registry version: the training windows and scores, streaming = batch, neutral fallbacks."""
 
-import json
 import logging
 
 import numpy as np
@@ -12,6 +11,7 @@ from keras_synapse.data import Panel, load_panel
 from keras_synapse.errors import ConfigError, DataError
 from keras_synapse.features import FEATURE_SETS, get_feature_set
 from keras_synapse.serving.inference import Predictor
+from keras_synapse.serving.model_card import ModelCard
 from keras_synapse.serving.model_inputs import FeatureMismatchError, ModelInputs
 
 
@@ -163,13 +163,13 @@ def test_keras_fallback_when_the_onnx_file_is_missing(trained_registry, predicto
 
 def test_features_that_differ_from_the_models_are_refused_by_name(trained_registry, panel, tmp_path):
     copy = copy_version(trained_registry, tmp_path)
-    metadata = json.loads((copy / "metadata.json").read_text())
+    metadata = ModelCard.read(copy).to_dict()
     for names in (metadata["inputs"]["sequence"]["feature_names"], metadata["feature_names"]):
         names[names.index("log_range")] = "log_range_renamed"  # a consistent card for a model the code cannot feed
     definitions = metadata["inputs"]["sequence"]["definitions"]
     metadata["inputs"]["sequence"]["definitions"] = {
         ("log_range_renamed" if name == "log_range" else name): value for name, value in definitions.items()}
-    (copy / "metadata.json").write_text(json.dumps(metadata))
+    ModelCard(metadata).write(copy)
     predictor = Predictor.from_registry(copy)
     with pytest.raises(FeatureMismatchError, match=r"Missing: \['log_range_renamed'\]; unexpected: \['log_range'\]"):
         predictor.predict_panel(panel.select(["SYN-00"]))

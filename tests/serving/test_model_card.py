@@ -90,7 +90,7 @@ def test_the_registry_writes_format_version_and_the_commands_name_a_damaged_card
 def test_a_version_registered_before_format_version_still_predicts(trained_registry, tmp_path):
     version = copy_version(trained_registry, tmp_path / "saved_models")
     card = json.loads((version / "metadata.json").read_text())
-    for key in ("format_version", "windows"):
+    for key in ("format_version", "windows", "checksum", "files"):
         del card[key]
     del card["inputs"]["sequence"]["definitions"]
     (version / "metadata.json").write_text(json.dumps(card))
@@ -103,3 +103,51 @@ def test_a_version_registered_before_format_version_still_predicts(trained_regis
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((version / "metadata.json").read_text())["format_version"] == FORMAT_VERSION
+
+
+def test_a_card_edited_by_hand_is_refused(tmp_path):
+    ModelCard(card_fields()).write(tmp_path)
+    card = json.loads((tmp_path / "metadata.json").read_text())
+    names = card["inputs"]["sequence"]["feature_names"]
+    names[0], names[1] = names[1], names[0]  # consistent in itself, wrong for the model
+    card["feature_names"] = list(names)
+    (tmp_path / "metadata.json").write_text(json.dumps(card))
+    with pytest.raises(ModelCardError, match="was changed after keras_synapse wrote it"):
+        ModelCard.read(tmp_path)
+    del card["checksum"]  # an intended edit, knowingly unverified
+    (tmp_path / "metadata.json").write_text(json.dumps(card))
+    assert ModelCard.read(tmp_path)["feature_names"][0] == NAMES[1]
+
+
+def _flip_bytes(path, offset):
+    data = bytearray(path.read_bytes())
+    for index in range(offset, offset + 64):
+        data[index] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_model_file_never_predicts(trained_registry, tmp_path, caplog):
+    import onnx
+
+    from keras_synapse.data import load_panel
+    from keras_synapse.serving.inference import Predictor
+
+    assert set(ModelCard.read(trained_registry)["files"]) >= {"model.keras", "model.onnx", "folds/fold_0.keras"}
+    panel = load_panel("sample", quick=True).select(["SP500", "SYN-01"])
+    expected = Predictor.from_registry(trained_registry, backend="keras").predict_latest(panel)["score"]
+    version = copy_version(trained_registry, tmp_path / "saved_models")
+    # Bytes inside the largest weight tensor: the file still loads and passes onnx.checker.
+    model = onnx.load(str(version / "model.onnx"))
+    largest = max(model.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    data = (version / "model.onnx").read_bytes()
+    _flip_bytes(version / "model.onnx", data.index(largest.raw_data) + len(largest.raw_data) // 2)
+    onnx.checker.check_model(onnx.load(str(version / "model.onnx")))
+    predictor = Predictor.from_registry(version)
+    assert predictor.backend == "keras" and "not the file registered" in caplog.text
+    assert (predictor.predict_latest(panel)["score"] == expected).all()
+    # A damaged model.keras has no verified fallback: the commands stop with one line.
+    _flip_bytes(version / "model.keras", 2000)
+    result = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(version), "--data", "sample",
+                             "--quick", "--latest"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "model.keras is not the file registered with this model" in result.stderr
+    assert "Traceback" not in result.stderr
