@@ -20,7 +20,7 @@ from keras_synapse.errors import DataError
 from keras_synapse.evaluation.run_metrics import baseline_columns, evaluate_run, fold_record
 from keras_synapse.serving.registration import register_model
 from keras_synapse.training.preparation import fold_windows, prepare_data, symbol_split
-from keras_synapse.training.trainer import FoldTrainer, predict_windows, refit_final
+from keras_synapse.training.trainer import FoldTrainer, check_fit_settings, predict_windows, refit_final
 from keras_synapse.windows.splitters import iso_utc
 
 DESCRIPTION = """Train an experiment with gapped time-series cross-validation.
@@ -67,6 +67,7 @@ def run(args):
 
     # --- Data: bars -> features + labels -> stacked windows -------------------
     data = prepare_data(config, args.quick)
+    check_fit_settings(config, data)  # before the run directory exists, so a refusal leaves nothing behind
     import keras
     import tensorflow as tf
     from tqdm import tqdm

@@ -100,3 +100,13 @@ def test_a_group_may_name_the_field_and_must_be_its_own():
         apply_overrides(ExperimentConfig(), ["model.stride=1"])
     with pytest.raises(ConfigError, match=r"Unknown config group 'fiting'. Groups: data, labels, windows"):
         apply_overrides(ExperimentConfig(), ["fiting.stride=1"])
+
+
+def test_a_monitor_the_label_cannot_log_is_refused_before_any_directory_exists(tmp_path, request, capsys):
+    from keras_synapse.train import main
+
+    status = main([str(request.config.rootpath / "experiments/lstm_classifier.py"), "--quick", "--set",
+                   "monitor=val_mse", "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "registry")])
+    assert status == 2
+    assert "error: `val_mse` exists only for regression labels; 'direction' is multiclass" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

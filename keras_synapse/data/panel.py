@@ -153,6 +153,8 @@ def _first_bad(bars, mask, symbol, column, problem):
     if mask.any():
         first = mask.idxmax()
         value = bars.at[first, column]
+        # A NumPy scalar's repr reads np.float64(192.18): the message shows the plain number.
+        value = value.item() if hasattr(value, "item") else value
         raise DataError(f"Symbol '{symbol}', column '{column}': {problem} at {first} (value {value!r}).")
 
 

@@ -13,6 +13,20 @@ from keras_synapse.windows.splitters import iso_utc
 HISTOGRAM_EVERY = 5
 
 
+def check_fit_settings(config, data):
+    """Refuses settings that only the label's task shows to be impossible; call it before writing anything.
+
+    Raises:
+        ConfigError: for a `monitor` the model does not log.
+    """
+    if config.monitor != "val_loss" and data.head_tasks:
+        raise ConfigError(f"Multi-task models log only `val_loss` for early stopping. Received: "
+                          f"monitor={config.monitor!r}")
+    if config.monitor == "val_mse" and data.task.kind != "regression":
+        raise ConfigError(f"`val_mse` exists only for regression labels; '{data.task.label}' is "
+                          f"{data.task.kind}. Received: monitor='val_mse'")
+
+
 class FoldTrainer:
     """Fits one model per fold (and the final refit), checkpointing every epoch.
 
@@ -34,12 +48,7 @@ class FoldTrainer:
     def __init__(self, config, data, run_dir, resume=False):
         self.config, self.data, self.run_dir, self.resume = config, data, Path(run_dir), resume
         self.num_fits = 0
-        if config.monitor != "val_loss" and data.head_tasks:
-            raise ConfigError(f"Multi-task models log only `val_loss` for early stopping. Received: "
-                              f"monitor={config.monitor!r}")
-        if config.monitor == "val_mse" and data.task.kind != "regression":
-            raise ConfigError(f"`val_mse` exists only for regression labels; '{data.task.label}' is "
-                              f"{data.task.kind}. Received: monitor='val_mse'")
+        check_fit_settings(config, data)
 
     def spec(self):
         """The `ModelSpec` of this data and label."""

@@ -114,3 +114,11 @@ def test_panel_fingerprint_changes_with_any_value(bars):
 def test_empty_panel():
     with pytest.raises(DataError, match="no symbols"):
         Panel({})
+
+
+def test_a_bad_value_reads_as_a_plain_number():
+    bars = make_bars(10)
+    bars.iloc[4, bars.columns.get_loc("close")] = bars["high"].iloc[4] * 2
+    with pytest.raises(DataError) as error:
+        validate_bars(bars, "X")
+    assert "np.float64" not in str(error.value) and f"(value {float(bars['close'].iloc[4])!r})" in str(error.value)
