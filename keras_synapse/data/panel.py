@@ -57,6 +57,8 @@ def standardize_columns(frame, where):
 
 
 def _parse_timestamps(values, where, column):
+    if pd.api.types.is_numeric_dtype(values):
+        return _numeric_timestamps(values, where, column)
     mixed_zones = DataError(
         f"{where}: column '{column}' mixes time zones (first value {values[0]!r}). "
         "Write all timestamps in one zone, preferably UTC."
@@ -64,13 +66,60 @@ def _parse_timestamps(values, where, column):
     try:
         parsed = pd.to_datetime(values, utc=False)
     except (ValueError, TypeError) as error:
-        if "mixed timezones" in str(error).lower() or "tz-naive and tz-aware" in str(error).lower():
+        if "mixed timezones" in str(error).lower():
+            return _one_zone_with_daylight_saving(values, where, column, mixed_zones)
+        if "tz-naive and tz-aware" in str(error).lower():
             raise mixed_zones from None
         raise DataError(f"{where}: column '{column}' is not a date/time column ({error}).") from None
     if not isinstance(parsed, pd.DatetimeIndex):
         # Older pandas return an object Index when rows carry different UTC offsets.
-        raise mixed_zones
+        return _one_zone_with_daylight_saving(values, where, column, mixed_zones)
     return parsed
+
+
+_UTC_OFFSET = r"([+-])(\d{2}):?(\d{2})$"
+
+
+def _one_zone_with_daylight_saving(values, where, column, mixed_zones):
+    # One zone with daylight saving time (pandas writes a New York index as -05:00 and -04:00) shows
+    # exactly two UTC offsets one hour apart; every instant is still exact, so it converts to UTC.
+    # Any other mixture is more likely bars stamped in different zones, which no rule can untangle.
+    offsets = pd.Series(values, dtype="string").str.extract(_UTC_OFFSET).dropna()
+    minutes = set((offsets[0].map({"+": 1, "-": -1}) * (offsets[1].astype(int) * 60 + offsets[2].astype(int))))
+    if len(offsets) != len(values) or len(minutes) != 2 or abs(max(minutes) - min(minutes)) != 60:
+        raise mixed_zones from None
+    logger.info("%s: column '%s' has the UTC offsets %s (one zone's daylight saving time); converted to UTC.",
+                where, column, sorted(_format_offset(value) for value in minutes))
+    return pd.to_datetime(values, utc=True)
+
+
+def _format_offset(minutes):
+    return f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+# Epoch units by magnitude: a count since 1970 between these bounds is read in that unit. Below 1e8
+# seconds (before 1973) a number is more likely not an epoch at all.
+_EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 1e19))
+
+
+def _numeric_timestamps(values, where, column):
+    numbers = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(numbers).all():
+        raise DataError(f"{where}: column '{column}' has a missing or non-finite time at row "
+                        f"{int(np.argmax(~np.isfinite(numbers)))}.")
+    text = pd.Index(values).astype(str)
+    if ((numbers >= 19000101) & (numbers <= 21001231) & (numbers == np.floor(numbers))).all():
+        parsed = pd.to_datetime(text, format="%Y%m%d", errors="coerce")
+        if not parsed.isna().any():
+            return parsed  # yyyymmdd dates
+    low, high = np.abs(numbers).min(), np.abs(numbers).max()
+    for unit, start, stop in _EPOCH_UNITS:
+        if start <= low and high < stop:
+            return pd.to_datetime(numbers.astype(np.int64) if unit == "ns" else numbers, unit=unit, utc=True)
+    raise DataError(
+        f"{where}: column '{column}' holds numbers from {low:.10g} to {high:.10g}, which are not yyyymmdd dates nor "
+        "one unit of time since 1970 (seconds from 1e8, milliseconds from 1e11, microseconds from 1e14, "
+        "nanoseconds from 1e17). Write ISO-8601 timestamps, e.g. 2024-01-31T16:00:00Z.")
 
 
 def validate_bars(frame, symbol):

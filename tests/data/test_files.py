@@ -1,6 +1,7 @@
 """The user's own files: per-symbol directories and long files, CSV and Parquet."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_bars
 
@@ -90,4 +91,44 @@ def test_missing_path_and_empty_directory(tmp_path):
 def test_per_symbol_file_holding_another_symbol(tmp_path):
     make_bars().reset_index().assign(symbol="MSFT").to_csv(tmp_path / "AAPL.csv", index=False)
     with pytest.raises(DataError, match="named 'AAPL' holds symbol"):
+        load_files(tmp_path)
+
+
+def _new_york_bars():
+    bars = make_bars(num_bars=300)
+    bars.index = pd.date_range("2024-01-02 16:00", periods=300, freq="B", tz="America/New_York").rename("date")
+    return bars
+
+
+def test_one_zone_with_daylight_saving_loads_as_utc(tmp_path, caplog):
+    # pandas writes a New York index with -05:00 in winter and -04:00 in summer: one zone, not a mix.
+    bars = _new_york_bars()
+    bars.to_csv(tmp_path / "NY.csv")
+    text = (tmp_path / "NY.csv").read_text()
+    assert "-05:00" in text and "-04:00" in text
+    with caplog.at_level("INFO"):
+        panel = load_files(tmp_path)
+    assert (panel["NY"].index == bars.index.tz_convert("UTC")).all()
+    assert "UTC offsets ['-04:00', '-05:00'] (one zone's daylight saving time); converted to UTC" in caplog.text
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_integer_epochs_are_read_in_the_unit_their_size_says(tmp_path, unit):
+    bars = _new_york_bars()
+    expected = bars.index.tz_convert("UTC")
+    bars.index = pd.Index(expected.as_unit(unit).asi8, name="timestamp")
+    bars.to_csv(tmp_path / "EPOCH.csv")
+    assert (load_files(tmp_path)["EPOCH"].index == expected).all()
+
+
+def test_yyyymmdd_integers_are_dates_and_other_numbers_are_refused(tmp_path):
+    bars = make_bars(num_bars=30)
+    dates = bars.index.strftime("%Y%m%d").astype(int)
+    bars.index = pd.Index(dates, name="date")
+    bars.to_csv(tmp_path / "AAA.csv")
+    assert load_files(tmp_path)["AAA"].index[0] == pd.Timestamp(str(dates[0]), tz="UTC")
+    bars.index = pd.Index(range(1000, 1030), name="date")
+    bars.to_csv(tmp_path / "AAA.csv")
+    with pytest.raises(DataError, match=r"AAA.csv: column 'date' holds numbers from 1000 to 1029, which are not "
+                                        r"yyyymmdd dates nor one unit of time since 1970"):
         load_files(tmp_path)
