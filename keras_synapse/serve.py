@@ -11,7 +11,7 @@ import sys
 
 from keras_synapse.errors import ConfigError, SynapseError
 from keras_synapse.serving import app as service
-from keras_synapse.serving.app import DEFAULT_HOLD_BAND, create_app, require_fastapi
+from keras_synapse.serving.app import DEFAULT_HOLD_BAND, ServiceLimits, create_app, require_fastapi
 
 
 def parse_args(argv):
@@ -26,6 +26,13 @@ def parse_args(argv):
                         help="threads per model call (1 keeps latency low under concurrent requests). Defaults to 1")
     parser.add_argument("--hold-band", type=float, default=DEFAULT_HOLD_BAND,
                         help=f"scores within this of 0 read hold/skip. Defaults to {DEFAULT_HOLD_BAND}")
+    defaults = ServiceLimits()
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
+                        help=f"larger request bodies get 413. Defaults to {defaults.max_body_bytes}")
+    parser.add_argument("--max-bars-per-symbol", type=int, default=defaults.max_bars_per_symbol,
+                        help=f"more bars for one symbol get 422. Defaults to {defaults.max_bars_per_symbol}")
+    parser.add_argument("--max-symbols", type=int, default=defaults.max_symbols,
+                        help=f"more symbols in one request get 422. Defaults to {defaults.max_symbols}")
     return parser.parse_args(argv)
 
 
@@ -41,7 +48,8 @@ def main(argv=None):
         from keras_synapse.serving.inference import Predictor
 
         predictor = Predictor.from_registry(args.model, backend=args.backend, intra_op_threads=args.intra_op_threads)
-        app = create_app(predictor, args.hold_band)
+        app = create_app(predictor, args.hold_band, ServiceLimits(args.max_body_bytes, args.max_bars_per_symbol,
+                                                                  args.max_symbols))
     except SynapseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from keras_synapse.data import load_panel
 
 NUM_CLIENTS = 8
 REQUESTS_PER_CLIENT = 250
+SERVER_PIDS = {}
 
 
 def _free_port():
@@ -44,6 +45,7 @@ def server(trained_registry, tmp_path_factory):
             log.close()
             pytest.fail(f"server did not start: {Path(log.name).read_text()}")
         time.sleep(0.2)
+    SERVER_PIDS[url] = process.pid
     yield url
     process.terminate()
     process.wait(timeout=10)
@@ -113,6 +115,56 @@ def test_bad_input_gets_4xx_with_a_message(server, bars):
     assert short.status_code == 422 and "needs at least 40" in short.json()["detail"]
     assert httpx.get(f"{server}/predict/signals").status_code == 405
     assert httpx.post(f"{server}/predict/unknown", json={}).status_code == 404
+
+
+def _rss_bytes(pid):
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024
+
+
+def test_requests_that_pass_the_schema_never_get_a_5xx_and_the_connection_survives(server, bars):
+    good = {"symbol": "SYN-00", "bars": bars["SYN-00"]}
+    bad_time = [dict(bar, timestamp="0001-01-02T00:00:00") for bar in bars["SYN-00"]]
+    late_time = [dict(bar, timestamp="2300-01-02T00:00:00") for bar in bars["SYN-00"]]
+    with httpx.Client(base_url=server) as session:  # one keep-alive connection for every request
+        for body, endpoint in [({"symbol": "X", "bars": bad_time}, "/predict/pattern_confidence"),
+                               ({"symbol": "X", "bars": late_time}, "/predict/signals"),
+                               ({"bars": {"SYN-00": bars["SYN-00"], "SYN-01": []}}, "/predict/multi_ticker"),
+                               ({"symbol": "", "bars": bars["SYN-00"]}, "/predict/pattern_confidence"),
+                               ({"symbol": "A\u0000B", "bars": bars["SYN-00"]}, "/predict/pattern_confidence"),
+                               ({"symbol": "A" * 5000, "bars": bars["SYN-00"]}, "/predict/pattern_confidence"),
+                               ({"symbol": "  ", "bars": bars["SYN-00"]}, "/predict/pattern_confidence")]:
+            answer = session.post(endpoint, json=body)
+            assert answer.status_code == 422, (endpoint, answer.status_code, answer.text[:300])
+            # The same connection still serves the next request.
+            assert session.post("/predict/pattern_confidence", json=good).status_code == 200
+        assert "bar times must lie in 1900-2199" in session.post("/predict/signals",
+                                                                 json={"symbol": "X", "bars": bad_time}).text
+
+
+def test_too_large_requests_are_refused_before_any_work(server, bars):
+    pid = SERVER_PIDS[server]
+    before = _rss_bytes(pid)
+    bar = bars["SYN-00"][0]
+    many_bars = {"symbol": "SYN-00", "bars": [bar] * 200_000}  # ~35 MB of JSON
+    body = json.dumps(many_bars).encode()
+    assert len(body) > 32 * 1024 * 1024
+    started = time.perf_counter()
+    answer = httpx.post(f"{server}/predict/signals", content=body, headers={"content-type": "application/json"},
+                        timeout=60)
+    assert answer.status_code == 413 and "Request body over" in answer.json()["detail"]
+    assert time.perf_counter() - started < 10
+    # A body without a declared length is cut off once it passes the limit.
+    chunks = (body[start:start + 1 << 20] for start in range(0, len(body), 1 << 20))
+    assert httpx.post(f"{server}/predict/signals", content=chunks, headers={"content-type": "application/json"},
+                      timeout=60).status_code == 413
+    assert _rss_bytes(pid) - before < 50 * 1024 * 1024
+    # Within the size limit, too many bars or symbols are refused by the schema.
+    too_many = {"symbol": "SYN-00", "bars": [bar] * 20_001}
+    assert httpx.post(f"{server}/predict/signals", json=too_many, timeout=60).status_code == 422
+    symbols = {f"S{index}": bars["SYN-00"][:1] for index in range(1_001)}
+    assert httpx.post(f"{server}/predict/multi_ticker", json={"bars": symbols}, timeout=60).status_code == 422
+    assert httpx.get(f"{server}/health").status_code == 200
 
 
 def test_concurrent_load(server, bars):

@@ -24,6 +24,7 @@ inside `hold_band` of zero read "hold" (directional labels: "buy" above,
 on validation folds before acting on it.
 """
 
+import dataclasses
 import datetime
 import logging
 
@@ -37,6 +38,30 @@ logger = logging.getLogger("keras_synapse.serving.app")
 DEFAULT_HOLD_BAND = 0.05
 
 
+@dataclasses.dataclass(frozen=True)
+class ServiceLimits:
+    """What one request may hold; larger ones get 413 (body) or 422 (bars, symbols) before any work.
+
+    Attributes:
+        max_body_bytes: request body size (a year of 500 symbols' daily
+            bars is ~25 MB of JSON). Defaults to 32 MiB.
+        max_bars_per_symbol: bars per symbol (80 years of daily bars).
+            Defaults to 20,000.
+        max_symbols: symbols per `/predict/multi_ticker` request. Defaults to
+            1,000.
+    """
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    max_bars_per_symbol: int = 20_000
+    max_symbols: int = 1_000
+
+
+# A symbol is a ticker as vendors write them (BRK.B, BTC/USD, ^VIX, ES=F): no spaces, no control characters.
+SYMBOL_PATTERN = r"^[A-Za-z0-9^][A-Za-z0-9._/^=-]{0,31}$"
+# Bars must be representable as nanosecond timestamps (1677-2262) and plausibly market data.
+EARLIEST_BAR, LATEST_BAR = datetime.datetime(1900, 1, 1), datetime.datetime(2200, 1, 1)
+
+
 def require_fastapi():
     try:
         import fastapi  # noqa: F401
@@ -46,9 +71,13 @@ def require_fastapi():
                           "(or pip install fastapi uvicorn).") from None
 
 
-def _models():
+def _models(limits):
     """The request models (built lazily so importing this module does not need pydantic)."""
-    from pydantic import BaseModel, ConfigDict, Field
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+    Symbol = Annotated[str, StringConstraints(pattern=SYMBOL_PATTERN)]
 
     class Bar(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -59,16 +88,76 @@ def _models():
         close: float
         volume: float
 
+        @field_validator("timestamp")
+        @classmethod
+        def plausible_time(cls, value):
+            naive = value.replace(tzinfo=None) if value.tzinfo is None else (
+                value.astimezone(datetime.timezone.utc).replace(tzinfo=None))
+            if not EARLIEST_BAR <= naive < LATEST_BAR:
+                raise ValueError(f"bar times must lie in {EARLIEST_BAR.year}-{LATEST_BAR.year - 1}. "
+                                 f"Received: {value.isoformat()}")
+            return value
+
+    Bars = Annotated[list[Bar], Field(min_length=1, max_length=limits.max_bars_per_symbol,
+                                      description="bars in time order")]
+
     class SymbolBars(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        symbol: str = Field("SYMBOL", min_length=1, max_length=64)
-        bars: list[Bar] = Field(min_length=1, description="bars in time order")
+        symbol: Symbol = "SYMBOL"
+        bars: Bars
 
     class MultiTickerBars(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        bars: dict[str, list[Bar]] = Field(min_length=1, description="symbol -> bars in time order")
+        bars: Annotated[dict[Symbol, Bars], Field(min_length=1, max_length=limits.max_symbols,
+                                                  description="symbol -> bars in time order")]
 
     return Bar, SymbolBars, MultiTickerBars
+
+
+class BodySizeLimit:
+    """ASGI middleware: a body over `max_bytes` gets 413, before it is read when its length is declared."""
+
+    def __init__(self, app, max_bytes):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._too_large(send)
+        # Without a declared length, read the body here, at most `max_bytes` of it, then hand it on.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                return await self._too_large(send)
+            if not message.get("more_body", False):
+                break
+        body, delivered = b"".join(chunks), False
+
+        async def replay():
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send):
+        import json
+
+        body = json.dumps({"detail": f"Request body over {self.max_bytes} bytes; send fewer bars or symbols "
+                                     "per request."}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
 
 
 def bars_frame(bars):
@@ -125,13 +214,15 @@ def _row_json(symbol, row, predictor, hold_band):
     return answer
 
 
-def create_app(predictor, hold_band=DEFAULT_HOLD_BAND):
+def create_app(predictor, hold_band=DEFAULT_HOLD_BAND, limits=ServiceLimits()):
     """The FastAPI app serving `predictor` (a `keras_synapse.serving.inference.Predictor`).
 
     Args:
         predictor: the loaded model.
         hold_band: scores within this distance of 0 read "hold"/"skip".
             Defaults to `0.05`.
+        limits: the `ServiceLimits` of one request. Defaults to
+            `ServiceLimits()`.
 
     Raises:
         ConfigError: when FastAPI is not installed.
@@ -141,9 +232,10 @@ def create_app(predictor, hold_band=DEFAULT_HOLD_BAND):
 
     from keras_synapse.data.panel import Panel
 
-    _, SymbolBars, MultiTickerBars = _models()
+    _, SymbolBars, MultiTickerBars = _models(limits)
     app = FastAPI(title="keras_synapse", description=f"Predictions of {predictor.experiment} "
                   f"v{predictor.version} ({predictor.task.label}, {predictor.task.kind})")
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     required = predictor.inputs.required_bars
     model_info = {"experiment": predictor.experiment, "version": predictor.version, "backend": predictor.backend}
 
