@@ -33,17 +33,37 @@ def run_command(body, args, log_level=logging.INFO):
 
 
 def resolve_config(args):
-    """The run's `ExperimentConfig` from parsed `train`/`tune` arguments (or a resumed run's config.json)."""
+    """The run's `ExperimentConfig` from parsed `train`/`tune` arguments (or a resumed run's config.json).
+
+    Raises:
+        SynapseError: when resuming with a command whose config differs from
+            the interrupted run's (the fields that differ are named).
+    """
+    import dataclasses
     import json
     from pathlib import Path
 
-    from keras_synapse.config import apply_overrides, config_from_dict, load_experiment
+    from keras_synapse.config import config_from_dict
 
-    if args.resume:
-        config_path = Path(args.resume) / "config.json"
-        if not config_path.is_file():
-            raise SynapseError(f"--resume {args.resume}: no config.json there; is it a run directory?")
-        return config_from_dict(json.loads(config_path.read_text()))
+    requested = _requested_config(args)
+    if not getattr(args, "resume", None):
+        return requested
+    config_path = Path(args.resume) / "config.json"
+    if not config_path.is_file():
+        raise SynapseError(f"--resume {args.resume}: no config.json there; is it a run directory?")
+    stored = config_from_dict(json.loads(config_path.read_text()))
+    differing = [field.name for field in dataclasses.fields(stored)
+                 if getattr(stored, field.name) != getattr(requested, field.name)]
+    if differing:
+        changes = ", ".join(f"{name}={getattr(stored, name)!r} (now {getattr(requested, name)!r})" for name in differing)
+        raise SynapseError(f"--resume {args.resume}: the run was started with another config: {changes}. Resume "
+                           "with the command that started it, or start a new run.")
+    return stored
+
+
+def _requested_config(args):
+    from keras_synapse.config import apply_overrides, load_experiment
+
     config = load_experiment(args.experiment, quick=args.quick)
     overrides = list(args.overrides)
     for key in ("data", "epochs", "seed"):

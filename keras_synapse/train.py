@@ -8,6 +8,7 @@ baselines on the same windows and 95% block-bootstrap intervals.
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -80,10 +81,12 @@ def run(args):
     tf.config.experimental.enable_op_determinism()
     if args.resume:
         run_dir = Path(args.resume)
+        check_same_data(run_dir, data.panel)
         print(f"resuming run directory: {run_dir}")
     else:
         run_dir = new_run_dir(args.output, config.name)
         write_json(run_dir / "config.json", config_to_dict(config))
+        write_json(run_dir / DATA_RECORD, data_record(data.panel))
         print(f"run directory: {run_dir}")
     trainer = FoldTrainer(config, data, run_dir, resume=bool(args.resume))
 
@@ -119,10 +122,17 @@ def run(args):
     base_model = load_base_model(config, data, folds[-1]) if config.finetune_symbol and config.base_model else None
     final_model, final_history, final_split = refit_final(trainer, calendar, folds[-1], base_model)
     histories["final refit"] = final_history
-    # Parity is checked on the most recent windows the refit held back for early stopping.
-    parity_inputs = data.windowed.gather(final_split["validation"][-256:])
-    version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
-                                 drift_rows=data.windowed.timestamps <= final_split["fit_end"], fold_models=fold_models)
+    if (run_dir / REGISTERED_RECORD).is_file():
+        # A resumed run that had registered its model before it stopped registers nothing new.
+        version_dir = Path(json.loads((run_dir / REGISTERED_RECORD).read_text())["version_dir"])
+        print(f"already registered: {version_dir}")
+    else:
+        # Parity is checked on the most recent windows the refit held back for early stopping.
+        parity_inputs = data.windowed.gather(final_split["validation"][-256:])
+        version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
+                                     drift_rows=data.windowed.timestamps <= final_split["fit_end"],
+                                     fold_models=fold_models)
+        write_json(run_dir / REGISTERED_RECORD, {"version_dir": str(version_dir)})
     metrics["model"] = {
         "keras": str(version_dir / "model.keras"),
         "onnx": str(version_dir / "model.onnx"),
@@ -141,6 +151,38 @@ def run(args):
     print(f"model: {metrics['model']['keras']} (+ model.onnx)")
     print(f"run: {run_dir} ({time.time() - started:.0f} s)")
     return run_dir
+
+
+# What a run records so that `--resume` continues only the same run.
+DATA_RECORD, REGISTERED_RECORD = "data.json", "registered.json"
+
+
+def data_record(panel):
+    """The run's data: the panel's fingerprint and each symbol's, so a resume can name what changed."""
+    from keras_synapse.data import Panel
+
+    return {"fingerprint": panel.fingerprint(),
+            "symbols": {symbol: Panel({symbol: panel[symbol]}).fingerprint() for symbol in panel.symbols}}
+
+
+def check_same_data(run_dir, panel):
+    """Refuses to resume a run on data other than the data it started on, naming the symbols that differ."""
+    path = Path(run_dir) / DATA_RECORD
+    if not path.is_file():
+        print(f"warning: {run_dir} records no data fingerprint (started by an older keras_synapse); "
+              "cannot check that the data are unchanged", file=sys.stderr)
+        return
+    recorded, current = json.loads(path.read_text()), data_record(panel)
+    if recorded["fingerprint"] == current["fingerprint"]:
+        return
+    before, after = recorded["symbols"], current["symbols"]
+    differences = [f"{sorted(set(after) - set(before))} added" if set(after) - set(before) else "",
+                   f"{sorted(set(before) - set(after))} removed" if set(before) - set(after) else "",
+                   f"bars of {sorted(s for s in set(before) & set(after) if before[s] != after[s])} changed"
+                   if any(before[s] != after[s] for s in set(before) & set(after)) else ""]
+    raise DataError(f"--resume {run_dir}: the data differ from those the run started on "
+                    f"({'; '.join(item for item in differences if item)}). Resuming would continue checkpoints "
+                    "trained on other bars; start a new run instead.")
 
 
 def load_base_model(config, data, last_fold):

@@ -59,3 +59,34 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, request):
     assert actual["summary"] == expected["summary"]
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "test_predictions.csv"),
                                   pd.read_csv(only_run_dir(uninterrupted) / "test_predictions.csv"))
+
+
+def test_resume_refuses_other_data_or_config_and_never_registers_twice(tmp_path, request):
+    from keras_synapse.data import load_panel
+
+    root = request.config.rootpath
+    panel = load_panel("sample", quick=True)
+    (tmp_path / "bars").mkdir()
+    for symbol in ("SP500", "SYN-00", "SYN-01"):
+        panel[symbol].rename_axis("timestamp").to_csv(tmp_path / "bars" / f"{symbol}.csv")
+    arguments = ["--data", str(tmp_path / "bars"), "--epochs", "1"]
+    result = subprocess.run(command(root, tmp_path, *arguments), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(tmp_path)
+    # Resuming a finished run continues nothing and registers nothing new.
+    result = subprocess.run(command(root, tmp_path, *arguments, "--resume", str(run_dir)),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already registered" in result.stdout
+    assert sorted(path.name for path in (tmp_path / "saved_models" / "shared_backbone").iterdir()
+                  if path.name.isdigit()) == ["1"]
+    # Another config, or other bars, are refused by name.
+    result = subprocess.run(command(root, tmp_path, *arguments, "--set", "dropout=0.2", "--resume", str(run_dir)),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "the run was started with another config: dropout=0.1 (now 0.2)" in result.stderr
+    bars = pd.read_csv(tmp_path / "bars" / "SYN-01.csv")
+    bars.iloc[:-30].to_csv(tmp_path / "bars" / "SYN-01.csv", index=False)
+    result = subprocess.run(command(root, tmp_path, *arguments, "--resume", str(run_dir)),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "the data differ from those the run started on (bars of ['SYN-01'] changed)" in result.stderr
