@@ -11,6 +11,7 @@ Column names are matched case-insensitively; the date column may be called
 `timestamp`, `datetime`, `date`, `time` or `index`.
 """
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,8 @@ from keras_synapse.data.panel import Panel, standardize_columns
 from keras_synapse.errors import DataError
 
 BAR_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+logger = logging.getLogger(__name__)
 
 
 def load_files(path):
@@ -39,14 +42,31 @@ def load_files(path):
     if not path.exists():
         raise DataError(f"Data path does not exist: {path}")
     if path.is_dir():
-        files = sorted(child for child in path.iterdir() if child.suffix.lower() in BAR_FILE_SUFFIXES)
-        if not files:
-            raise DataError(f"Directory {path} holds no bar files ({', '.join(BAR_FILE_SUFFIXES)}).")
-        return Panel({file.stem: _read_symbol_file(file) for file in files})
+        return Panel({file.stem: _read_symbol_file(file) for file in _symbol_files(path)})
     frame = standardize_columns(_read_table(path), where=str(path))
     if "symbol" not in frame.columns:
         return Panel({path.stem: frame})
     return Panel({str(symbol): group.drop(columns="symbol") for symbol, group in frame.groupby("symbol", sort=False)})
+
+
+def _symbol_files(directory):
+    """The directory's bar files, one per symbol; hidden files (editor and OS leftovers) are skipped, said once."""
+    candidates = sorted(child for child in directory.iterdir() if child.suffix.lower() in BAR_FILE_SUFFIXES)
+    hidden = [child.name for child in candidates if child.name.startswith(".")]
+    if hidden:
+        logger.info("%s: skipped hidden file(s) %s.", directory, hidden)
+    files = [child for child in candidates if not child.name.startswith(".")]
+    if not files:
+        raise DataError(f"Directory {directory} holds no bar files ({', '.join(BAR_FILE_SUFFIXES)}).")
+    by_symbol = {}
+    for file in files:
+        by_symbol.setdefault(file.stem, []).append(file.name)
+    doubled = {symbol: names for symbol, names in by_symbol.items() if len(names) > 1}
+    if doubled:
+        symbol, names = next(iter(doubled.items()))
+        raise DataError(f"Directory {directory} holds {len(names)} files for symbol '{symbol}' ({', '.join(names)}); "
+                        "keep one, so it is clear which bars are used.")
+    return files
 
 
 def _read_symbol_file(path):

@@ -132,3 +132,14 @@ def test_yyyymmdd_integers_are_dates_and_other_numbers_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"AAA.csv: column 'date' holds numbers from 1000 to 1029, which are not "
                                         r"yyyymmdd dates nor one unit of time since 1970"):
         load_files(tmp_path)
+
+
+def test_two_files_for_one_symbol_are_refused_and_hidden_files_skipped(tmp_path, caplog):
+    write_csv(make_bars(num_bars=30), tmp_path / "AAA.csv")
+    write_csv(make_bars(num_bars=30, seed=1), tmp_path / ".AAA-backup.csv")
+    with caplog.at_level("INFO"):
+        panel = load_files(tmp_path)
+    assert list(panel.symbols) == ["AAA"] and "skipped hidden file(s) ['.AAA-backup.csv']" in caplog.text
+    make_bars(num_bars=30, seed=2).rename_axis("date").to_parquet(tmp_path / "AAA.parquet")
+    with pytest.raises(DataError, match=r"holds 2 files for symbol 'AAA' \(AAA.csv, AAA.parquet\); keep one"):
+        load_files(tmp_path)
