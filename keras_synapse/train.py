@@ -159,10 +159,7 @@ DATA_RECORD, REGISTERED_RECORD = "data.json", "registered.json"
 
 def data_record(panel):
     """The run's data: the panel's fingerprint and each symbol's, so a resume can name what changed."""
-    from keras_synapse.data import Panel
-
-    return {"fingerprint": panel.fingerprint(),
-            "symbols": {symbol: Panel({symbol: panel[symbol]}).fingerprint() for symbol in panel.symbols}}
+    return {"fingerprint": panel.fingerprint(), "symbols": panel.symbol_fingerprints()}
 
 
 def check_same_data(run_dir, panel):

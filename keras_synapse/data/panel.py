@@ -309,10 +309,13 @@ class Panel(Mapping):
         """
         digest = hashlib.sha256()
         for symbol, frame in self._frames.items():
-            digest.update(symbol.encode())
-            digest.update(frame.index.asi8.tobytes())
-            digest.update(np.ascontiguousarray(frame.to_numpy(dtype="float64")).tobytes())
+            _digest_bars(digest, symbol, frame)
         return digest.hexdigest()
+
+    def symbol_fingerprints(self):
+        """Symbol -> the fingerprint of that symbol's bars alone, to name which symbols two panels differ in."""
+        return {symbol: _digest_bars(hashlib.sha256(), symbol, frame).hexdigest()
+                for symbol, frame in self._frames.items()}
 
     def require_history(self, num_bars, reason):
         """Raises `DataError` naming each symbol with fewer than `num_bars` bars.
@@ -328,3 +331,10 @@ class Panel(Mapping):
                 f"History too short for {reason} (needs {num_bars} bars): "
                 + ", ".join(f"'{symbol}' has {count}" for symbol, count in short.items())
             )
+
+
+def _digest_bars(digest, symbol, frame):
+    digest.update(symbol.encode())
+    digest.update(frame.index.asi8.tobytes())
+    digest.update(np.ascontiguousarray(frame.to_numpy(dtype="float64")).tobytes())
+    return digest

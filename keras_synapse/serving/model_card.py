@@ -76,6 +76,8 @@ class ModelCard(collections.abc.Mapping):
 
     def __init__(self, fields, source="model card"):
         self._fields = dict(fields)
+        # The checksum is of the content, never part of it: a card built from a file's JSON drops the old one.
+        self._fields.pop(CHECKSUM, None)
         self._fields.setdefault("format_version", FORMAT_VERSION)
         self.source = str(source)
         _validate(self._fields, self.source)

@@ -99,9 +99,9 @@ def feature_definitions(feature_set_name, feature_names):
 
 def window_rules(config):
     """How windows are cut from a symbol's feature rows, as the model card states it."""
-    from keras_synapse.features import get_feature_set
+    from keras_synapse.training.preparation import warmup_bars
 
-    warmup = max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
+    warmup = warmup_bars(config)
     return {
         "sequence_length": config.sequence_length,
         "warmup": warmup,

@@ -28,6 +28,13 @@ class PreparedData:
     primary_head: str = None
 
 
+def warmup_bars(config):
+    """Bars of history the config's feature sets need before their first valid row."""
+    from keras_synapse.features import get_feature_set
+
+    return max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
+
+
 def prepare_data(config, quick):
     """Loads and validates the bars, computes features and labels, stacks the windows.
 
@@ -38,14 +45,13 @@ def prepare_data(config, quick):
 
     from keras_synapse.config import head_labels, label_options, reference_symbols
     from keras_synapse.data import load_panel
-    from keras_synapse.features import get_feature_set
     from keras_synapse.labels import compute_labels
     from keras_synapse.labels.tasks import Task
 
     with tqdm(total=3, desc="data", unit="step") as progress:
         panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
         progress.update()
-        warmup = max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
+        warmup = warmup_bars(config)
         panel.require_history(
             warmup + config.sequence_length + config.horizon,
             f"feature warm-up {warmup} + sequence_length {config.sequence_length} + horizon {config.horizon}",
