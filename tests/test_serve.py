@@ -1,6 +1,7 @@
 """The HTTP service, tested as a real uvicorn server in its own process with a real HTTP client."""
 
 import concurrent.futures
+import contextlib
 import json
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import copy_version
 
 from keras_synapse.data import load_panel
 
@@ -25,31 +27,38 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained_registry, tmp_path_factory):
+@contextlib.contextmanager
+def running_server(version, log_path):
+    """Starts `python -m keras_synapse.serve version` on a free port; yields `(url, process)` once it answers."""
     port = _free_port()
-    log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
-    command = [sys.executable, "-m", "keras_synapse.serve", str(trained_registry), "--port", str(port)]
+    log = Path(log_path).open("w")
+    command = [sys.executable, "-m", "keras_synapse.serve", str(version), "--port", str(port)]
     # A file, not a pipe: a pipe nobody reads would block the server once full.
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            process.kill()
-            log.close()
-            pytest.fail(f"server did not start: {Path(log.name).read_text()}")
-        time.sleep(0.2)
-    SERVER_PIDS[url] = process.pid
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
-    log.close()
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"server did not start: {Path(log_path).read_text()}")
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def server(trained_registry, tmp_path_factory):
+    with running_server(trained_registry, tmp_path_factory.mktemp("serve") / "server.log") as (url, process):
+        SERVER_PIDS[url] = process.pid
+        yield url
 
 
 def bar_records(frame):
@@ -192,6 +201,36 @@ def test_concurrent_load(server, bars):
     print(f"\nload: {len(latencies)} requests, {NUM_CLIENTS} concurrent clients, {elapsed:.1f} s, "
           f"{len(latencies) / elapsed:.0f} requests/s; latency p50 {np.percentile(latencies, 50):.1f} ms, "
           f"p99 {np.percentile(latencies, 99):.1f} ms")
+
+
+def test_a_damaged_model_is_served_only_from_a_verified_backend(trained_registry, tmp_path, bars):
+    import onnx
+
+    version = copy_version(trained_registry, tmp_path / "saved_models")
+    model = onnx.load(str(version / "model.onnx"))
+    largest = max(model.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    data = bytearray((version / "model.onnx").read_bytes())
+    start = data.index(largest.raw_data) + len(largest.raw_data) // 2
+    data[start:start + 64] = bytes(byte ^ 0x5A for byte in data[start:start + 64])
+    (version / "model.onnx").write_bytes(bytes(data))
+    body = {"symbol": "SYN-00", "bars": bars["SYN-00"]}
+    with running_server(trained_registry, tmp_path / "good.log") as (url, _):
+        expected = httpx.post(f"{url}/predict/pattern_confidence", json=body).json()
+    with running_server(version, tmp_path / "damaged.log") as (url, _):
+        assert httpx.get(f"{url}/health").json()["backend"] == "keras"
+        answer = httpx.post(f"{url}/predict/pattern_confidence", json=body).json()
+        assert answer["score"] == pytest.approx(expected["score"], abs=1e-4)
+    assert "not the file registered" in (tmp_path / "damaged.log").read_text()
+    # A card whose feature list was reordered by hand never serves.
+    card = json.loads((version / "metadata.json").read_text())
+    names = card["inputs"]["sequence"]["feature_names"]
+    names[0], names[1] = names[1], names[0]
+    card["feature_names"] = list(names)
+    (version / "metadata.json").write_text(json.dumps(card))
+    result = subprocess.run([sys.executable, "-m", "keras_synapse.serve", str(version), "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "was changed after keras_synapse wrote it" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_missing_fastapi_is_a_clear_error(monkeypatch):

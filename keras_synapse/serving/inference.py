@@ -47,6 +47,7 @@ import pandas as pd
 
 from keras_synapse.errors import SynapseError
 from keras_synapse.serving.model_inputs import ModelInputs
+from keras_synapse.serving.probes import check_probes
 from keras_synapse.serving.runners import KerasRunner, ModelLoadError, OnnxRunner
 from keras_synapse.serving.stream import PredictionStream
 
@@ -130,8 +131,11 @@ class Predictor:
                 Defaults to `None`.
 
         Every model file is checked against the SHA-256 its model card
-        recorded: an ONNX file that differs is treated as one that does not
-        load (a warning, then Keras); a `.keras` file that differs is refused.
+        recorded, and the loaded model is run on the card's probe windows
+        and compared with what it answered at registration
+        (`keras_synapse.serving.probes`): an ONNX file that fails either is
+        treated as one that does not load (a warning, then Keras, itself
+        checked); a `.keras` file that fails is refused.
 
         Raises:
             SynapseError: when `path` is not a registry version, the backend
@@ -158,6 +162,7 @@ class Predictor:
                     raise FileNotFoundError(f"{onnx_path} does not exist")
                 metadata.verify_file(version_dir, onnx_path.name)
                 runner = OnnxRunner(onnx_path, intra_op_threads)
+                check_probes(metadata, runner, backend, onnx_path)
                 return cls(metadata, runner, backend, version_dir, batch_size)
             except Exception as error:  # onnxruntime raises its own untyped errors
                 logger.warning("ONNX backend unavailable for %s (%s); falling back to Keras (model.keras).",
@@ -167,6 +172,7 @@ class Predictor:
             runner = KerasRunner(version_dir / "model.keras", intra_op_threads)
         except Exception as error:
             raise ModelLoadError(f"Could not load a model from {version_dir}: {error}") from None
+        check_probes(metadata, runner, "keras", version_dir / "model.keras")
         return cls(metadata, runner, "keras", version_dir, batch_size)
 
     def _check_input_shapes(self, shapes):

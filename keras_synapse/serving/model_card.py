@@ -23,6 +23,9 @@ such as `metrics`, `drift_reference` and `onnx`:
 | `normalization`  | per input: the training-fold `mean` and `variance` per feature |
 | `windows`        | (optional) how windows are cut: `sequence_length`, `warmup`,   |
 |                  | `max_gap_factor` and the rules in words                        |
+| `files`          | (optional) SHA-256 per model file, see below                   |
+| `probes`         | (optional) probe windows and each backend's outputs on them,   |
+|                  | see `keras_synapse.serving.probes`                             |
 
 Integrity: `files` records the SHA-256 of each model file at registration
 (and export), and `checksum` is the SHA-256 of the card's own content, both

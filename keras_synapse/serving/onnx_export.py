@@ -342,7 +342,9 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
     """
     import logging
 
+    from keras_synapse.serving.probes import record_probes, select_probe_inputs, with_backend_outputs
     from keras_synapse.serving.registry import read_metadata, resolve
+    from keras_synapse.serving.runners import KerasRunner, OnnxRunner
 
     version_dir = resolve(version)
     metadata = read_metadata(version_dir)
@@ -368,9 +370,15 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
     info = export_onnx(model, version_dir / "model.onnx", inputs, opset, tolerance)
     metadata = metadata.updated(onnx={**info, "tolerance": tolerance, "parity_inputs": description,
                                       "exported_by": "python -m keras_synapse.export"})
+    runners = {"onnx": OnnxRunner(version_dir / "model.onnx")}
     if quantize:
         metadata = metadata.updated(onnx_int8=quantize_onnx(version_dir / "model.onnx",
                                                             version_dir / "model.int8.onnx", inputs))
+        runners["onnx_int8"] = OnnxRunner(version_dir / "model.int8.onnx")
+    # The probes keep the windows and Keras outputs of registration; a card from before probes gets new ones.
+    probes = metadata.get("probes") or record_probes(select_probe_inputs(inputs),
+                                                     {"keras": KerasRunner.from_model(model)})
+    metadata = metadata.updated(probes=with_backend_outputs(probes, runners))
     # The exported files' digests; model.keras keeps the one recorded at registration (a card from before
     # digests existed records the file exported from).
     names = ["model.onnx"] + (["model.int8.onnx"] if quantize else []) + (

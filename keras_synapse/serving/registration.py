@@ -6,6 +6,9 @@ import numpy as np
 def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows, fold_models=()):
     """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata.
 
+    The metadata records every file's SHA-256 and probe windows with both
+    backends' outputs (`keras_synapse.serving.probes`), checked at each load.
+
     `drift_rows` selects the feature rows the model was fitted on; their
     per-feature distributions go into the metadata as the drift reference.
     The fold models go to `folds/fold_<k>.keras`, so `predict --fold k`
@@ -18,7 +21,9 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     from keras_synapse.serving.drift import training_distributions
     from keras_synapse.serving.model_card import file_digest
     from keras_synapse.serving.onnx_export import export_onnx
+    from keras_synapse.serving.probes import record_probes, select_probe_inputs
     from keras_synapse.serving.registry import register
+    from keras_synapse.serving.runners import KerasRunner, OnnxRunner
 
     windowed, panel = data.windowed, data.panel
 
@@ -34,6 +39,8 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
                 directory / "folds" / f"fold_{index}.keras")
         # register() writes metadata.json after this returns, so the export figures and digests land in it.
         metadata["onnx"] = json_ready(export_onnx(inference_model, directory / "model.onnx", parity_inputs))
+        metadata["probes"] = record_probes(select_probe_inputs(parity_inputs), {
+            "keras": KerasRunner.from_model(inference_model), "onnx": OnnxRunner(directory / "model.onnx")})
         names = ["model.keras", "model.onnx"] + [f"folds/fold_{index}.keras" for index in range(len(fold_models))]
         metadata["files"] = {name: file_digest(directory / name) for name in names}
 

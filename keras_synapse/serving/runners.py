@@ -46,7 +46,17 @@ class KerasRunner:
                 tf.config.threading.set_intra_op_parallelism_threads(int(intra_op_threads))
             except RuntimeError:  # TensorFlow already initialized its thread pools
                 logger.info("TensorFlow is already initialized; intra_op_threads is ignored.")
-        self.model = keras.models.load_model(path, compile=False)
+        self._use(keras.models.load_model(path, compile=False))
+
+    @classmethod
+    def from_model(cls, model):
+        """A runner over a Keras model already in memory (e.g. the one just trained)."""
+        runner = cls.__new__(cls)
+        runner._use(model)
+        return runner
+
+    def _use(self, model):
+        self.model = model
         self.input_shapes = {tensor.name: list(tensor.shape) for tensor in self.model.inputs}
         self.output_names = list(self.model.output_names)
 
