@@ -1,5 +1,6 @@
 """The HTTP service, tested as a real uvicorn server in its own process with a real HTTP client."""
 
+import collections
 import concurrent.futures
 import contextlib
 import json
@@ -176,31 +177,91 @@ def test_too_large_requests_are_refused_before_any_work(server, bars):
     assert httpx.get(f"{server}/health").status_code == 200
 
 
+FUZZ_REQUESTS = 2_400
+
+
+def _json_or_none(answer):
+    try:
+        body = answer.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def test_fuzzed_requests_never_get_a_5xx(server, bars):
+    """2,400 requests generated from the schema, valid and broken, on one keep-alive connection; prints figures."""
+    from request_fuzz import RequestFuzzer
+
+    pid = SERVER_PIDS[server]
+    rss_before = _rss_bytes(pid)
+    statuses, latencies, failures = collections.Counter(), [], []
+    with httpx.Client(base_url=server, timeout=30) as session:
+        for endpoint, body, mutations in RequestFuzzer(bars, seed=0).requests(FUZZ_REQUESTS):
+            started = time.perf_counter()
+            answer = session.post(endpoint, content=body, headers={"content-type": "application/json"})
+            latencies.append(time.perf_counter() - started)
+            statuses[answer.status_code] += 1
+            expected = 200 if not mutations else None
+            has_detail = answer.status_code < 400 or isinstance(_json_or_none(answer).get("detail"), (str, list))
+            if answer.status_code >= 500 or (expected and answer.status_code != expected) or not has_detail:
+                failures.append((endpoint, mutations, answer.status_code, answer.text[:200]))
+    assert not failures, failures[:5]
+    assert all(status == 200 or 400 <= status < 500 for status in statuses), statuses
+    assert statuses[200] > 300 and statuses[422] > 1_000, statuses  # both kinds were exercised
+    assert httpx.get(f"{server}/health").status_code == 200
+    rss_after = _rss_bytes(pid)
+    assert rss_after - rss_before < 100 * 1024 * 1024
+    latencies = np.array(latencies) * 1e3
+    print(f"\nfuzz: {sum(statuses.values())} requests, statuses {dict(sorted(statuses.items()))}; latency p50 "
+          f"{np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms; server RSS "
+          f"{rss_before / 2**20:.0f} -> {rss_after / 2**20:.0f} MiB")
+
+
 def test_concurrent_load(server, bars):
-    """8 clients x 250 requests against the real server: no errors; prints the figures (speed is benchmarked, not asserted)."""
+    """8 clients x 250 requests, one in five of them bad, against the real server; prints the figures.
+
+    Good requests must all get 200 with a model score, bad ones 422; speed is benchmarked, not asserted.
+    """
     # Encoded once, so the clients (in this process) spend their time waiting on the server, not on JSON.
-    payloads = [json.dumps({"symbol": symbol, "bars": records[-50:]}).encode() for symbol, records in bars.items()]
+    good = [json.dumps({"symbol": symbol, "bars": records[-50:]}).encode() for symbol, records in bars.items()]
+    inverted = [dict(bar) for bar in bars["SYN-00"][-50:]]
+    inverted[20]["high"] = inverted[20]["low"] / 2
+    bad = [json.dumps({"symbol": "SYN-00", "bars": inverted}).encode(),
+           json.dumps({"symbol": "SYN-00", "bars": bars["SYN-00"][-10:]}).encode(),  # too short
+           json.dumps({"symbol": "A B", "bars": bars["SYN-00"][-50:]}).encode(),
+           b'{"symbol": "SYN-00", "bars": [{"timestamp": "2024-01-02"']
+    pid = SERVER_PIDS[server]
+    rss_before = _rss_bytes(pid)
 
     def client(index):
-        latencies = []
+        latencies, statuses = [], collections.Counter()
         with httpx.Client(base_url=server, timeout=30) as session:
             for request in range(REQUESTS_PER_CLIENT):
+                is_bad = (index + request) % 5 == 0
+                payload = bad[request % len(bad)] if is_bad else good[(index + request) % len(good)]
                 started = time.perf_counter()
-                payload = payloads[(index + request) % len(payloads)]
                 answer = session.post("/predict/pattern_confidence", content=payload,
                                       headers={"content-type": "application/json"})
                 latencies.append(time.perf_counter() - started)
-                assert answer.status_code == 200 and answer.json()["fallback"] is False, answer.text
-        return latencies
+                statuses[answer.status_code] += 1
+                if is_bad:
+                    assert answer.status_code == 422 and answer.json()["detail"], answer.text
+                else:
+                    assert answer.status_code == 200 and answer.json()["fallback"] is False, answer.text
+        return latencies, statuses
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(NUM_CLIENTS) as pool:
-        latencies = np.concatenate(list(pool.map(client, range(NUM_CLIENTS)))) * 1e3
+        results = list(pool.map(client, range(NUM_CLIENTS)))
     elapsed = time.perf_counter() - started
-    assert len(latencies) == NUM_CLIENTS * REQUESTS_PER_CLIENT
-    print(f"\nload: {len(latencies)} requests, {NUM_CLIENTS} concurrent clients, {elapsed:.1f} s, "
-          f"{len(latencies) / elapsed:.0f} requests/s; latency p50 {np.percentile(latencies, 50):.1f} ms, "
-          f"p99 {np.percentile(latencies, 99):.1f} ms")
+    latencies = np.concatenate([latency for latency, _ in results]) * 1e3
+    statuses = sum((counts for _, counts in results), collections.Counter())
+    assert len(latencies) == NUM_CLIENTS * REQUESTS_PER_CLIENT and statuses[422] == len(latencies) // 5
+    rss_after = _rss_bytes(pid)
+    print(f"\nload: {len(latencies)} requests ({dict(sorted(statuses.items()))}), {NUM_CLIENTS} concurrent clients, "
+          f"{elapsed:.1f} s, {len(latencies) / elapsed:.0f} requests/s; latency p50 {np.percentile(latencies, 50):.1f} "
+          f"ms, p99 {np.percentile(latencies, 99):.1f} ms; server RSS {rss_before / 2**20:.0f} -> "
+          f"{rss_after / 2**20:.0f} MiB")
 
 
 def test_a_damaged_model_is_served_only_from_a_verified_backend(trained_registry, tmp_path, bars):

@@ -159,6 +159,27 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def plain_validation_errors(errors, limit=20):
+    """Pydantic's validation errors as JSON-safe dicts: location, message and a short text of what was received.
+
+    The received value is shown by `reprlib`, so a NaN (which JSON cannot
+    carry) or a list of 20,000 bars (which would echo megabytes) reads as a
+    short text; at most `limit` errors are listed.
+    """
+    import reprlib
+
+    plain = []
+    for error in errors[:limit]:
+        entry = {"type": str(error.get("type")), "loc": [part if isinstance(part, int) else str(part)
+                                                         for part in error.get("loc", ())],
+                 "msg": str(error.get("msg"))}
+        if "input" in error:
+            entry["input"] = reprlib.repr(error["input"])
+        plain.append(entry)
+    if len(errors) > limit:
+        plain.append({"type": "truncated", "loc": [], "msg": f"{len(errors) - limit} more errors not listed"})
+    return plain
+
 
 def bars_frame(bars):
     """Request bars -> an OHLCV frame on a UTC DatetimeIndex (naive times taken as UTC; validated later)."""
@@ -229,6 +250,8 @@ def create_app(predictor, hold_band=DEFAULT_HOLD_BAND, limits=ServiceLimits()):
     """
     require_fastapi()
     from fastapi import FastAPI, HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     from keras_synapse.data.panel import Panel
 
@@ -236,6 +259,11 @@ def create_app(predictor, hold_band=DEFAULT_HOLD_BAND, limits=ServiceLimits()):
     app = FastAPI(title="keras_synapse", description=f"Predictions of {predictor.experiment} "
                   f"v{predictor.version} ({predictor.task.label}, {predictor.task.kind})")
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_failed(request, error):
+        return JSONResponse(status_code=422, content={"detail": plain_validation_errors(error.errors())})
+
     required = predictor.inputs.required_bars
     model_info = {"experiment": predictor.experiment, "version": predictor.version, "backend": predictor.backend}
 
