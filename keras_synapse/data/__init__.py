@@ -38,9 +38,17 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
         A validated `Panel`.
 
     Raises:
-        DataError: for an unknown source, missing symbols, or invalid bars.
+        DataError: for an unknown source, missing symbols, invalid bars, or
+            symbols of different bar frequencies.
     """
-    spec = str(spec).strip()
+    from keras_synapse.data.plausibility import check_one_frequency
+
+    panel = _load(str(spec).strip(), quick, sample_signal_strength)
+    check_one_frequency(panel)
+    return panel
+
+
+def _load(spec, quick, sample_signal_strength):
     if spec == "sample":
         from keras_synapse.data.sample import load_sample
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
+from keras_synapse.data.plausibility import check_plausible
 from keras_synapse.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -141,7 +142,9 @@ def validate_bars(frame, symbol):
         DataError: naming the symbol, the column and the first bad timestamp
             for: empty data, missing columns, non-numeric values, NaN or
             infinite prices, non-positive prices, negative volume, high < low,
-            open or close outside [low, high], duplicate or unsorted timestamps.
+            open or close outside [low, high], duplicate or unsorted timestamps,
+            and absurd values (see `keras_synapse.data.plausibility`, which
+            also warns about constant or stale closes).
     """
     if frame is None or len(frame) == 0:
         raise DataError(f"Symbol '{symbol}': no bars (empty data).")
@@ -162,6 +165,7 @@ def validate_bars(frame, symbol):
     for column in OHLCV_COLUMNS:
         bars[column] = _to_float(bars[column], symbol, column)
     _check_values(bars, symbol)
+    check_plausible(bars, symbol)
     return bars
 
 

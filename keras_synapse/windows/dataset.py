@@ -15,12 +15,15 @@ at each window's last bar, giving inputs `{"sequence": [L, F_seq], "static":
 """
 
 import dataclasses
+import logging
 import math
 
 import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import ConfigError, DataError
+
+logger = logging.getLogger("keras_synapse.windows")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +164,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
                                                np.where(np.isnat(part["label_end_times"]), head_end,
                                                         np.maximum(part["label_end_times"], head_end)))
         parts.append(part)
+    _say_symbols_without_windows(feature_frames, parts, sequence_length)
     stacked = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     head_targets = {key.partition(":")[2]: stacked.pop(key) for key in list(stacked) if key.startswith("head:")}
     if not stacked["window_ok"].any():
@@ -175,6 +179,16 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
         head_targets=head_targets or None,
         **stacked,
     )
+
+
+def _say_symbols_without_windows(feature_frames, parts, sequence_length):
+    """One warning naming the symbols that give no complete window (they are then unused), and why."""
+    unused = [f"{symbol} ({len(part['timestamps'])} feature rows" + (
+        ")" if len(part["timestamps"]) < sequence_length else ", but none of its windows is free of data gaps)")
+        for symbol, part in zip(feature_frames, parts) if not part["window_ok"].any()]
+    if unused:
+        logger.warning("%d symbol(s) give no complete window of %d bars and are not used: %s.", len(unused),
+                       sequence_length, ", ".join(unused))
 
 
 def _naive_utc(index):

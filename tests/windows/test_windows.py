@@ -118,3 +118,11 @@ def test_sample_weights_ride_along_with_their_windows():
     assert sorted(seen_weights) == sorted(weights)  # one epoch: every window exactly once
     expected = dict(zip(np.nan_to_num(windowed.targets[ends]), weights))
     assert all(expected[target] == weight for target, weight in zip(seen_targets, seen_weights))
+
+
+def test_symbols_without_a_window_are_named(caplog):
+    panel = Panel({"AAA": make_bars(120, seed=1), "NEW": make_bars(30, seed=2, start="2024-03-01")})
+    features = compute_features(panel, "core")
+    build_windowed_panel(features, compute_labels(panel, horizon=HORIZON), 20, HORIZON)
+    assert "1 symbol(s) give no complete window of 20 bars and are not used: NEW (10 feature rows)" in caplog.text
+    assert "AAA" not in caplog.text

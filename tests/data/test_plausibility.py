@@ -1,0 +1,93 @@
+"""Plausibility: absurd values refused, constant and stale series said, mixed bar frequencies refused."""
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_bars
+
+from keras_synapse.data import load_panel
+from keras_synapse.data.panel import validate_bars
+from keras_synapse.errors import DataError
+
+
+def _set_price(bars, position, price):
+    for column in ("open", "high", "low", "close"):
+        bars.iloc[position, bars.columns.get_loc(column)] = price
+    return bars
+
+
+def test_a_mistyped_exponent_is_refused_at_its_bar():
+    bars = _set_price(make_bars(300), 150, 1e300)
+    when = re.escape(str(bars.index[150]))
+    with pytest.raises(DataError, match=rf"Symbol 'X', column 'open': absurd value 1e\+300 at {when}.*"
+                                        r"median close of the bars around it \(\d+\.\d+\); 1 such bar"):
+        validate_bars(bars, "X")
+
+
+def test_a_first_bar_in_cents_among_dollars_is_refused():
+    bars = make_bars(300)
+    bars.iloc[0] = bars.iloc[0] * [1000, 1000, 1000, 1000, 1]
+    with pytest.raises(DataError, match=f"absurd value .* at {re.escape(str(bars.index[0]))}"):
+        validate_bars(bars, "X")
+
+
+def test_an_absurd_volume_is_refused():
+    bars = make_bars(300)
+    bars.iloc[200, bars.columns.get_loc("volume")] = 1e300
+    when = re.escape(str(bars.index[200]))
+    with pytest.raises(DataError, match=f"column 'volume': absurd value 1e\\+300 at {when}"):
+        validate_bars(bars, "X")
+
+
+@pytest.mark.parametrize("move", [0.77, 2.34, 0.2, 5.0])  # 1987's -23%, GameStop's +134%, -80%, +400%
+def test_the_largest_real_one_day_moves_pass(move):
+    bars = make_bars(300)
+    bars.iloc[150:] = bars.iloc[150:] * [move, move, move, move, 1]  # a lasting move, not a one-bar spike
+    bars.iloc[150, bars.columns.get_loc("open")] = bars["close"].iloc[149]  # gap inside the bar's range
+    bars.iloc[150, bars.columns.get_loc("high")] = bars.iloc[150][["open", "close", "high"]].max()
+    bars.iloc[150, bars.columns.get_loc("low")] = bars.iloc[150][["open", "close", "low"]].min()
+    bars.iloc[180, bars.columns.get_loc("volume")] *= 1000  # an illiquid name's busiest day
+    assert len(validate_bars(bars, "X")) == 300
+
+
+def test_a_volatile_series_is_judged_by_its_own_moves():
+    """A symbol moving 25% a bar (a small cryptocurrency) may jump 200x; a quiet one may not."""
+    rng = np.random.default_rng(1)
+    index = pd.date_range("2024-01-01", periods=300, freq="D", tz="UTC")
+    close = 10 * np.exp(np.cumsum(rng.normal(0, 0.25, 300)))
+    close[150:] *= 200
+    wild = pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1e6},
+                        index=index)
+    wild.iloc[150, 0] = close[149]
+    wild.iloc[150, 2] = min(close[149], wild.iloc[150, 2])
+    assert len(validate_bars(wild, "WILD")) == 300
+    with pytest.raises(DataError, match="absurd value"):
+        validate_bars(_set_price(make_bars(300), 150, make_bars(300)["close"].iloc[150] * 200), "QUIET")
+
+
+def test_constant_and_stale_closes_are_said(caplog):
+    caplog.set_level(logging.WARNING, "keras_synapse.data")
+    validate_bars(make_bars(300), "FINE")
+    assert not caplog.records
+    flat = _set_price(make_bars(300), slice(None), 50.0)
+    validate_bars(flat, "FLAT")
+    assert "Symbol 'FLAT': its close never changes (50 for all 300 bars)" in caplog.text
+    stale = make_bars(300)
+    stale.iloc[100:130] = stale.iloc[99].to_numpy()  # forward-filled for 30 bars
+    validate_bars(stale, "STALE")
+    assert f"Symbol 'STALE': close unchanged at {stale['close'].iloc[99]:g} for 31 bars in a row ({stale.index[99]}" \
+        in caplog.text
+
+
+def test_mixed_bar_frequencies_are_refused_naming_the_symbols(tmp_path):
+    make_bars(300, seed=1).to_csv(tmp_path / "AAA.csv")
+    make_bars(300, seed=2).to_csv(tmp_path / "BBB.csv")
+    make_bars(300, seed=3, freq="D").to_csv(tmp_path / "BTC.csv")  # seven days a week: still daily
+    assert len(load_panel(str(tmp_path))) == 3
+    make_bars(300, seed=4, freq="h").to_csv(tmp_path / "EURUSD.csv")
+    with pytest.raises(DataError, match=r"different bar frequencies .* every 1 hour: EURUSD; every 1 day: AAA, BBB, "
+                                        r"BTC\. Windows and label horizons count bars"):
+        load_panel(str(tmp_path))
