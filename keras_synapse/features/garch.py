@@ -1,9 +1,9 @@
 """A GARCH(1,1) one-step-ahead volatility forecast fitted on past bars only.
 
-The parameters are re-estimated with the `arch` package at fixed bar
-positions counted from the start of the series (`min_history`,
-`min_history + refit_every`, ...), each time on every return up to and
-including that bar (an expanding window). Between two refits the conditional
+The parameters are re-estimated with the `arch` package at bar positions
+counted from the start of the series (`min_history`, then every
+`refit_every` bars, sooner after a rejected fit), each time on every return
+up to and including that bar (an expanding window). Between two refits the conditional
 variance is carried forward by the GARCH recursion with the last fitted
 parameters, so the forecast at bar t uses bars at or before t only, and
 computing it on `bars[: t + 1]` gives the same values at rows <= t as on the
@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 GARCH_REFIT_EVERY = 252
 GARCH_MIN_HISTORY = 252
+# After a rejected fit the next one is tried this many bars later, then at
+# doubling intervals up to `refit_every`: a degenerate first fit on a calm
+# year (the S&P 500's 1999) is replaced within a month, not kept for a year.
+GARCH_RETRY_EVERY = 21
 # The first forecast sits on bar position `min_history` (the first bar has no
 # return, so that is `min_history` returns in); warm-up counts rows up to it.
 GARCH_WARMUP = GARCH_MIN_HISTORY + 1
@@ -43,6 +47,12 @@ _MINIMUM_FIT_HISTORY = 30
 # the boundary alpha = 0, beta = 1, and that integrated model lets the
 # forecast drift up by omega every bar until the next refit.
 _MAXIMUM_PERSISTENCE = 0.999
+# A fit with alpha below this ignores shocks: its forecast only decays towards
+# omega / (1 - beta) (the S&P 500's 1999 gives alpha = 0, beta = 0.997).
+_MINIMUM_ALPHA = 0.01
+# arch bounds omega below by 1e-8 x the mean squared return; a fit that sits
+# there (within this multiple of the mean squared return) is a boundary answer.
+_OMEGA_AT_BOUND = 1e-6
 # Used only when the very first fit fails: a typical daily-equity persistence
 # with the variance targeted at the sample variance (omega = var * (1 - a - b)).
 _FALLBACK_ALPHA = 0.05
@@ -50,10 +60,11 @@ _FALLBACK_BETA = 0.90
 
 
 def garch_refit_positions(num_bars, refit_every=GARCH_REFIT_EVERY, min_history=GARCH_MIN_HISTORY):
-    """Returns the bar positions at which the GARCH parameters are re-estimated.
+    """Returns the bar positions of the GARCH refits when every fit is accepted.
 
     Positions count from the first bar of the series, never from its end, so
-    appending bars never moves an earlier refit.
+    appending bars never moves an earlier refit. A rejected fit adds retries
+    (see `garch_volatility_forecast`), which depend on past bars only too.
 
     Args:
         num_bars: the number of bars in the series.
@@ -68,7 +79,8 @@ def garch_refit_positions(num_bars, refit_every=GARCH_REFIT_EVERY, min_history=G
     return range(min_history, num_bars, refit_every)
 
 
-def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=GARCH_MIN_HISTORY):
+def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=GARCH_MIN_HISTORY,
+                              retry_every=GARCH_RETRY_EVERY):
     """Computes a GARCH(1,1) one-step-ahead volatility forecast, past bars only.
 
     The log close-to-close returns are divided by their population standard
@@ -85,12 +97,19 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
     variance at bar p, so the value at p equals
     `fit_result.forecast(horizon=1)`. Between refits it continues with the last
     fitted parameters, which equals `arch_model(...).fix(params)` on the
-    returns up to t. A fit that does not converge, or whose persistence
-    alpha + beta is 0.999 or more (the integrated boundary answer the
-    optimizer gives on returns without volatility clustering), is logged at
-    debug level and its refit is skipped: the recursion continues with the
-    previous parameters (or, if the first fit fails, with alpha=0.05,
-    beta=0.90 and omega targeting the sample's mean squared return).
+    returns up to t.
+
+    A fit is rejected, logged at debug level, when it does not converge or is
+    degenerate: persistence alpha + beta of 0.999 or more (the integrated
+    boundary answer the optimizer gives on returns without volatility
+    clustering), alpha below 0.01 (a forecast that ignores shocks), or omega
+    at its lower bound. The recursion then continues with the previous
+    parameters (or, if the first fit fails, with alpha=0.05, beta=0.90 and
+    omega targeting the sample's mean squared return), and the next fit is
+    tried `retry_every` bars later, then at doubling intervals up to
+    `refit_every`, until one is accepted. Which fits are accepted depends on
+    past returns only, so the forecast at bar t is still the same on
+    `bars[: t + 1]` as on the whole series.
 
     Cost: one fit per refit, about 2 to 8 ms each (growing with the
     expanding window), about 0.1 s for 5040 bars with the defaults (19
@@ -103,6 +122,8 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
             `252`.
         min_history: returns needed before the first fit; rows before bar
             position `min_history` are NaN. Defaults to `252`.
+        retry_every: bars from a rejected fit to the next attempt. Defaults
+            to `21`.
 
     Returns:
         A float64 `pandas.Series` named `garch_volatility_forecast` on
@@ -110,7 +131,8 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
         return of bar t + 1. The first `min_history` rows are NaN.
 
     Raises:
-        ConfigError: when `refit_every` < 1 or `min_history` < 30.
+        ConfigError: when `refit_every` or `retry_every` < 1, or
+            `min_history` < 30.
 
     Example:
 
@@ -120,16 +142,16 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
     >>> int(forecast.notna().sum())
     348
     """
-    if not isinstance(refit_every, (int, np.integer)) or refit_every < 1:
-        raise ConfigError(f"`refit_every` must be an integer >= 1. Received: refit_every={refit_every!r}")
+    for name, value in (("refit_every", refit_every), ("retry_every", retry_every)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ConfigError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
     if not isinstance(min_history, (int, np.integer)) or min_history < _MINIMUM_FIT_HISTORY:
         raise ConfigError(
             f"`min_history` must be an integer >= {_MINIMUM_FIT_HISTORY}. Received: min_history={min_history!r}"
         )
     num_bars = len(bars)
     forecast_variance = np.full(num_bars, np.nan)
-    refit_positions = garch_refit_positions(num_bars, refit_every, min_history)
-    if len(refit_positions) == 0:
+    if num_bars <= min_history:
         return pd.Series(forecast_variance, index=bars.index, name="garch_volatility_forecast")
 
     returns = np.diff(np.log(bars["close"].to_numpy(dtype=np.float64)))
@@ -139,11 +161,17 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
     # Indexed by bar position: squared_shock[t] is e_t ** 2, the shock of bar t.
     squared_shock = np.concatenate([[np.nan], scaled_returns**2])
 
-    parameters = None
-    segment_ends = [*refit_positions[1:], num_bars]
-    for position, segment_end in zip(refit_positions, segment_ends):
+    parameters, position, retry_interval = None, min_history, None
+    while position < num_bars:
         sample = scaled_returns[:position]
         fitted = _fit_garch(sample, starting_values=parameters, position=position)
+        if fitted is None:
+            # Try again sooner than a regular refit, backing off while fits keep failing.
+            retry_interval = retry_every if retry_interval is None else retry_interval * 2
+            segment_end = min(position + min(retry_interval, refit_every), num_bars)
+        else:
+            retry_interval = None
+            segment_end = min(position + refit_every, num_bars)
         if fitted is None and parameters is not None:
             # Keep the previous parameters and simply continue the recursion.
             omega, alpha, beta = parameters
@@ -168,6 +196,7 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
             omega + alpha * squared_shock[position:segment_end],
             zi=[beta * previous_variance],
         )[0]
+        position = segment_end
 
     return pd.Series(np.sqrt(forecast_variance) / scale, index=bars.index, name="garch_volatility_forecast")
 
@@ -216,22 +245,21 @@ def _fit_garch(sample, starting_values, position):
             return None
     parameters = result.params.to_numpy(dtype=np.float64)
     last_variance = float(result.conditional_volatility[-1]) ** 2
-    persistence = parameters[1] + parameters[2]
-    if (
-        result.convergence_flag != 0
-        or not np.all(np.isfinite(parameters))
-        or not np.isfinite(last_variance)
-        or persistence >= _MAXIMUM_PERSISTENCE
-    ):
-        logger.debug(
-            "GARCH fit at bar position %d rejected (convergence flag %s, parameters %s, persistence %.4f, "
-            "maximum %s); keeping the previous parameters.",
-            position,
-            result.convergence_flag,
-            parameters,
-            persistence,
-            _MAXIMUM_PERSISTENCE,
-        )
+    omega, alpha, beta = parameters
+    problem = None
+    if result.convergence_flag != 0:
+        problem = f"did not converge (flag {result.convergence_flag})"
+    elif not (np.all(np.isfinite(parameters)) and np.isfinite(last_variance)):
+        problem = "non-finite parameters or variance"
+    elif alpha + beta >= _MAXIMUM_PERSISTENCE:
+        problem = f"persistence {alpha + beta:.4f} >= {_MAXIMUM_PERSISTENCE}"
+    elif alpha < _MINIMUM_ALPHA:
+        problem = f"alpha {alpha:.3g} < {_MINIMUM_ALPHA} ignores shocks"
+    elif omega <= _OMEGA_AT_BOUND * float(np.mean(sample**2)):
+        problem = f"omega {omega:.3g} at its lower bound"
+    if problem:
+        logger.debug("GARCH fit at bar position %d rejected: %s (parameters %s); keeping the previous parameters "
+                     "and retrying sooner.", position, problem, parameters)
         return None
     return parameters, last_variance
 

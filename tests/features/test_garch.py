@@ -3,10 +3,12 @@
 import logging
 
 import numpy as np
+import pandas as pd
 import pytest
 from arch import arch_model
 from conftest import make_bars
 
+from keras_synapse.data import load_panel
 from keras_synapse.data.synthetic import generate_universe
 from keras_synapse.errors import ConfigError
 from keras_synapse.features import garch
@@ -71,26 +73,64 @@ def test_truncated_bars_give_the_same_past_forecasts(clustered_bars):
         np.testing.assert_allclose(truncated.to_numpy(), full.iloc[: cut + 1].to_numpy(), rtol=1e-12, equal_nan=True)
 
 
-def test_a_rejected_refit_continues_with_the_previous_parameters(clustered_bars, monkeypatch):
+def test_a_rejected_refit_continues_with_the_previous_parameters_and_is_retried_sooner(clustered_bars, monkeypatch):
     bars = clustered_bars.iloc[:400]
-    reference = garch_volatility_forecast(bars, refit_every=100, min_history=100)
+    reference = garch_volatility_forecast(bars, refit_every=100, min_history=100, retry_every=21)
     original_fit = garch._fit_garch
+    attempts = []
 
     def fail_at_200(sample, starting_values, position):
+        attempts.append(position)
         return None if position == 200 else original_fit(sample, starting_values, position)
 
     monkeypatch.setattr(garch, "_fit_garch", fail_at_200)
-    forecast = garch_volatility_forecast(bars, refit_every=100, min_history=100)
+    forecast = garch_volatility_forecast(bars, refit_every=100, min_history=100, retry_every=21)
+    assert attempts == [100, 200, 221, 321]  # a retry 21 bars after the rejected fit, then the regular interval
     np.testing.assert_array_equal(forecast.iloc[:200].to_numpy(), reference.iloc[:200].to_numpy())
-    # With the first fit's parameters the recursion simply runs on through 200.
+    # With the first fit's parameters the recursion simply runs on through 200..220.
     scaled, scale = scaled_returns(bars, 100)
     first_fit = arch_model(scaled[:100], mean="Zero", rescale=False).fit(disp="off")
-    for position in (200, 250, 299):
+    for position in (200, 210, 220):
         fixed = arch_model(scaled[:position], mean="Zero", rescale=False).fix(first_fit.params)
         np.testing.assert_allclose(forecast.iloc[position], arch_one_step_volatility(fixed, scale), rtol=1e-6)
-    # The next refit restarts from its own fit: the same optimum, reached from
-    # a different warm start, so equal to within the optimizer's tolerance.
-    np.testing.assert_allclose(forecast.iloc[300:].to_numpy(), reference.iloc[300:].to_numpy(), rtol=1e-3)
+    # The retry is a fit of its own on the 221 returns before it.
+    retry = arch_model(scaled[:221], mean="Zero", rescale=False).fit(disp="off", starting_values=first_fit.params)
+    np.testing.assert_allclose(forecast.iloc[221], arch_one_step_volatility(retry, scale), rtol=1e-3)
+
+
+def test_a_degenerate_fit_is_rejected_on_the_calm_year_that_gives_one():
+    """The S&P 500's 1999 fits to alpha = 0, beta 0.997: a forecast that ignores shocks. It was kept a year, 35% off
+    a fresh fit by 2000-07-03; rejected and retried, it stays within 20%."""
+    bars = load_panel("sample")["SP500"]
+    scaled, scale = scaled_returns(bars, 252)
+    first = arch_model(scaled[:252], mean="Zero", rescale=False).fit(disp="off")
+    assert first.params["alpha[1]"] < 1e-6  # the degenerate answer the guard must catch
+    forecast = garch_volatility_forecast(bars)
+    position = int(np.searchsorted(bars.index, pd.Timestamp("2000-07-03", tz="UTC")))
+    fresh = arch_model(scaled[:position], mean="Zero", rescale=False).fit(disp="off")
+    assert abs(forecast.iloc[position] / arch_one_step_volatility(fresh, scale) - 1) < 0.2
+
+
+def test_a_fit_that_ignores_shocks_or_sits_on_a_bound_is_rejected(monkeypatch):
+    sample = np.random.default_rng(0).standard_normal(300)
+
+    def fitted_to(omega, alpha, beta):
+        class Result:
+            params = pd.Series([omega, alpha, beta])
+            convergence_flag = 0
+            conditional_volatility = np.ones(300)
+
+        class Model:
+            def fit(self, **options):
+                return Result()
+
+        monkeypatch.setattr(garch, "_garch_model", lambda *arguments: Model())
+        return garch._fit_garch(sample, None, 300)
+
+    assert fitted_to(0.05, 0.08, 0.9) is not None
+    assert fitted_to(0.05, 0.0, 0.9) is None  # alpha = 0
+    assert fitted_to(1e-8, 0.08, 0.9) is None  # omega at arch's lower bound
+    assert fitted_to(0.05, 0.1, 0.9) is None  # integrated
 
 
 def test_iid_returns_fall_back_to_a_stationary_model(caplog):
@@ -114,7 +154,8 @@ def test_short_series_is_all_nan():
 
 @pytest.mark.parametrize(
     "arguments, message",
-    [({"refit_every": 0}, "refit_every=0"), ({"min_history": 10}, "min_history=10")],
+    [({"refit_every": 0}, "refit_every=0"), ({"min_history": 10}, "min_history=10"),
+     ({"retry_every": 0}, "retry_every=0")],
 )
 def test_invalid_arguments_say_what_was_received(arguments, message):
     with pytest.raises(ConfigError, match=message):
