@@ -125,6 +125,43 @@ def bench_features(args):
         print(f"{name:<14}{next(iter(frames.values())).shape[1]:>9}{feature_set.warmup:>9}{seconds:>9.2f}"
               f"{panel.num_bars / seconds:>13,.0f}")
     print(f"{'all sets':<14}{'':>18}{total:>9.2f}")
+    bench_garch_freshness()
+
+
+def bench_garch_freshness(every=21):
+    """The GARCH forecast on the offline sample's real index series against a fresh fit every `every` bars."""
+    import numpy as np
+
+    from keras_synapse.data import load_panel
+    from keras_synapse.features import garch
+
+    print(f"\nGARCH on the sample's real index series, against a fresh fit on all past returns every {every} bars")
+    print(f"{'series':<9}{'bars':>7}{'fits':>6}{'ms':>7}{'median':>9}{'p90':>7}{'largest':>9}  relative difference")
+    panel = load_panel("sample")
+    for symbol in ("SP500", "NASDAQ"):
+        bars = panel[symbol]
+        fits, original = [0], garch._fit_garch
+
+        def counting(*arguments, **options):
+            fits[0] += 1
+            return original(*arguments, **options)
+
+        garch._fit_garch = counting
+        try:
+            started = time.perf_counter()
+            forecast = garch.garch_volatility_forecast(bars).to_numpy()
+            milliseconds = (time.perf_counter() - started) * 1e3
+        finally:
+            garch._fit_garch = original
+        returns = np.diff(np.log(bars["close"].to_numpy()))
+        scale = 1 / np.std(returns[:garch.GARCH_MIN_HISTORY])
+        differences = []
+        for position in range(garch.GARCH_MIN_HISTORY + 1, len(bars), every):
+            fresh = garch._garch_model(returns[:position] * scale).fit(disp="off", show_warning=False)
+            fresh_volatility = np.sqrt(fresh.forecast(horizon=1, reindex=False).variance.to_numpy()[-1, 0]) / scale
+            differences.append(abs(forecast[position] / fresh_volatility - 1))
+        print(f"{symbol:<9}{len(bars):>7}{fits[0]:>6}{milliseconds:>7.0f}{np.median(differences):>9.3f}"
+              f"{np.percentile(differences, 90):>7.3f}{max(differences):>9.3f}")
 
 
 def main(argv=None):
