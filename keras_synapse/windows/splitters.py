@@ -156,8 +156,8 @@ def carve_validation(calendar, fold, validation_size, gap):
 #
 # These split samples (window ends) given each sample's time and its label's
 # end time, and purge every training sample whose label interval
-# [time, end_time] overlaps a test block, then embargo the bars just after
-# each test block. They follow "Advances in Financial Machine Learning" (ch. 7,
+# [time, end_time] overlaps a test block's label span (the block to its
+# labels' last end time), then embargo the bars just after that span. They follow "Advances in Financial Machine Learning" (ch. 7,
 # 12) and skfolio's CombinatorialPurgedCV.
 
 
@@ -174,7 +174,14 @@ def _check_samples(times, end_times):
 
 
 def purge_and_embargo(train_rows, times, end_times, test_blocks, calendar, embargo):
-    """Drops training samples whose label overlaps a test block or its embargo.
+    """Drops training samples whose label overlaps a test label's interval or the embargo after it.
+
+    As in *Advances in Financial Machine Learning* (snippets 7.1-7.3) and
+    skfolio's `CombinatorialPurgedCV`: a test block's labels span from its
+    first sample's time to the latest end time of its labels, which lies
+    beyond the block; a training sample whose label interval `[time,
+    end_time]` overlaps that span is purged, before the block or after it,
+    and so are the `embargo` bars after the span.
 
     Args:
         train_rows: candidate training sample positions.
@@ -182,15 +189,19 @@ def purge_and_embargo(train_rows, times, end_times, test_blocks, calendar, embar
         end_times: each sample's label end time.
         test_blocks: `(first_time, last_time)` of each contiguous test block.
         calendar: sorted unique times, to count embargo bars.
-        embargo: bars after each test block whose samples are also dropped.
+        embargo: bars after each test block's label span whose samples are
+            also dropped.
 
     Returns:
         The kept training sample positions.
     """
     keep = np.ones(len(train_rows), dtype=bool)
     for first, last in test_blocks:
-        last_position = np.searchsorted(calendar, last)
-        embargo_end = calendar[min(last_position + embargo, len(calendar) - 1)]
+        in_block = (times >= first) & (times <= last)
+        label_span_end = max(last, end_times[in_block].max()) if in_block.any() else last
+        # The span's last calendar bar, then `embargo` bars on (a span past the calendar's end keeps its own end).
+        span_position = np.searchsorted(calendar, label_span_end, side="right") - 1
+        embargo_end = max(label_span_end, calendar[min(span_position + embargo, len(calendar) - 1)])
         overlaps = (times[train_rows] <= embargo_end) & (end_times[train_rows] >= first)
         keep &= ~overlaps
     return train_rows[keep]
@@ -208,8 +219,10 @@ class PurgedKFold:
 
     Unlike a shuffled k-fold, each test fold is one contiguous block of time;
     training uses the blocks before and after it, minus every sample whose
-    label reaches into the test block (purging) and the `embargo` bars after
-    it (so serial correlation cannot carry test information back).
+    label interval overlaps the test labels' (purging: the samples whose label
+    reaches into the block, and those after it that start before the test
+    labels end) and the `embargo` bars after that (so serial correlation
+    cannot carry test information back).
 
     Args:
         n_splits: number of folds. Defaults to `5`.

@@ -54,9 +54,13 @@ def test_no_training_label_reaches_a_test_block_or_its_embargo(name):
         blocks = np.split(np.unique(test_positions), breaks + 1)
         for block in blocks:
             first, last = calendar[block[0]], calendar[block[-1]]
-            embargo_end = calendar[min(block[-1] + embargo, len(calendar) - 1)]
+            in_block = (times >= first) & (times <= last)
+            # The block's labels run to their latest end time; the embargo counts bars from there.
+            span_end = end_times[in_block].max()
+            embargo_end = calendar[min(np.searchsorted(calendar, span_end, side="right") - 1 + embargo,
+                                       len(calendar) - 1)]
             # A training sample's label interval [time, end_time] never touches [first, embargo_end].
-            touching = (times[train] <= embargo_end) & (end_times[train] >= first)
+            touching = (times[train] <= max(embargo_end, span_end)) & (end_times[train] >= first)
             assert not touching.any(), f"{name}: training sample at {times[train][touching][0]} touches {first}..{last}"
 
 
@@ -65,6 +69,40 @@ def test_purging_uses_label_end_time_whatever_the_gap():
     # gap=0 but 5-bar labels: purging alone must still keep training labels out of the test block.
     (train, test), *_ = WalkForwardCV(3, 40, None, gap=0).split(times, end_times)
     assert end_times[train].max() < times[test].min()
+
+
+NUM_SAMPLES, GROUPS = 120, 6
+
+
+def _one_bar_per_sample():
+    times = np.arange(NUM_SAMPLES).astype("datetime64[D]")
+    return times, times + HORIZON  # each label spans the next HORIZON bars
+
+
+@pytest.mark.parametrize("embargo", [0, 2])
+def test_combinatorial_splits_equal_skfolio(embargo):
+    """skfolio purges `purged_size` rows before and after each test block, then embargoes; so must we."""
+    from skfolio.model_selection import CombinatorialPurgedCV as SkfolioCPCV
+
+    reference = SkfolioCPCV(n_folds=GROUPS, n_test_folds=2, purged_size=HORIZON, embargo_size=embargo)
+    expected = {tuple(np.concatenate(test)): tuple(train)
+                for train, test in reference.split(np.zeros((NUM_SAMPLES, 1)))}
+    splits = CombinatorialPurgedCV(GROUPS, 2, embargo).split(*_one_bar_per_sample())
+    assert len(splits) == len(expected) == 15
+    for train, test in splits:
+        assert expected[tuple(test)] == tuple(train), f"test rows {test[0]}..{test[-1]}"
+
+
+@pytest.mark.parametrize("embargo", [0, 2])
+def test_purged_kfold_splits_equal_the_textbook(embargo):
+    """AFML snippets 7.1-7.3 on one bar per sample: the HORIZON rows before a test block are purged, and the
+    HORIZON + embargo rows after it (skfolio's rule; skfolio's CPCV itself needs two test groups)."""
+    splits = PurgedKFold(GROUPS, embargo).split(*_one_bar_per_sample())
+    rows = np.arange(NUM_SAMPLES)
+    for (train, test), block in zip(splits, np.array_split(rows, GROUPS)):
+        dropped = (rows >= block[0] - HORIZON) & (rows <= block[-1] + HORIZON + embargo)
+        np.testing.assert_array_equal(test, block)
+        np.testing.assert_array_equal(train, rows[~dropped])
 
 
 def test_combinatorial_paths_cover_every_group_once():
@@ -116,6 +154,9 @@ def test_shuffled_kfold_inflates_a_random_walk_score_while_purged_splitters_repo
     assert leaky_ic > 0.4 and leaky_interval[0] > 0.25, (leaky_ic, leaky_interval)
     for splits in (
         PurgedKFold(5, embargo=horizon).split(times, end_times),
+        # Without an embargo purging alone must keep it honest: the rows just after a test block, whose labels
+        # overlap the test labels, once scored IC +0.10 here.
+        PurgedKFold(5, embargo=0).split(times, end_times),
         GappedTimeSeriesCV(3, 0.2, horizon).split_samples(times, end_times),
     ):
         ic, (low, high) = cross_validated_ic(splits, features, targets, times, horizon)
