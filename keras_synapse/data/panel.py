@@ -46,10 +46,14 @@ def standardize_columns(frame, where):
     frame = frame.rename(columns=lambda name: COLUMN_ALIASES.get(name, name))
     if not isinstance(frame.index, pd.DatetimeIndex):
         date_column = next((name for name in DATE_COLUMN_NAMES if name in frame.columns), None)
+        first = frame.columns[0] if len(frame.columns) else None
+        if date_column is None and first is not None and (first == "" or first.startswith("unnamed")):
+            # `df.to_csv()` of a frame indexed by date writes the index as a first column without a name.
+            date_column = first
         if date_column is None:
             raise DataError(
                 f"{where}: no date column. Expected one of {list(DATE_COLUMN_NAMES)} "
-                f"(any case). Received columns: {list(frame.columns)}"
+                f"(any case), or an unnamed first column of dates. Received columns: {list(frame.columns)}"
             )
         frame = frame.set_index(date_column)
         frame.index = _parse_timestamps(frame.index, where, date_column)

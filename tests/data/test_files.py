@@ -64,6 +64,20 @@ def test_no_date_column(tmp_path):
         load_files(tmp_path)
 
 
+def test_an_unnamed_index_column_of_dates_is_the_date(tmp_path):
+    bars = make_bars().rename(columns=str.title)
+    bars.index = bars.index.tz_localize(None)
+    bars.index.name = None  # as the `backtesting` package's GOOG.csv: header ",Open,High,Low,Close,Volume"
+    bars.to_csv(tmp_path / "GOOG.csv")
+    assert (tmp_path / "GOOG.csv").read_text().startswith(",Open,High")
+    panel = load_files(tmp_path)
+    assert len(panel["GOOG"]) == len(bars) and panel["GOOG"].index[0] == make_bars().index[0]
+    # An unnamed column of row numbers is no date: the error says what it holds.
+    make_bars().reset_index(drop=True).to_csv(tmp_path / "GOOG.csv")
+    with pytest.raises(DataError, match="column 'unnamed: 0' holds numbers from 0 to 59"):
+        load_files(tmp_path)
+
+
 def test_mixed_time_zones(tmp_path):
     write_csv(make_bars(num_bars=30), tmp_path / "AAA.csv")
     lines = (tmp_path / "AAA.csv").read_text().splitlines()
