@@ -8,8 +8,9 @@ In each fold the backbone is first trained on all symbols' training windows,
 then frozen while a fresh head trains on SP500 only; test metrics are on
 SP500's test windows, next to the un-tuned shared backbone on the same windows
 (`baseline shared_backbone`). The final model fine-tunes the registered
-backbone (`base_model`) when it exists and saw no data past this run's last
-test fold; otherwise it refits the backbone first.
+backbone (`base_model`, `shared_backbone/latest` inside `--registry`) when it
+exists and saw no data past this run's last test fold; otherwise it says so
+and refits the backbone first.
 
 Result on the offline sample (128 s while other jobs shared the CPU, starting
 from the registered shared backbone): on SP500's test windows the fine-tuned
@@ -21,14 +22,13 @@ detectable edge" here says little either way.
 """
 
 import dataclasses
-from pathlib import Path
 
 import shared_backbone
 
-BASE_MODEL = "saved_models/shared_backbone/latest"
+# Looked up in the run's --registry (saved_models/ by default).
+BASE_MODEL = "shared_backbone/latest"
 
 
 def get_config(quick=False):
-    base = BASE_MODEL if (Path(BASE_MODEL) / "metadata.json").is_file() and not quick else ""
     return dataclasses.replace(shared_backbone.get_config(quick), name="finetune", finetune_symbol="SP500",
-                               base_model=base)
+                               base_model="" if quick else BASE_MODEL)

@@ -78,8 +78,9 @@ class ExperimentConfig:
     pooling: str = "last"
     # Fine-tuning (seed 004's stock-specific adaptation): after the shared
     # backbone is trained on all symbols, freeze it and train a new head on
-    # this symbol only. `base_model` (a registry path) supplies the backbone
-    # of the final model instead of a fresh refit.
+    # this symbol only. `base_model` (`EXPERIMENT/VERSION` inside --registry,
+    # or a version directory) supplies the backbone of the final model instead
+    # of a fresh refit.
     finetune_symbol: str = ""
     base_model: str = ""
     # Fitting.

@@ -119,7 +119,8 @@ def run(args):
     metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar)
 
     # --- Register: refit on all data up to the last test fold, export, save ----
-    base_model = load_base_model(config, data, folds[-1]) if config.finetune_symbol and config.base_model else None
+    base_model = (load_base_model(config, args.registry, data, folds[-1])
+                  if config.finetune_symbol and config.base_model else None)
     final_model, final_history, final_split = refit_final(trainer, calendar, folds[-1], base_model)
     histories["final refit"] = final_history
     if (run_dir / REGISTERED_RECORD).is_file():
@@ -182,21 +183,38 @@ def check_same_data(run_dir, panel):
                     "trained on other bars; start a new run instead.")
 
 
-def load_base_model(config, data, last_fold):
-    """The registered shared backbone to fine-tune, refused if it saw data past the final refit's end."""
+def load_base_model(config, registry, data, last_fold):
+    """The registered shared backbone to fine-tune, or `None` (said) when it is not registered.
+
+    `config.base_model` is `EXPERIMENT/VERSION` (or `EXPERIMENT/latest`) inside
+    `registry`, or a path to a version directory.
+
+    Raises:
+        DataError: when the backbone saw data past the final refit's end, or
+            other features.
+    """
     import keras
 
     from keras_synapse.serving.registry import read_metadata, resolve
 
-    metadata = read_metadata(config.base_model)
+    candidates = [Path(registry) / config.base_model, Path(config.base_model)]
+    found = next((path for path in candidates if (path / "metadata.json").is_file()), None)
+    if found is None:
+        print(f"final model: `base_model` {config.base_model} is not registered in {registry} (nor a version "
+              "directory); the backbone is refit before the head. Register one with: python -m keras_synapse.train "
+              f"experiments/{config.base_model.split('/')[0]}.py --registry {registry}")
+        return None
+    metadata = read_metadata(found)
     base_end = np.datetime64(metadata["metrics"]["folds"][-1]["test"][1].replace("+00:00", ""))
     if base_end > last_fold.test_end:
-        raise DataError(f"`base_model` {config.base_model} was trained on data up to {base_end}, after this run's "
+        raise DataError(f"`base_model` {found} was trained on data up to {base_end}, after this run's "
                         f"last test fold ends ({iso_utc(last_fold.test_end)}): fine-tuning it would leak.")
     if metadata["feature_names"] != list(data.windowed.feature_names):
-        raise DataError(f"`base_model` {config.base_model} was trained on features {metadata['feature_names']}, "
+        raise DataError(f"`base_model` {found} was trained on features {metadata['feature_names']}, "
                         f"this run computes {list(data.windowed.feature_names)}.")
-    return keras.models.load_model(resolve(config.base_model) / "model.keras")
+    metadata.verify_file(found, "model.keras")
+    print(f"final model: a new head on the frozen backbone of {resolve(found)}")
+    return keras.models.load_model(resolve(found) / "model.keras")
 
 
 if __name__ == "__main__":

@@ -136,6 +136,26 @@ def test_own_csv_directory(tmp_path, request):
     np.testing.assert_allclose(actual["score"], actual["prediction"], atol=1e-5)
 
 
+def test_a_close_only_panel_trains_with_the_close_feature_set(tmp_path, request):
+    """Dates and closes, the commonest free data: the default features are refused by name, `close` trains."""
+    bars_dir = tmp_path / "bars"
+    bars_dir.mkdir()
+    for seed, symbol in enumerate(("AAA", "BBB", "CCC")):
+        make_bars(700, seed=seed)[["close"]].rename(columns={"close": "Close"}).to_csv(bars_dir / f"{symbol}.csv")
+    arguments = [str(request.config.rootpath / EXPERIMENT), "--quick", "--data", str(bars_dir),
+                 "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models")]
+    refused = run_train(*arguments, cwd=tmp_path)
+    assert refused.returncode == 2 and "3 symbol(s) hold closes only (AAA, BBB, CCC" in refused.stderr
+    assert "--set features=close" in refused.stderr and "Traceback" not in refused.stderr
+    result = run_train(*arguments, "--set", "features=close", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
+    assert metadata["inputs"]["sequence"]["feature_names"] == ["log_return_1", "log_return_5", "log_return_20",
+                                                                "realized_volatility_20", "close_to_mean_20",
+                                                                "scaled_return_1", "scaled_return_5",
+                                                                "scaled_return_20"]
+
+
 @pytest.mark.parametrize(
     "corrupt, message",
     [

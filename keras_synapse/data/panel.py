@@ -144,7 +144,8 @@ def validate_bars(frame, symbol):
 
     Raises:
         DataError: naming the symbol, the column and the first bad timestamp
-            for: empty data, missing columns, non-numeric values, NaN or
+            for: empty data, missing columns (closes alone are accepted:
+            open, high and low are set to the close, a missing volume to 0), non-numeric values, NaN or
             infinite prices, non-positive prices, negative volume, high < low,
             open or close outside [low, high], duplicate or unsorted timestamps,
             and absurd values (see `keras_synapse.data.plausibility`, which
@@ -152,6 +153,7 @@ def validate_bars(frame, symbol):
     """
     if frame is None or len(frame) == 0:
         raise DataError(f"Symbol '{symbol}': no bars (empty data).")
+    frame = _from_closes_only(frame)
     missing = [name for name in OHLCV_COLUMNS if name not in frame.columns]
     if missing:
         raise DataError(
@@ -171,6 +173,19 @@ def validate_bars(frame, symbol):
     _check_values(bars, symbol)
     check_plausible(bars, symbol)
     return bars
+
+
+def _from_closes_only(frame):
+    """Closes without open, high and low (the commonest free data) become bars with open = high = low = close.
+
+    Volume, when missing too, is 0. `Panel.close_only_symbols` finds such
+    bars again, so a feature set that reads the other columns is refused
+    instead of computing constant ranges and volumes.
+    """
+    if "close" not in frame.columns or any(name in frame.columns for name in ("open", "high", "low")):
+        return frame
+    filled = frame.assign(open=frame["close"], high=frame["close"], low=frame["close"])
+    return filled if "volume" in frame.columns else filled.assign(volume=0.0)
 
 
 def _to_utc(index, symbol):
@@ -324,6 +339,14 @@ class Panel(Mapping):
         """Symbol -> the fingerprint of that symbol's bars alone, to name which symbols two panels differ in."""
         return {symbol: _digest_bars(hashlib.sha256(), symbol, frame).hexdigest()
                 for symbol, frame in self._frames.items()}
+
+    @property
+    def close_only_symbols(self):
+        """Symbols whose bars carry closes only: open, high, low and close equal on every bar."""
+        return tuple(symbol for symbol, frame in self._frames.items()
+                     if (frame["open"].to_numpy() == frame["close"].to_numpy()).all()
+                     and (frame["high"].to_numpy() == frame["low"].to_numpy()).all()
+                     and (frame["high"].to_numpy() == frame["close"].to_numpy()).all())
 
     def require_history(self, num_bars, reason):
         """Raises `DataError` naming each symbol with fewer than `num_bars` bars.

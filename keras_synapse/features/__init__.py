@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.features.core import CORE_DEFINITIONS, CORE_WARMUP, core_features
+from keras_synapse.features.core import CLOSE_DEFINITIONS, CORE_DEFINITIONS, CORE_WARMUP, close_features, core_features
 from keras_synapse.features.multiscale import MULTISCALE_WARMUP, multiscale_features
 from keras_synapse.features.pattern import (
     PATTERN_REFERENCES,
@@ -58,6 +58,8 @@ class FeatureSet:
             GARCH model refitted on it), so a streaming buffer gives
             different values from the full history (up to 0.05 on a 0.13
             volatility ratio with the default buffer, on the sample).
+        columns: the bar columns the set reads; only sets that read `close`
+            alone run on close-only data.
     """
 
     name: str
@@ -67,11 +69,15 @@ class FeatureSet:
     definitions: dict = dataclasses.field(default_factory=dict)
     stackable: bool = False
     history_dependent: bool = False
+    columns: tuple = ("open", "high", "low", "close", "volume")
 
 
 FEATURE_SETS = {
     "core": FeatureSet("core", lambda bars, references: core_features(bars), CORE_WARMUP,
                        definitions=CORE_DEFINITIONS, stackable=True),
+    # For closes without open, high, low and volume (the commonest free data).
+    "close": FeatureSet("close", lambda bars, references: close_features(bars), CORE_WARMUP,
+                        definitions=CLOSE_DEFINITIONS, stackable=True, columns=("close",)),
     # TA-Lib's exponentially smoothed indicators remember their first bar, so they do not stack.
     "technical": FeatureSet("technical", technical_features, TECHNICAL_WARMUP),
     "multiscale": FeatureSet("multiscale", multiscale_features, MULTISCALE_WARMUP, stackable=True),
@@ -111,6 +117,7 @@ def get_feature_set(name):
         definitions={name: definition for member in members for name, definition in member.definitions.items()},
         stackable=all(member.stackable for member in members),
         history_dependent=any(member.history_dependent for member in members),
+        columns=tuple(dict.fromkeys(column for member in members for column in member.columns)),
     )
 
 

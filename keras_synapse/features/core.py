@@ -98,3 +98,14 @@ def core_features(bars):
         },
         index=bars.index,
     )
+
+
+# The core features computed from closes alone, for data without open, high, low and volume.
+CLOSE_FEATURE_NAMES = ("log_return_1", "log_return_5", "log_return_20", "realized_volatility_20", "close_to_mean_20",
+                       "scaled_return_1", "scaled_return_5", "scaled_return_20")
+CLOSE_DEFINITIONS = {name: CORE_DEFINITIONS[name] for name in CLOSE_FEATURE_NAMES}
+
+
+def close_features(bars):
+    """The core features that read only `close` (see `core_features`): returns, volatility, scaled returns."""
+    return core_features(bars).loc[:, list(CLOSE_FEATURE_NAMES)]

@@ -35,6 +35,26 @@ def warmup_bars(config):
     return max(get_feature_set(name).warmup for name in (config.features, config.static_features) if name)
 
 
+def require_columns_for_features(panel, config):
+    """Refuses a feature set that reads open, high, low or volume on symbols that hold closes only.
+
+    Raises:
+        DataError: naming the symbols and suggesting `--set features=close`.
+    """
+    from keras_synapse.features import get_feature_set
+
+    close_only = panel.close_only_symbols
+    if not close_only:
+        return
+    for name in filter(None, (config.features, config.static_features)):
+        other_columns = [column for column in get_feature_set(name).columns if column != "close"]
+        if other_columns:
+            shown = ", ".join(close_only[:5]) + (f" and {len(close_only) - 5} more" if len(close_only) > 5 else "")
+            raise DataError(f"{len(close_only)} symbol(s) hold closes only ({shown}: open = high = low = close on "
+                            f"every bar); feature set '{name}' also reads {', '.join(other_columns)}, which would "
+                            "be constant there. Use the set that reads closes alone: --set features=close")
+
+
 def prepare_data(config, quick):
     """Loads and validates the bars, computes features and labels, stacks the windows.
 
@@ -51,6 +71,7 @@ def prepare_data(config, quick):
     with tqdm(total=3, desc="data", unit="step") as progress:
         panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
         progress.update()
+        require_columns_for_features(panel, config)
         warmup = warmup_bars(config)
         panel.require_history(
             warmup + config.sequence_length + config.horizon,

@@ -145,9 +145,24 @@ def test_a_damaged_model_file_never_predicts(trained_registry, tmp_path, caplog)
     predictor = Predictor.from_registry(version)
     assert predictor.backend == "keras" and "not the file registered" in caplog.text
     assert (predictor.predict_latest(panel)["score"] == expected).all()
+    command = [sys.executable, "-m", "keras_synapse.predict", str(version), "--data", "sample", "--quick", "--latest"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "falling back to Keras" in result.stderr, result.stderr[-2000:]
     # A damaged model.keras has no verified fallback: the commands stop with one line.
     _flip_bytes(version / "model.keras", 2000)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "model.keras is not the file registered with this model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_predict_refuses_a_card_whose_feature_list_was_reordered(trained_registry, tmp_path):
+    version = copy_version(trained_registry, tmp_path / "saved_models")
+    card = json.loads((version / "metadata.json").read_text())
+    names = card["inputs"]["sequence"]["feature_names"]
+    names[0], names[1] = names[1], names[0]
+    card["feature_names"] = list(names)
+    (version / "metadata.json").write_text(json.dumps(card))
     result = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(version), "--data", "sample",
                              "--quick", "--latest"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "model.keras is not the file registered with this model" in result.stderr
+    assert result.returncode == 2 and "was changed after keras_synapse wrote it" in result.stderr
     assert "Traceback" not in result.stderr
