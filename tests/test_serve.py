@@ -119,6 +119,11 @@ def test_bad_input_gets_4xx_with_a_message(server, bars):
     assert invalid.status_code == 422
     assert invalid.json()["detail"].startswith("Symbol 'X', column 'high': high below low at")
 
+    absurd = [dict(bar) for bar in bars["SYN-00"]]
+    absurd[50].update(open=1e300, high=1e300, low=1e300, close=1e300)
+    refused = httpx.post(url, json={"symbol": "X", "bars": absurd})
+    assert refused.status_code == 422 and "column 'open': absurd value 1e+300" in refused.json()["detail"]
+
     unsorted = bars["SYN-00"][::-1]
     assert "not sorted" in httpx.post(url, json={"symbol": "X", "bars": unsorted}).json()["detail"]
     short = httpx.post(url, json={"symbol": "X", "bars": bars["SYN-00"][:10]})

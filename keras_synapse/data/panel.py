@@ -132,7 +132,7 @@ def validate_bars(frame, symbol):
 
     Canonical form: float64 columns `open, high, low, close, volume` (other
     columns dropped), a strictly increasing UTC `DatetimeIndex` named
-    `timestamp`. Naive timestamps are taken as UTC (logged once per call).
+    `timestamp`. Naive timestamps are taken as UTC (logged once per process).
 
     Args:
         frame: a `pandas.DataFrame` with a DatetimeIndex and OHLCV columns
@@ -188,9 +188,15 @@ def _from_closes_only(frame):
     return filled if "volume" in frame.columns else filled.assign(volume=0.0)
 
 
+# Notices a process gives once (a run over 500 symbols, or a server answering requests, would repeat them).
+SAID_ONCE = set()
+
+
 def _to_utc(index, symbol):
     if index.tz is None:
-        logger.warning("Symbol '%s': naive timestamps taken as UTC.", symbol)
+        if "naive" not in SAID_ONCE:
+            SAID_ONCE.add("naive")
+            logger.warning("Naive timestamps are taken as UTC (first seen for symbol '%s'; said once).", symbol)
         return index.tz_localize("UTC")
     return index.tz_convert("UTC")
 

@@ -366,7 +366,8 @@ def _bars_as_arrays(new_bars):
         names, starts = np.unique(symbols, return_index=True)
         bounds = np.append(starts[1:], len(symbols))
         bad_rows = _suspicious_rows(values)
-        bad_rows[1:] |= (symbols[1:] == symbols[:-1]) & (np.diff(timestamps) <= 0)
+        same_symbol = symbols[1:] == symbols[:-1]
+        bad_rows[1:] |= same_symbol & ((np.diff(timestamps) <= 0) | _absurd_jumps(values))
         suspicious = set(symbols[bad_rows])
         parts = {name: (timestamps[start:end], values[start:end]) for name, start, end in zip(names, starts, bounds)}
         # Keep the symbols in their order of first appearance.
@@ -384,7 +385,7 @@ def _bars_as_arrays(new_bars):
                 raise DataError(f"Symbol '{symbol}': missing required column(s) {missing}. "
                                 f"Received columns: {list(frame.columns)}")
             timestamps, values = _utc_nanoseconds(frame.index, f"symbol '{symbol}'"), _numeric(frame)
-            if _suspicious_rows(values).any() or (np.diff(timestamps) <= 0).any():
+            if _suspicious_rows(values).any() or (np.diff(timestamps) <= 0).any() or _absurd_jumps(values).any():
                 suspicious.add(symbol)
             arrays[symbol] = (timestamps, values)
         return arrays, suspicious
@@ -413,6 +414,18 @@ def _suspicious_rows(values):
     with np.errstate(invalid="ignore"):
         return (~np.isfinite(values).all(axis=1) | (values[:, :4] <= 0).any(axis=1) | (volumes < 0) | (highs < lows)
                 | (opens > highs) | (opens < lows) | (closes > highs) | (closes < lows))
+
+
+def _absurd_jumps(values):
+    """Per row after the first: a price over `ABSURD_FACTOR` times (or under 1/x of) the previous row's close.
+
+    Such rows go through `validate_bars`, whose plausibility check judges them against the symbol's own moves.
+    """
+    from keras_synapse.data.plausibility import ABSURD_FACTOR
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = np.abs(np.log(values[1:, :4] / values[:-1, 3:4]))
+    return (ratios > np.log(ABSURD_FACTOR)).any(axis=1)
 
 
 def _validation_message(symbol, timestamps, values):

@@ -77,12 +77,17 @@ def test_non_numeric_value(bars):
         validate_bars(broken, "ACME")
 
 
-def test_naive_timestamps_are_taken_as_utc_and_said_once(caplog):
+def test_naive_timestamps_are_taken_as_utc_and_said_once(caplog, monkeypatch):
+    from keras_synapse.data import panel
+
+    monkeypatch.setattr(panel, "SAID_ONCE", set())
     naive = make_bars(tz=None)
     with caplog.at_level(logging.WARNING):
         canonical = validate_bars(naive, "ACME")
+        Panel({"AAA": naive, "BBB": naive})
     assert str(canonical.index.tz) == "UTC"
-    assert [record.getMessage() for record in caplog.records] == ["Symbol 'ACME': naive timestamps taken as UTC."]
+    assert [record.getMessage() for record in caplog.records] == [
+        "Naive timestamps are taken as UTC (first seen for symbol 'ACME'; said once)."]
 
 
 def test_other_time_zones_are_converted_to_utc():
