@@ -12,7 +12,10 @@ rows with it, feature by feature:
   thresholds);
 - **KS**: the two-sample Kolmogorov-Smirnov statistic and p-value
   (`scipy.stats.ks_2samp`) of the new rows against the stored sample, flagged
-  below p = 0.01.
+  when p is below 0.01 *and* the statistic (the largest gap between the two
+  distribution functions, an effect size) is at least 0.1: on thousands of
+  rows a p-value alone flags differences too small to matter, down to the
+  sampling noise of a model's own training rows.
 
 Both tests treat rows as independent draws. Feature rows of one series are
 autocorrelated (a 20-bar rolling volatility barely moves from one bar to the
@@ -22,7 +25,7 @@ number of rows the same way and is the primary flag.
 
     reference = training_distributions(train_rows, feature_names)
     report = drift_report(reference, new_rows)   # new_rows: a frame with those columns
-    report["drifted"]                            # features with PSI > 0.25 or KS p < 0.01
+    report["drifted"]                            # PSI > 0.25, or KS p < 0.01 with KS >= 0.1
 """
 
 import numpy as np
@@ -33,6 +36,7 @@ from keras_synapse.errors import SynapseError
 PSI_MODERATE = 0.1
 PSI_DRIFT = 0.25
 KS_P_VALUE = 0.01
+KS_MIN_STATISTIC = 0.1
 # Empty bins would make PSI infinite; a share is floored at this before the log.
 _PROPORTION_FLOOR = 1e-4
 
@@ -94,7 +98,8 @@ def training_distributions(feature_rows, feature_names, num_bins=10, sample_size
             "sample": [float(f"{value:.6g}") for value in np.sort(sample)],
         }
     return {"num_rows": int(len(values)), "num_bins": int(num_bins),
-            "thresholds": {"psi_moderate": PSI_MODERATE, "psi_drift": PSI_DRIFT, "ks_p_value": KS_P_VALUE},
+            "thresholds": {"psi_moderate": PSI_MODERATE, "psi_drift": PSI_DRIFT, "ks_p_value": KS_P_VALUE,
+                           "ks_min_statistic": KS_MIN_STATISTIC},
             "features": features}
 
 
@@ -125,7 +130,8 @@ def drift_report(reference, feature_rows, feature_names=None):
         A dict: `num_rows`; `features`, mapping each feature to `psi`,
         `psi_level` (`"stable"`, `"moderate"` or `"drift"`), `ks_statistic`,
         `ks_p_value`, `ks_flag`, `mean` and `training_mean`; `drifted` (PSI
-        above 0.25 or KS p below 0.01), `moderate` (PSI 0.1 to 0.25);
+        above 0.25, or KS p below 0.01 with a statistic of 0.1 or more),
+        `moderate` (PSI 0.1 to 0.25);
         `missing` (reference features absent from the rows).
 
     Raises:
@@ -146,6 +152,7 @@ def drift_report(reference, feature_rows, feature_names=None):
     psi_moderate = thresholds.get("psi_moderate", PSI_MODERATE)
     psi_drift = thresholds.get("psi_drift", PSI_DRIFT)
     ks_limit = thresholds.get("ks_p_value", KS_P_VALUE)
+    ks_effect = thresholds.get("ks_min_statistic", KS_MIN_STATISTIC)
     report = {"num_rows": int(len(frame)), "features": {}, "drifted": [], "moderate": [], "missing": []}
     for name in names:
         if name not in frame.columns:
@@ -162,7 +169,7 @@ def drift_report(reference, feature_rows, feature_names=None):
         psi = population_stability_index(summary["proportions"], counts / counts.sum())
         ks = ks_2samp(np.asarray(summary["sample"], dtype=np.float64), values)
         level = "drift" if psi > psi_drift else "moderate" if psi > psi_moderate else "stable"
-        ks_flag = bool(ks.pvalue < ks_limit)
+        ks_flag = bool(ks.pvalue < ks_limit and ks.statistic >= ks_effect)
         report["features"][name] = {
             "psi": psi, "psi_level": level, "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue),
             "ks_flag": ks_flag, "mean": float(values.mean()), "training_mean": summary["mean"],
@@ -177,7 +184,7 @@ def drift_report(reference, feature_rows, feature_names=None):
 def format_drift_report(report):
     """A plain-text table of a `drift_report`, flagged features first."""
     lines = [f"feature drift vs training ({report['num_rows']} rows; PSI > {PSI_DRIFT} drift, "
-             f"{PSI_MODERATE}-{PSI_DRIFT} moderate; KS p < {KS_P_VALUE})",
+             f"{PSI_MODERATE}-{PSI_DRIFT} moderate; KS p < {KS_P_VALUE} with KS >= {KS_MIN_STATISTIC})",
              f"{'feature':<28}{'PSI':>8}  {'level':<9}{'KS':>7}{'KS p':>11}  flag"]
     order = sorted(report["features"].items(), key=lambda item: -item[1]["psi"])
     for name, result in order:

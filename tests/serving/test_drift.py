@@ -65,3 +65,16 @@ def test_psi_by_hand_and_missing_features(reference):
     assert report["missing"] == ["discrete"]
     with pytest.raises(SynapseError, match=r"must be \[rows, 2\] for 2 feature names. Received shape: \(10, 3\)"):
         training_distributions(rows(10, seed=0), ["a", "b"])
+
+
+def test_a_significant_but_negligible_difference_is_not_drift():
+    """On many rows a p-value alone flags tiny differences: KS must also show an effect (a gap of 0.1 or more)."""
+    rng = np.random.default_rng(0)
+    reference = training_distributions(rng.standard_normal((50_000, 1)), ["x"])
+    report = drift_report(reference, rng.normal(0.15, 1.0, (20_000, 1)))  # 0.15 standard deviations
+    result = report["features"]["x"]
+    assert result["psi_level"] == "stable" and result["ks_p_value"] < 0.01 and result["ks_statistic"] < 0.1
+    assert report["drifted"] == [] and not result["ks_flag"]
+    # A real shift is still flagged by both tests.
+    shifted = drift_report(reference, rng.normal(1.0, 1.0, (20_000, 1)))
+    assert shifted["drifted"] == ["x"] and shifted["features"]["x"]["ks_flag"]
