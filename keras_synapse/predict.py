@@ -17,6 +17,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1] if __doc__ else ""
@@ -61,7 +62,7 @@ def run(args):
     panel = load_panel(args.data, quick=args.quick)
     print(f"data: {panel!r}")
     if args.latest:
-        predictions = predictor.predict_latest(panel)
+        predictions = predictor.predict_latest(panel).assign(spacings_behind=spacings_behind(panel))
     else:
         predictions = predictor.predict_panel(panel)
     elapsed = time.perf_counter() - started
@@ -74,15 +75,39 @@ def run(args):
     return predictions
 
 
+STALE_SPACINGS = 5
+
+
+def spacings_behind(panel):
+    """Per symbol, how far its last bar lies behind the newest bar of the panel, in its own median bar spacing.
+
+    A daily stock on Monday morning is 2 behind a cryptocurrency's Sunday bar,
+    after a long holiday weekend 4; a feed that stopped a week ago is 7.
+    """
+    newest = panel.end
+    behind = {}
+    for symbol, frame in panel.items():
+        spacing = pd.Series(frame.index).diff().median() if len(frame) > 1 else pd.NaT
+        known = pd.notna(spacing) and spacing > pd.Timedelta(0)
+        behind[symbol] = float((newest - frame.index[-1]) / spacing) if known else 0.0
+    return pd.Series(behind, name="spacings_behind")
+
+
 def format_summary(predictions, latest):
     """A short text summary of a prediction frame."""
     if latest:
         lines = [f"{'symbol':<12}{'timestamp':<27}{'score':>9}  note"]
+        stale = 0
         for symbol, row in predictions.iterrows():
-            note = f"NEUTRAL (fallback: {row['reason']})" if row["fallback"] else ""
-            lines.append(f"{symbol:<12}{str(row['timestamp']):<27}{row['score']:>+9.4f}  {note}")
+            notes = [f"NEUTRAL (fallback: {row['reason']})"] if row["fallback"] else []
+            if row.get("spacings_behind", 0) > STALE_SPACINGS:
+                stale += 1
+                notes.append(f"STALE: its last bar is {row['spacings_behind']:.0f} bar spacings behind the newest "
+                             "in the data")
+            lines.append(f"{symbol:<12}{str(row['timestamp']):<27}{row['score']:>+9.4f}  {'; '.join(notes)}")
         fallbacks = int(predictions["fallback"].sum())
-        lines.append(f"{len(predictions)} symbols, {fallbacks} neutral fallback(s)")
+        lines.append(f"{len(predictions)} symbols, {fallbacks} neutral fallback(s), {stale} stale "
+                     f"(last bar more than {STALE_SPACINGS} of its bar spacings behind the newest)")
         return "\n".join(lines)
     if len(predictions) == 0:
         return "no complete window in the data"

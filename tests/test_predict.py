@@ -41,9 +41,25 @@ def test_latest_with_drift_flags(trained_registry, tmp_path, capsys):
     output = capsys.readouterr().out
     for symbol in ("SP500", "NASDAQ", "SYN-03"):
         assert symbol in output
-    assert "6 symbols, 0 neutral fallback(s)" in output
+    assert "6 symbols, 0 neutral fallback(s), 0 stale" in output
     assert "feature drift vs training" in output
     assert "drifted" in output and "moderate of 11 features" in output
+
+
+def test_latest_flags_a_symbol_whose_feed_stopped(trained_registry, tmp_path, capsys):
+    panel = load_panel("sample", quick=True)
+    for symbol in panel.symbols:
+        bars = panel[symbol].iloc[:-10] if symbol == "SYN-03" else panel[symbol]
+        bars.to_csv(tmp_path / f"{symbol}.csv")
+    output = tmp_path / "latest.csv"
+    assert main([str(trained_registry), "--data", str(tmp_path), "--latest", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    stale_lines = [line for line in printed.splitlines() if "STALE" in line]
+    assert len(stale_lines) == 1 and stale_lines[0].startswith("SYN-03")
+    # Ten business days before 2018-12-31, over Christmas: 17 days of one-day spacing.
+    assert "last bar is 17 bar spacings behind the newest" in stale_lines[0]
+    assert "6 symbols, 0 neutral fallback(s), 1 stale (last bar more than 5 of its bar spacings" in printed
+    assert pd.read_csv(output).set_index("symbol")["spacings_behind"]["SYN-03"] == 17
 
 
 def test_errors_are_clean(trained_registry, tmp_path, capsys):
