@@ -54,12 +54,15 @@ class ExperimentConfig:
     batch_size: int = 64
     # Windows never span a gap longer than this multiple of the median bar spacing (0: off).
     max_gap_factor: float = 5.0
-    # Gapped time-series CV (seed 004: 3 folds, test 0.2, gap 5); the early
-    # stopping carve-out is the last `validation_size` of each training fold.
+    # Gapped walk-forward CV (seed 004: 3 folds, test 0.2, gap 5), expanding
+    # (`train_bars` 0) or sliding over the last `train_bars` bars before each
+    # gap (seed 000's walk-forward); the early stopping carve-out is the last
+    # `validation_size` of each training fold.
     n_splits: int = 3
     test_size: float = 0.2
     gap: int = 5
     validation_size: float = 0.15
+    train_bars: int = 0
     # Model hyperparameters (seed 004's shared backbone).
     lstm_units: tuple = (64, 32)
     dense_units: int = 16
@@ -120,6 +123,7 @@ class ExperimentConfig:
         _require(self.n_splits >= 1, "n_splits", self.n_splits, ">= 1")
         _require(0 < self.test_size < 1, "test_size", self.test_size, "in (0, 1)")
         _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
+        _require(self.train_bars >= 0, "train_bars", self.train_bars, ">= 0 (0: an expanding window)")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
         self._check_model_values()
@@ -179,7 +183,7 @@ CONFIG_GROUPS = {
              "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_options", "heads", "horizon"),
     "windows": ("sequence_length", "max_gap_factor"),
-    "validation": ("n_splits", "test_size", "gap", "validation_size"),
+    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
               "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
               "causal_mask", "pooling"),

@@ -90,9 +90,9 @@ def run(args):
         print(f"run directory: {run_dir}")
     trainer = FoldTrainer(config, data, run_dir, resume=bool(args.resume))
 
-    # --- Folds: gapped CV on the shared calendar ------------------------------
+    # --- Folds: gapped walk-forward CV on the shared calendar ------------------
     calendar = data.windowed.calendar
-    folds = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap).split(calendar)
+    folds = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap, config.train_bars).split(calendar)
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
     fold_results, histories, predictions, fold_models = [], {}, [], []

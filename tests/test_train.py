@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from conftest import make_bars
 
+from keras_synapse.data import load_panel
+
 EXPERIMENT = "experiments/shared_backbone.py"
 
 
@@ -134,6 +136,23 @@ def test_own_csv_directory(tmp_path, request):
     actual = pd.read_csv(output).merge(expected[["symbol", "timestamp", "prediction"]], on=["symbol", "timestamp"])
     assert len(actual) == len(expected) > 50
     np.testing.assert_allclose(actual["score"], actual["prediction"], atol=1e-5)
+
+
+def test_a_sliding_walk_forward_run(tmp_path, request):
+    """`--set train_bars=N`: every fold, and the final refit, train on the N bars before their gap."""
+    result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--set", "train_bars=400",
+                       "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    calendar = load_panel("sample", quick=True)
+    calendar = pd.DatetimeIndex(sorted(set().union(*(calendar[symbol].index for symbol in calendar.symbols))))
+    counts = [((calendar >= fold["train"][0]) & (calendar <= fold["train"][1])).sum() for fold in metrics["folds"]]
+    assert counts == [400, 400, 400]
+    # Equal windows in, roughly equal fit windows out (expanding folds would grow by the test block each time).
+    fit_windows = [fold["n_train"] for fold in metrics["folds"]]
+    assert max(fit_windows) - min(fit_windows) < 0.1 * max(fit_windows)
+    assert "final refit" in result.stdout
 
 
 def test_a_close_only_panel_trains_with_the_close_feature_set(tmp_path, request):

@@ -125,7 +125,8 @@ def fold_windows(windowed, calendar, fold, config):
     labelled = windowed.labelled_ends()
     fit_end, validation_start = carve_validation(calendar, fold, config.validation_size, config.gap)
     split = {
-        "fit": select_ends(windowed, labelled, stride=config.stride, end=fit_end, label_before=validation_start),
+        "fit": select_ends(windowed, labelled, stride=config.stride, start=fold.train_start, end=fit_end,
+                           label_before=validation_start),
         "validation": select_ends(windowed, labelled, start=validation_start, end=fold.train_end,
                                   label_before=fold.test_start),
         "test": select_ends(windowed, labelled, start=fold.test_start, end=fold.test_end)

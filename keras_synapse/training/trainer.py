@@ -195,15 +195,18 @@ def predict_windows(model, data, ends, batch_size):
 
 
 def refit_final(trainer, calendar, last_fold, base_model=None):
-    """Refits on all windows up to the last test fold's end, with the same carve-out.
+    """Refits on all windows up to the last test fold's end (the last `train_bars` with a sliding window), with the
+    same carve-out.
 
     With `base_model` (a registered shared backbone, for `finetune_symbol`), only
     its new head is trained.
     """
-    from keras_synapse.windows.splitters import Fold
+    from keras_synapse.windows.splitters import Fold, sliding_start
 
     config, data = trainer.config, trainer.data
-    final = Fold(index=len(calendar), train_start=calendar[0], train_end=last_fold.test_end,
+    # A sliding window slides on: the final model sees the last `train_bars` bars, as each fold did.
+    start = sliding_start(int(np.searchsorted(calendar, last_fold.test_end)), config.train_bars)
+    final = Fold(index=len(calendar), train_start=calendar[start], train_end=last_fold.test_end,
                  test_start=None, test_end=None)
     split = fold_windows(data.windowed, calendar, final, config)
     print(f"final refit: {len(split['fit'])} fit windows, {len(split['validation'])} validation windows "

@@ -69,7 +69,7 @@ def search_folds(calendar, config):
     """
     from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
-    splitter = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap)
+    splitter = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap, config.train_bars)
     first_test = splitter.split(calendar)[0]
     search_calendar = calendar[calendar <= first_test.train_end]
     try:

@@ -39,17 +39,21 @@ def iso_utc(timestamp):
 
 
 class GappedTimeSeriesCV:
-    """Expanding-window CV with a gap before each test block (seed 004).
+    """Walk-forward CV with a gap before each test block (seed 004), expanding or sliding.
 
     The last `n_splits * test_size` of the calendar is cut into `n_splits`
     consecutive test blocks; fold k trains on everything before its test block
-    except the `gap` bars just before it.
+    except the `gap` bars just before it (expanding), or on the `train_bars`
+    bars before that (sliding: each fold forgets the oldest data, for a
+    market whose behaviour changes).
 
     Args:
         n_splits: number of folds. Defaults to `3`.
         test_size: fraction of the calendar in each test block. Defaults to
             `0.2`.
         gap: bars left out between training and test. Defaults to `5`.
+        train_bars: bars in a sliding training window, or `0` for an
+            expanding one. Defaults to `0`.
 
     Example:
 
@@ -60,7 +64,7 @@ class GappedTimeSeriesCV:
     ['2020-02-10', '2020-03-01', '2020-03-21']
     """
 
-    def __init__(self, n_splits=3, test_size=0.2, gap=5):
+    def __init__(self, n_splits=3, test_size=0.2, gap=5, train_bars=0):
         if n_splits < 1:
             raise ConfigError(f"`n_splits` must be >= 1. Received: n_splits={n_splits}")
         if not 0 < test_size < 1 or n_splits * test_size >= 1:
@@ -70,9 +74,12 @@ class GappedTimeSeriesCV:
             )
         if gap < 0:
             raise ConfigError(f"`gap` must be >= 0. Received: gap={gap}")
+        if train_bars < 0:
+            raise ConfigError(f"`train_bars` must be >= 0 (0: expanding). Received: train_bars={train_bars}")
         self.n_splits = n_splits
         self.test_size = test_size
         self.gap = gap
+        self.train_bars = train_bars
 
     def split(self, calendar):
         """Returns the folds for a sorted array of unique timestamps.
@@ -91,11 +98,12 @@ class GappedTimeSeriesCV:
         folds = []
         for index in range(self.n_splits):
             test_start = first_test + index * test_length
+            train_end = test_start - self.gap - 1
             folds.append(
                 Fold(
                     index=index,
-                    train_start=calendar[0],
-                    train_end=calendar[test_start - self.gap - 1],
+                    train_start=calendar[sliding_start(train_end, self.train_bars)],
+                    train_end=calendar[train_end],
                     test_start=calendar[test_start],
                     test_end=calendar[test_start + test_length - 1],
                 )
@@ -113,10 +121,15 @@ class GappedTimeSeriesCV:
         rows = np.arange(len(times))
         splits = []
         for fold in self.split(calendar):
-            train = rows[times <= fold.train_end]
+            train = rows[(times >= fold.train_start) & (times <= fold.train_end)]
             train = purge_and_embargo(train, times, end_times, [(fold.test_start, fold.test_end)], calendar, 0)
             splits.append((train, rows[(times >= fold.test_start) & (times <= fold.test_end)]))
         return splits
+
+
+def sliding_start(train_end, train_bars):
+    """The calendar position where a training window of `train_bars` bars ending at `train_end` starts (0: all)."""
+    return 0 if train_bars == 0 else max(0, train_end - train_bars + 1)
 
 
 def carve_validation(calendar, fold, validation_size, gap):

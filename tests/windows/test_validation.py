@@ -24,6 +24,20 @@ def test_each_fold_leaves_exactly_gap_bars_before_its_test_block(gap):
     assert folds[-1].test_end == CALENDAR[-1]
 
 
+def test_a_sliding_window_trains_on_the_last_train_bars_before_each_gap():
+    folds = GappedTimeSeriesCV(n_splits=3, test_size=0.2, gap=5, train_bars=60).split(CALENDAR)
+    expanding = GappedTimeSeriesCV(n_splits=3, test_size=0.2, gap=5).split(CALENDAR)
+    for fold, reference in zip(folds, expanding):
+        start, end = np.searchsorted(CALENDAR, [fold.train_start, fold.train_end])
+        assert end - start + 1 == 60 and fold.train_end == reference.train_end
+        assert (fold.test_start, fold.test_end) == (reference.test_start, reference.test_end)
+    # Sample-level splits keep the window too.
+    times = np.repeat(CALENDAR, 2)
+    splitter = GappedTimeSeriesCV(n_splits=3, test_size=0.2, gap=5, train_bars=60)
+    for (train, _), fold in zip(splitter.split_samples(times, times), folds):
+        assert times[train].min() == fold.train_start and len(train) == 2 * 60
+
+
 def test_validation_carve_out_sits_inside_training_with_its_own_gap():
     fold = GappedTimeSeriesCV(3, 0.2, 5).split(CALENDAR)[0]
     fit_end, validation_start = carve_validation(CALENDAR, fold, validation_size=0.15, gap=5)
