@@ -48,6 +48,9 @@ class ExperimentConfig:
     heads: str = ""
     loss_weights: str = ""
     horizon: int = 5
+    # Bars from the signal bar to the trade: labels and the backtest enter at
+    # the close of bar t + execution_lag (0: at the signal bar's own close).
+    execution_lag: int = 0
     # Windows (seed 004: 20 bars, stride 5).
     sequence_length: int = 20
     stride: int = 5
@@ -117,6 +120,7 @@ class ExperimentConfig:
         _require(_PLAIN_NAME.fullmatch(self.name) is not None and ".." not in self.name, "name", self.name,
                  "a plain name (letters, digits, '.', '_', '-'; it names the run and registry directories)")
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
+        _require(self.execution_lag >= 0, "execution_lag", self.execution_lag, ">= 0")
         _require(self.sequence_length >= 1, "sequence_length", self.sequence_length, ">= 1")
         _require(self.stride >= 1, "stride", self.stride, ">= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
@@ -136,10 +140,10 @@ class ExperimentConfig:
         check_distribute(self.distribute)
         # A gap shorter than the label horizon lets a training label overlap
         # the test fold: refuse it rather than report leaked numbers.
-        if self.gap < self.horizon:
+        if self.gap < self.horizon + self.execution_lag:
             raise ConfigError(
-                f"`gap` must be >= `horizon` ({self.horizon}) so training labels end before the "
-                f"test fold starts. Received: gap={self.gap}"
+                f"`gap` must be >= `horizon` ({self.horizon}) + `execution_lag` ({self.execution_lag}) so training "
+                f"labels end before the test fold starts. Received: gap={self.gap}"
             )
 
     def _check_model_values(self):
@@ -181,7 +185,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CONFIG_GROUPS = {
     "data": ("data", "sample_signal_strength", "features", "static_features", "market_symbol", "sector_symbol",
              "vix_symbol", "vix3m_symbol"),
-    "labels": ("label", "label_scaling", "label_options", "heads", "horizon"),
+    "labels": ("label", "label_scaling", "label_options", "heads", "horizon", "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),
     "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",

@@ -184,7 +184,7 @@ def _prepare(frame, score_columns, horizon, cost_bps, calendar, rules):
                              f"timestamp={frame['timestamp'].iloc[first]}")
     if len(calendar) == 0:
         raise BacktestError("`calendar` must hold the panel's timestamps. Received: an empty calendar")
-    return build_trading_panel(frame, horizon, calendar)
+    return build_trading_panel(frame, horizon, calendar, rules.execution_lag)
 
 
 def _simulate(panel, score_column, cost_bps, rules, probability_source):

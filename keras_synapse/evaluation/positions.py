@@ -59,7 +59,7 @@ class _Panel:
         return self.gather(self.frame[name].to_numpy(dtype=np.float64))
 
 
-def build_trading_panel(frame, horizon, calendar):
+def build_trading_panel(frame, horizon, calendar, execution_lag=0):
     time_zone = pd.DatetimeIndex(frame["timestamp"]).tz
     calendar = _naive_utc(calendar)
     timestamps = _naive_utc(frame["timestamp"])
@@ -69,7 +69,8 @@ def build_trading_panel(frame, horizon, calendar):
         first = np.flatnonzero(off_calendar)[0]
         raise BacktestError(f"Every timestamp must be on `calendar`. Received: symbol={frame['symbol'].iloc[first]!r} "
                          f"at timestamp={frame['timestamp'].iloc[first]} (not on the calendar)")
-    frame = frame.assign(timestamp=timestamps, position=positions, end_position=positions + horizon)
+    # A row's outcome is known `horizon + execution_lag` bars after its signal bar.
+    frame = frame.assign(timestamp=timestamps, position=positions, end_position=positions + horizon + execution_lag)
     duplicated = frame.duplicated(["symbol", "timestamp"])
     if duplicated.any():
         row = frame[duplicated].iloc[0]
@@ -88,7 +89,7 @@ def build_trading_panel(frame, horizon, calendar):
     row_index[period_of_row[on_period], symbols.get_indexer(frame["symbol"][on_period])] = np.flatnonzero(on_period)
     returns = frame["forward_return"].to_numpy(dtype=np.float64)
     simple_returns = np.where(row_index >= 0, np.expm1(returns[np.maximum(row_index, 0)]), np.nan)
-    end_positions = kept_positions + horizon
+    end_positions = kept_positions + horizon + execution_lag
     period_ends = pd.DatetimeIndex([calendar[end] if end < len(calendar) else pd.NaT for end in end_positions])
     contiguous = np.diff(kept_positions, prepend=-horizon - 1) == horizon
     localize = (lambda index: index.tz_localize("UTC").tz_convert(time_zone)) if time_zone else (lambda index: index)

@@ -118,6 +118,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "experiment": config.name,
         "run_id": run_dir.name,
         "label": {"name": task.label, "kind": task.kind, "classes": list(task.classes), "horizon": config.horizon,
+                  "execution_lag": config.execution_lag,
                   "scored_against": "forward return" if task.directional else "event outcome"},
         "label_balance": task.balance(data.windowed.targets[data.windowed.labelled_ends()]),
         "folds": fold_results,
@@ -135,9 +136,12 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     if task.directional:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
         results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                   _bars_per_year(calendar), score_columns=baseline_columns)
+                                   _bars_per_year(calendar), score_columns=baseline_columns,
+                                   execution_lag=config.execution_lag)
+        entry = (f"entered at the close {config.execution_lag} bar(s) after the signal" if config.execution_lag
+                 else "entered at the signal bar's close")
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
-                               "rule": "sign(score), equal weight, held one horizon, non-overlapping"}
+                               "rule": f"sign(score), equal weight, {entry}, held one horizon, non-overlapping"}
     else:
         metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
             f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "

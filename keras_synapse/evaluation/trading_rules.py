@@ -95,6 +95,11 @@ class BacktestRules:
         cooldown_periods: periods the circuit breaker keeps the book flat,
             after which the loss streak starts again from zero, >= 1.
             Defaults to `5`.
+        execution_lag: bars from the signal to the trade, as the labels were
+            built with (`keras_synapse.labels.common.with_execution_lag`):
+            an outcome is known `horizon + execution_lag` bars after its
+            signal, which the calibration and payoff estimates respect,
+            >= 0. Defaults to `0`.
 
     Raises:
         ValueError: for an option outside its range or enum.
@@ -115,6 +120,7 @@ class BacktestRules:
     drawdown_limit: float | None = None
     max_loss_streak: int | None = None
     cooldown_periods: int = 5
+    execution_lag: int = 0
 
     def __post_init__(self):
         for name, choices in (("signal", SIGNALS), ("sizing", SIZINGS), ("probability_source", PROBABILITY_SOURCES),
@@ -130,6 +136,7 @@ class BacktestRules:
             check_range("drawdown_limit", self.drawdown_limit, 0, 1, "(0, 1) or None", low_open=True, high_open=True)
         check_integer("min_history", self.min_history, 2)
         check_integer("cooldown_periods", self.cooldown_periods, 1)
+        check_integer("execution_lag", self.execution_lag, 0)
         if self.max_loss_streak is not None:
             check_integer("max_loss_streak", self.max_loss_streak, 1, " or None")
         if self.probability_source == "column" and self.needs_probability and self.probability_column is None:

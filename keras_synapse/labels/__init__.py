@@ -39,6 +39,7 @@ Example:
 import inspect
 
 from keras_synapse.errors import ConfigError
+from keras_synapse.labels.common import with_execution_lag
 from keras_synapse.labels.barriers import meta_label, triple_barrier_label
 from keras_synapse.labels.patterns import (
     momentum_persistence_label,
@@ -88,7 +89,7 @@ def label_options(name):
     return {key: parameter.default for key, parameter in parameters.items() if key not in _COMMON_ARGUMENTS}
 
 
-def compute_labels(panel, name="forward_return", horizon=5, scaling="volatility", **options):
+def compute_labels(panel, name="forward_return", horizon=5, scaling="volatility", execution_lag=0, **options):
     """Computes label `name` for every symbol of `panel`.
 
     Args:
@@ -97,6 +98,8 @@ def compute_labels(panel, name="forward_return", horizon=5, scaling="volatility"
         horizon: bars ahead. Defaults to `5`.
         scaling: `"none"` or `"volatility"` (only `forward_return` uses it).
             Defaults to `"volatility"`.
+        execution_lag: bars from the signal to the trade (see
+            `with_execution_lag`). Defaults to `0`.
         **options: the label's own options, see `label_options(name)`.
 
     Returns:
@@ -116,5 +119,6 @@ def compute_labels(panel, name="forward_return", horizon=5, scaling="volatility"
         )
     function = LABELS[name]
     return {
-        symbol: function(bars, horizon=horizon, scaling=scaling, **options) for symbol, bars in panel.items()
+        symbol: with_execution_lag(function(bars, horizon=horizon, scaling=scaling, **options), execution_lag)
+        for symbol, bars in panel.items()
     }

@@ -61,6 +61,9 @@ class Label:
         kind: `"regression"`, `"binary"` or `"multiclass"`.
         classes: for class labels, `classes[i]` names class index i; empty for
             regression.
+        execution_lag: bars between the signal bar and the trade: the label
+            (and `forward_return`) at t is the one of bar t + lag, see
+            `with_execution_lag`. Defaults to `0`.
     """
 
     values: pd.Series
@@ -68,11 +71,28 @@ class Label:
     forward_return: pd.Series
     kind: str = "regression"
     classes: tuple = ()
+    execution_lag: int = 0
 
     @property
     def num_classes(self):
         """The number of classes (0 for regression)."""
         return len(self.classes)
+
+
+def with_execution_lag(label, lag):
+    """The label of a trade entered `lag` bars after the signal bar, at that bar's close.
+
+    A signal computed from bar t's close can be traded at t's close only by
+    an order placed before the close was known; with `lag` 1 the position is
+    taken at the close of bar t + 1 and held for the horizon, so the target,
+    its end time and the forward return at t are those computed at t + lag
+    (the last `lag` bars have none). Purging then uses the later end time.
+    """
+    require(isinstance(lag, numbers.Integral) and lag >= 0, "execution_lag", lag, "an integer >= 0")
+    if lag == 0:
+        return label
+    return dataclasses.replace(label, values=label.values.shift(-lag), end_time=label.end_time.shift(-lag),
+                               forward_return=label.forward_return.shift(-lag), execution_lag=int(lag))
 
 
 def require(condition, name, value, expectation):

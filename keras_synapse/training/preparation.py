@@ -84,10 +84,11 @@ def prepare_data(config, quick):
         features = compute_features_cached(panel, config.features, references, config.feature_cache)
         static = (compute_features_cached(panel, config.static_features, references, config.feature_cache)
                   if config.static_features else None)
-        labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, **label_options(config))
+        labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, config.execution_lag,
+                                **label_options(config))
         heads, primary_head = head_labels(config)
         per_head = {head: labels if name == config.label else compute_labels(panel, name, config.horizon,
-                                                                            config.label_scaling)
+                                                                            config.label_scaling, config.execution_lag)
                     for head, name in heads.items()}
         progress.update()
         quiet_tensorflow()

@@ -142,8 +142,9 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
             _check_finite(static, symbol)
         _check_finite(frame, symbol)
         label = labels[symbol]
-        # The forward return known at t - horizon is the past return at t.
-        past = label.forward_return.shift(horizon).reindex(frame.index)
+        # The forward return known at t - horizon is the past return at t (with an execution lag, the one
+        # labelled at t - horizon - lag: the label at t is that of bar t + lag).
+        past = label.forward_return.shift(horizon + label.execution_lag).reindex(frame.index)
         part = {
             "features": frame.to_numpy(dtype=np.float32),
             "targets": label.values.reindex(frame.index).to_numpy(dtype=np.float32),

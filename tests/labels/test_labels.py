@@ -516,3 +516,24 @@ def test_forward_volatility_by_hand():
     assert label.values.iloc[5] == pytest.approx(expected)
     assert label.end_time.iloc[5] == bars.index[8] and label.kind == "regression"
     assert (label.values.dropna() >= 0).all()
+
+
+@pytest.mark.parametrize("name", ["forward_return", "direction", "triple_barrier"])
+def test_an_execution_lag_labels_each_signal_with_the_trade_a_bar_later(name):
+    from keras_synapse.labels import compute_labels
+
+    panel = Panel({"AAA": make_bars(200, seed=7)})
+    now = compute_labels(panel, name, horizon=5, scaling="none")["AAA"]
+    lagged = compute_labels(panel, name, horizon=5, scaling="none", execution_lag=1)["AAA"]
+    assert lagged.execution_lag == 1 and lagged.kind == now.kind
+    pd.testing.assert_series_equal(lagged.values.iloc[:-1], now.values.iloc[1:].set_axis(now.values.index[:-1]))
+    pd.testing.assert_series_equal(lagged.end_time.iloc[:-1], now.end_time.iloc[1:].set_axis(now.end_time.index[:-1]))
+    np.testing.assert_array_equal(lagged.forward_return.to_numpy()[:-1], now.forward_return.to_numpy()[1:])
+    assert np.isnan(lagged.forward_return.iloc[-1]) and pd.isna(lagged.end_time.iloc[-1])
+
+
+def test_an_execution_lag_is_an_integer_of_at_least_zero():
+    from keras_synapse.labels import compute_labels
+
+    with pytest.raises(ConfigError, match="`execution_lag` must be an integer >= 0. Received: execution_lag=-1"):
+        compute_labels(Panel({"AAA": make_bars(100)}), execution_lag=-1)

@@ -126,3 +126,14 @@ def test_symbols_without_a_window_are_named(caplog):
     build_windowed_panel(features, compute_labels(panel, horizon=HORIZON), 20, HORIZON)
     assert "1 symbol(s) give no complete window of 20 bars and are not used: NEW (10 feature rows)" in caplog.text
     assert "AAA" not in caplog.text
+
+
+def test_the_past_return_of_a_lagged_label_uses_no_later_bar():
+    """With an execution lag the label at t starts at t + 1; the momentum baseline's past return must still end at t."""
+    panel = Panel({"AAA": make_bars(120, seed=1)})
+    features = compute_features(panel, "core")
+    labels = compute_labels(panel, horizon=HORIZON, scaling="none", execution_lag=1)
+    windowed = build_windowed_panel(features, labels, SEQUENCE_LENGTH, HORIZON)
+    close = panel["AAA"]["close"]
+    expected = np.log(close / close.shift(HORIZON)).reindex(features["AAA"].index).to_numpy()
+    np.testing.assert_allclose(windowed.past_returns, expected, atol=1e-12, equal_nan=True)
