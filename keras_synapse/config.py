@@ -82,6 +82,9 @@ class ExperimentConfig:
     positional_encoding: str = "learned"
     causal_mask: bool = False
     pooling: str = "last"
+    # Permutation feature importance on the test folds (one more prediction
+    # per feature per fold; see keras_synapse.evaluation.importance).
+    feature_importance: bool = True
     # Fine-tuning (seed 004's stock-specific adaptation): after the shared
     # backbone is trained on all symbols, freeze it and train a new head on
     # this symbol only. `base_model` (`EXPERIMENT/VERSION` inside --registry,
@@ -187,7 +190,7 @@ CONFIG_GROUPS = {
              "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_options", "heads", "horizon", "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),
-    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars"),
+    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "feature_importance"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
               "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
               "causal_mask", "pooling"),

@@ -18,10 +18,18 @@ import pandas as pd
 
 from keras_synapse.cli import resolve_config
 from keras_synapse.errors import DataError
-from keras_synapse.evaluation.run_metrics import baseline_columns, evaluate_run, fold_record
+from keras_synapse.evaluation.importance import importance_of_run, permuted_scores
+from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
 from keras_synapse.serving.registration import register_model
 from keras_synapse.training.preparation import fold_windows, prepare_data, symbol_split
-from keras_synapse.training.trainer import FoldTrainer, check_fit_settings, predict_windows, refit_final
+from keras_synapse.training.trainer import (
+    FoldTrainer,
+    check_fit_settings,
+    input_feature_names,
+    predict_windows,
+    refit_final,
+    window_scores,
+)
 from keras_synapse.windows.splitters import iso_utc
 
 DESCRIPTION = """Train an experiment with gapped time-series cross-validation.
@@ -95,7 +103,7 @@ def run(args):
     folds = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap, config.train_bars).split(calendar)
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
-    fold_results, histories, predictions, fold_models = [], {}, [], []
+    fold_results, histories, predictions, fold_models, permuted = [], {}, [], [], []
     for fold in tqdm(folds, desc="folds", unit="fold"):
         split = fold_windows(data.windowed, calendar, fold, config)
         model, history = trainer.fit(split, f"fold_{fold.index}")
@@ -111,12 +119,19 @@ def run(args):
             frame["baseline_shared_backbone"] = predict_windows(shared_model, data, split["test"],
                                                                 config.batch_size)["prediction"].to_numpy()
         predictions.append(frame)
+        if config.feature_importance:
+            permuted.append(pd.DataFrame(permuted_scores(
+                lambda inputs: window_scores(model, data, inputs), data.windowed.gather(split["test"]),
+                input_feature_names(data), seed=config.seed + fold.index)))
         fold_models.append(model)
         fold_results.append(fold_record(fold, split, frame, history, data.task, data.head_tasks))
     test_predictions = pd.concat(predictions, ignore_index=True)
 
     # --- Evaluate: summary with intervals, baselines, backtest ------------------
     metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar)
+    if permuted:
+        metrics["feature_importance"] = importance_of_run(test_predictions, pd.concat(permuted, ignore_index=True),
+                                                          config.horizon, BOOTSTRAP_RESAMPLES, config.seed)
 
     # --- Register: refit on all data up to the last test fold, export, save ----
     base_model = (load_base_model(config, args.registry, data, folds[-1])

@@ -77,6 +77,13 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     assert f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}" in result.stdout
     assert "model IC minus baseline" in result.stdout
     assert "per-date IC across symbols" in result.stdout and "momentum" in result.stdout.split("backtest after")[1]
+    # Permutation importance of every input feature, with its interval, printed and in the report.
+    importance = metrics["feature_importance"]
+    assert len(importance) == 11 and all(item["ci_low"] <= item["ic_drop"] <= item["ci_high"]
+                                         for item in importance.values())
+    assert "feature importance (test IC drop when permuted)" in result.stdout
+    assert "Feature importance" in (run_dir / "report.html").read_text()
+    assert "permuted:log_return_1" not in predictions.columns  # the predictions file keeps its columns
 
 
 def test_registered_model_loads_without_keras_synapse_and_matches_onnx(quick_run, tmp_path):

@@ -123,6 +123,12 @@ def write_report(path, metrics, histories, test_predictions, equity):
     per_symbol_names = list(next(iter(metrics["per_symbol"].values())))  # n, then the metrics
     per_symbol_rows = [[symbol, values["n"], *(_signed(values[name]) for name in per_symbol_names[1:])]
                        for symbol, values in metrics["per_symbol"].items()]
+    importance = metrics.get("feature_importance") or {}
+    importance_html = ("<h2>Feature importance (test IC drop when the feature is permuted, paired 95% intervals)</h2>"
+                       + _table(["feature", "IC drop", "95% CI", "used"],
+                                [[name, _signed(item["ic_drop"]), f"[{_signed(item['ci_low'])}, "
+                                  f"{_signed(item['ci_high'])}]", "yes" if item["used"] else ""]
+                                 for name, item in importance.items()])) if importance else ""
     cross_sectional = metrics["cross_sectional"]
     cross_sectional_html = (
         f"<p>Per-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])} "
@@ -146,6 +152,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 {backtest_html}
 <h2>Training curves</h2>{training_curves(histories)}
 <h2>Predicted vs realized</h2>{prediction_scatter(test_predictions["prediction"], test_predictions["reference"])}
+{importance_html}
 <h2>Per symbol (test folds)</h2>{_table(["symbol", *per_symbol_names], per_symbol_rows)}
 <h2>Cross-sectional IC</h2>{cross_sectional_html}
 </body></html>"""
@@ -234,6 +241,10 @@ def format_summary(metrics):
     lines.append(f"\nper-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])}, ICIR "
                  f"{_signed(cross_sectional['icir'], 2)} ({cross_sectional['num_timestamps']} dates; rank IC mean "
                  f"{_signed(cross_sectional['rank_ic_mean'])})")
+    if metrics.get("feature_importance"):
+        from keras_synapse.evaluation.importance import format_importance
+
+        lines.append("\n" + format_importance(metrics["feature_importance"]))
     lines.append(f"\n{summary['verdict']}")
     return "\n".join(lines)
 

@@ -194,6 +194,22 @@ def predict_windows(model, data, ends, batch_size):
     return frame.assign(reference=data.task.reference(frame))
 
 
+def window_scores(model, data, inputs, batch_size=2048):
+    """The primary head's scores of materialized window inputs (as `predict_windows` scores them)."""
+    outputs = model.predict(inputs, batch_size=batch_size, verbose=0)
+    if data.head_tasks:
+        outputs = outputs[data.primary_head]
+    return data.task.scores(np.asarray(outputs))
+
+
+def input_feature_names(data):
+    """Model input name -> the feature names along its last axis."""
+    names = {"sequence": list(data.windowed.feature_names)}
+    if data.windowed.static_features is not None:
+        names["static"] = list(data.windowed.static_feature_names)
+    return names
+
+
 def refit_final(trainer, calendar, last_fold, base_model=None):
     """Refits on all windows up to the last test fold's end (the last `train_bars` with a sliding window), with the
     same carve-out.
