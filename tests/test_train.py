@@ -66,6 +66,10 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     predictions = pd.read_csv(run_dir / "test_predictions.csv")
     assert set(metrics["per_symbol"]) == set(predictions["symbol"])
     assert sum(row["n"] for row in metrics["per_symbol"].values()) == len(predictions)
+    for row in metrics["per_symbol"].values():  # each symbol's IC with its own interval, printed too
+        low, high = row["intervals"]["ic"]
+        assert low <= row["ic"] <= high
+    assert "symbol (test folds)" in result.stdout and "SYN-00" in result.stdout.split("symbol (test folds)")[1]
     cross_sectional = metrics["cross_sectional"]
     assert 0 < cross_sectional["num_timestamps"] <= predictions["timestamp"].nunique()
     assert cross_sectional["icir"] == pytest.approx(cross_sectional["ic_mean"] / cross_sectional["ic_std"])

@@ -120,8 +120,9 @@ def write_report(path, metrics, histories, test_predictions, equity):
             ["class", "precision", "recall", "F1", "support"],
             [[name, _signed(p), _signed(r), _signed(f), int(n)]
              for name, p, r, f, n in zip(classes, precision, recall, f1, confusion.sum(axis=1))])
-    per_symbol_names = list(next(iter(metrics["per_symbol"].values())))  # n, then the metrics
-    per_symbol_rows = [[symbol, values["n"], *(_signed(values[name]) for name in per_symbol_names[1:])]
+    per_symbol_names = [name for name in next(iter(metrics["per_symbol"].values())) if name != "intervals"]
+    per_symbol_rows = [[symbol, values["n"], *(_with_interval(values[name], values.get("intervals", {}).get(name))
+                                               for name in per_symbol_names[1:])]
                        for symbol, values in metrics["per_symbol"].items()]
     importance = metrics.get("feature_importance") or {}
     importance_html = ("<h2>Feature importance (test IC drop when the feature is permuted, paired 95% intervals)</h2>"
@@ -237,6 +238,7 @@ def format_summary(metrics):
                          f"{_signed(item['turnover'], 2):>10}")
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
+    lines.append("\n" + format_symbol_table(metrics["per_symbol"]))
     cross_sectional = metrics["cross_sectional"]
     lines.append(f"\nper-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])}, ICIR "
                  f"{_signed(cross_sectional['icir'], 2)} ({cross_sectional['num_timestamps']} dates; rank IC mean "
@@ -246,6 +248,26 @@ def format_summary(metrics):
 
         lines.append("\n" + format_importance(metrics["feature_importance"]))
     lines.append(f"\n{summary['verdict']}")
+    return "\n".join(lines)
+
+
+def format_symbol_table(per_symbol, shown=10):
+    """Each symbol's test IC and directional accuracy with their intervals; the best and worst `shown` of many."""
+    def interval(values, name):
+        bounds = values.get("intervals", {}).get(name)
+        return f"[{_signed(bounds[0])}, {_signed(bounds[1])}]" if bounds else ""
+
+    ordered = sorted(per_symbol.items(), key=lambda item: -np.nan_to_num(item[1]["ic"], nan=-np.inf))
+    if len(ordered) > 2 * shown:
+        ordered = ordered[:shown] + [None] + ordered[-shown:]
+    lines = [f"{'symbol (test folds)':<22}{'n':>7}{'IC':>9}   {'95% CI':<20}{'dir.acc':>8}   95% CI"]
+    for entry in ordered:
+        if entry is None:
+            lines.append(f"... {len(per_symbol) - 2 * shown} more symbols ...")
+            continue
+        symbol, values = entry
+        lines.append(f"{symbol:<22}{values['n']:>7}{_signed(values['ic']):>9}   {interval(values, 'ic'):<20}"
+                     f"{_signed(values['directional_accuracy']):>8}   {interval(values, 'directional_accuracy')}")
     return "\n".join(lines)
 
 

@@ -79,7 +79,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     """
     from keras_synapse.evaluation.backtest import backtest
     from keras_synapse.evaluation.intervals import bootstrap_metrics
-    from keras_synapse.evaluation.panel_metrics import information_coefficients, per_symbol_metrics
+    from keras_synapse.evaluation.panel_metrics import information_coefficients
     from keras_synapse.evaluation.summary import (
         best_baseline,
         edge_verdict,
@@ -125,8 +125,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "summary": summary,
         # IC within each date across symbols (seed 004's ranking view), and each symbol's own metrics over time.
         "cross_sectional": information_coefficients(test_predictions, "prediction", "reference"),
-        "per_symbol": per_symbol_metrics(test_predictions, "prediction", "reference", target_column="target"
-                                         if task.kind == "regression" else None).to_dict(orient="index"),
+        "per_symbol": symbol_table(config, task, test_predictions),
         "baselines": baselines,
         "bootstrap": {"method": "stationary bootstrap over timestamps, Politis-White mean block length",
                       "block_length_timestamps": bootstrap.block_length, "num_timestamps": bootstrap.num_timestamps,
@@ -147,6 +146,26 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
             f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "
             "on a primary signal instead")}
     return metrics, equity
+
+
+# Per-symbol intervals cost a bootstrap each: beyond this many symbols the table keeps the point values only.
+MAX_SYMBOLS_WITH_INTERVALS = 100
+
+
+def symbol_table(config, task, test_predictions):
+    """Each symbol's metrics over its test windows, with 95% intervals of its IC and directional accuracy."""
+    from keras_synapse.evaluation.panel_metrics import per_symbol_metrics
+    from keras_synapse.evaluation.summary import metric_intervals
+
+    table = per_symbol_metrics(test_predictions, "prediction", "reference", target_column="target"
+                               if task.kind == "regression" else None).to_dict(orient="index")
+    if len(table) > MAX_SYMBOLS_WITH_INTERVALS:
+        return table
+    for symbol, group in test_predictions.groupby("symbol", sort=True):
+        intervals = metric_intervals(group, "prediction", config.horizon, FOLD_RESAMPLES, config.seed)
+        table[symbol]["intervals"] = {name: [float(bound) for bound in intervals[name]]
+                                      for name in ("ic", "directional_accuracy") if name in intervals}
+    return table
 
 
 BOOTSTRAP_RESAMPLES = 1000

@@ -101,3 +101,14 @@ def test_versus_baselines_pairs_each_baseline_on_the_same_draws_and_skips_consta
     comparisons = versus_baselines(bootstrap, "prediction", ["baseline_noise", "baseline_always_up"])
     assert set(comparisons) == {"noise"}
     assert comparisons["noise"]["beats"] and comparisons["noise"]["ci_low"] > 0
+
+
+def test_the_symbol_table_shows_intervals_and_the_ends_of_a_long_list():
+    from keras_synapse.evaluation.report import format_symbol_table
+
+    table = {f"S{index:03d}": {"n": 100, "ic": index / 1000, "directional_accuracy": 0.5,
+                               "intervals": {"ic": [index / 1000 - 0.1, index / 1000 + 0.1]}} for index in range(30)}
+    text = format_symbol_table(table)
+    lines = text.splitlines()
+    assert lines[1].startswith("S029") and lines[-1].startswith("S000") and "... 10 more symbols ..." in text
+    assert "[-0.0710, +0.1290]" in lines[1]
