@@ -129,6 +129,10 @@ def run(args):
 
     # --- Evaluate: summary with intervals, baselines, backtest ------------------
     metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar)
+    from keras_synapse.training.callbacks import log_test_metrics
+
+    for fold in metrics["folds"]:  # beside each fold's training curves
+        log_test_metrics(run_dir, f"fold_{fold['index']}", fold["metrics"], fold["intervals"], fold["epochs_trained"])
     if permuted:
         metrics["feature_importance"] = importance_of_run(test_predictions, pd.concat(permuted, ignore_index=True),
                                                           config.horizon, BOOTSTRAP_RESAMPLES, config.seed)

@@ -76,6 +76,15 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     assert json.loads((run_dir / "config.json").read_text())["name"] == "shared_backbone"
     assert "<img src=\"data:image/png;base64," in (run_dir / "report.html").read_text()
     assert list((run_dir / "tensorboard" / "fold_0").rglob("events.out.tfevents.*"))
+    # Each fold's test metrics sit beside its training curves in TensorBoard.
+    import tensorflow as tf
+
+    (events,) = (run_dir / "tensorboard" / "fold_1" / "test").glob("events.out.tfevents.*")
+    logged = {value.tag: float(tf.make_ndarray(value.tensor)) for event in tf.compat.v1.train.summary_iterator(
+        str(events)) for value in event.summary.value}
+    fold = metrics["folds"][1]
+    assert logged["test/ic"] == pytest.approx(fold["metrics"]["ic"], rel=1e-6)
+    assert logged["test/ic_ci_low"] == pytest.approx(fold["intervals"]["ic"][0], rel=1e-6)
     # The printed summary shows the fold table and says whether there is an edge.
     assert "fold train" in result.stdout and "detectable edge" in result.stdout
     assert f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}" in result.stdout

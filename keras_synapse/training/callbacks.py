@@ -216,6 +216,26 @@ class InformationCoefficientCallback(keras.callbacks.Callback):
             logs.update(values)
 
 
+def log_test_metrics(run_dir, name, metrics, intervals, step):
+    """Writes a fold's test metrics (and their interval bounds) to `tensorboard/<name>/test`, at `step`.
+
+    TensorBoard then shows them beside that fold's per-epoch training
+    curves, as scalars `test/ic`, `test/ic_ci_low`, `test/ic_ci_high`, ...
+    at the step of the last epoch trained.
+    """
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / name / "test"))
+    with writer.as_default():
+        for metric, value in metrics.items():
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                tf.summary.scalar(f"test/{metric}", float(value), step=step)
+            for bound, bound_value in zip(("ci_low", "ci_high"), intervals.get(metric, ())):
+                tf.summary.scalar(f"test/{metric}_{bound}", float(bound_value), step=step)
+    writer.flush()
+    writer.close()
+
+
 def _write_atomically(path, write):
     # Write a temp file in the same directory, flush it to disk, then rename:
     # a reader (or a restart after kill -9) sees the old file or the new one, never half of one.
