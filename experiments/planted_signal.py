@@ -30,5 +30,5 @@ def get_config(quick=False):
     config = dataclasses.replace(shared_backbone.get_config(), name="planted_signal")
     if quick:
         return dataclasses.replace(config, data=f"{PLANTED},num_bars=3024,oracle_ic=0.08", epochs=4, patience=2,
-                                   n_splits=1, test_size=0.4)
+                                   n_splits=1, test_size=0.4, feature_importance=False)
     return dataclasses.replace(config, data=f"{PLANTED},num_bars=4032,oracle_ic=0.05")

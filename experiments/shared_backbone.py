@@ -57,7 +57,8 @@ def get_config(quick=False):
                               epochs=10, dropout=0.1, recurrent_dropout=0.0, dense_dropout=0.1, l2=0.0,
                               loss="huber")
     if quick:
-        config = dataclasses.replace(config, epochs=2, patience=2)
+        # A smoke run skips the permutation importance (a prediction per feature per fold).
+        config = dataclasses.replace(config, epochs=2, patience=2, feature_importance=False)
     return config
 
 

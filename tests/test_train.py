@@ -26,8 +26,8 @@ def run_train(*arguments, cwd):
 def quick_run(tmp_path_factory, request):
     root = request.config.rootpath
     workdir = tmp_path_factory.mktemp("quick")
-    result = run_train(str(root / EXPERIMENT), "--quick", "--output", str(workdir / "runs"),
-                       "--registry", str(workdir / "saved_models"), cwd=root)
+    result = run_train(str(root / EXPERIMENT), "--quick", "--set", "feature_importance=true",
+                       "--output", str(workdir / "runs"), "--registry", str(workdir / "saved_models"), cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (workdir / "runs" / "shared_backbone").iterdir()
     return workdir, run_dir, result
