@@ -166,6 +166,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
                                                         np.maximum(part["label_end_times"], head_end)))
         parts.append(part)
     _say_symbols_without_windows(feature_frames, parts, sequence_length)
+    _say_windows_lost_to_gaps(feature_frames, parts, sequence_length, max_gap_factor)
     stacked = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     head_targets = {key.partition(":")[2]: stacked.pop(key) for key in list(stacked) if key.startswith("head:")}
     if not stacked["window_ok"].any():
@@ -190,6 +191,22 @@ def _say_symbols_without_windows(feature_frames, parts, sequence_length):
     if unused:
         logger.warning("%d symbol(s) give no complete window of %d bars and are not used: %s.", len(unused),
                        sequence_length, ", ".join(unused))
+
+
+def _say_windows_lost_to_gaps(feature_frames, parts, sequence_length, max_gap_factor):
+    """One warning with how many windows the gap rule skipped, and where most of them were."""
+    lost = {symbol: int(((np.arange(len(part["window_ok"])) >= sequence_length - 1) & ~part["window_ok"]).sum())
+            for symbol, part in zip(feature_frames, parts)}
+    total = sum(lost.values())
+    if total == 0:
+        return
+    possible = sum(max(0, len(part["window_ok"]) - sequence_length + 1) for part in parts)
+    worst = max(lost, key=lost.get)
+    logger.warning("%d of %d windows (%.1f%%) span a spacing over %g x their symbol's median bar spacing and are "
+                   "skipped as data gaps (%d symbol(s); most in %s: %d). Weekends and nights of intraday bars count "
+                   "as gaps too: --set max_gap_factor=0 keeps every window, a larger factor keeps longer gaps.",
+                   total, possible, 100 * total / max(possible, 1), max_gap_factor,
+                   sum(count > 0 for count in lost.values()), worst, lost[worst])
 
 
 def _naive_utc(index):

@@ -79,12 +79,15 @@ def test_window_frame_maps_predictions_back_to_symbol_and_time():
     assert isinstance(frame["timestamp"].dtype, pd.DatetimeTZDtype)
 
 
-def test_windows_do_not_cross_a_data_outage():
+def test_windows_do_not_cross_a_data_outage(caplog):
     bars = make_bars(150, seed=4)
     outage = bars.drop(bars.index[70:90])  # four weeks missing
     panel = Panel({"AAA": outage})
     windowed = build_windowed_panel(compute_features(panel, "core"), compute_labels(panel, horizon=HORIZON),
                                     SEQUENCE_LENGTH, HORIZON)
+    # Said once, with the count: the 9 windows that would span the outage.
+    assert "9 of 101 windows (8.9%) span a spacing over 5 x their symbol's median bar spacing" in caplog.text
+    assert "most in AAA: 9" in caplog.text
     rows = windowed.labelled_ends()[:, None] + np.arange(-SEQUENCE_LENGTH + 1, 1)
     spans = windowed.timestamps[rows[:, -1]] - windowed.timestamps[rows[:, 0]]
     assert spans.max() < np.timedelta64(20, "D")  # no window spans the outage
