@@ -85,6 +85,9 @@ class ExperimentConfig:
     # Permutation feature importance on the test folds (one more prediction
     # per feature per fold; see keras_synapse.evaluation.importance).
     feature_importance: bool = True
+    # IC decay: the test predictions against forward returns over these
+    # horizons, in bars (empty: off), e.g. --set horizons=1,3,5,20.
+    horizons: tuple = ()
     # Fine-tuning (seed 004's stock-specific adaptation): after the shared
     # backbone is trained on all symbols, freeze it and train a new head on
     # this symbol only. `base_model` (`EXPERIMENT/VERSION` inside --registry,
@@ -124,6 +127,8 @@ class ExperimentConfig:
                  "a plain name (letters, digits, '.', '_', '-'; it names the run and registry directories)")
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
         _require(self.execution_lag >= 0, "execution_lag", self.execution_lag, ">= 0")
+        _require(all(isinstance(horizon, int) and horizon >= 1 for horizon in self.horizons), "horizons",
+                 self.horizons, "bar counts, each >= 1 (e.g. 1,3,5,20)")
         _require(self.sequence_length >= 1, "sequence_length", self.sequence_length, ">= 1")
         _require(self.stride >= 1, "stride", self.stride, ">= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
@@ -190,7 +195,8 @@ CONFIG_GROUPS = {
              "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_options", "heads", "horizon", "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),
-    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "feature_importance"),
+    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "feature_importance",
+                   "horizons"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
               "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
               "causal_mask", "pooling"),

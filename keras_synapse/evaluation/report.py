@@ -124,6 +124,11 @@ def write_report(path, metrics, histories, test_predictions, equity):
     per_symbol_rows = [[symbol, values["n"], *(_with_interval(values[name], values.get("intervals", {}).get(name))
                                                for name in per_symbol_names[1:])]
                        for symbol, values in metrics["per_symbol"].items()]
+    decay = metrics.get("ic_decay") or {}
+    decay_html = ("<h2>IC decay (the test predictions against k-bar forward returns, 95% intervals)</h2>"
+                  + _table(["k bars", "n", "IC", "95% CI"],
+                           [[horizon, item["n"], _signed(item["ic"]), f"[{_signed(item['ci_low'])}, "
+                             f"{_signed(item['ci_high'])}]"] for horizon, item in decay.items()])) if decay else ""
     importance = metrics.get("feature_importance") or {}
     importance_html = ("<h2>Feature importance (test IC drop when the feature is permuted, paired 95% intervals)</h2>"
                        + _table(["feature", "IC drop", "95% CI", "used"],
@@ -153,6 +158,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 {backtest_html}
 <h2>Training curves</h2>{training_curves(histories)}
 <h2>Predicted vs realized</h2>{prediction_scatter(test_predictions["prediction"], test_predictions["reference"])}
+{decay_html}
 {importance_html}
 <h2>Per symbol (test folds)</h2>{_table(["symbol", *per_symbol_names], per_symbol_rows)}
 <h2>Cross-sectional IC</h2>{cross_sectional_html}
@@ -243,6 +249,11 @@ def format_summary(metrics):
     lines.append(f"\nper-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])}, ICIR "
                  f"{_signed(cross_sectional['icir'], 2)} ({cross_sectional['num_timestamps']} dates; rank IC mean "
                  f"{_signed(cross_sectional['rank_ic_mean'])})")
+    if metrics.get("ic_decay"):
+        from keras_synapse.evaluation.ic_decay import format_ic_decay
+
+        lines.append("\n" + format_ic_decay({int(k): v for k, v in metrics["ic_decay"].items()},
+                                            metrics["label"]["horizon"]))
     if metrics.get("feature_importance"):
         from keras_synapse.evaluation.importance import format_importance
 
