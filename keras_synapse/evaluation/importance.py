@@ -62,15 +62,18 @@ def feature_importance(bootstrap, prediction_column, permuted_columns):
     """Each feature's IC drop with its paired interval, from a `bootstrap_metrics` result holding both columns.
 
     Returns:
-        A dict feature -> `{"ic_drop", "ci_low", "ci_high", "used"}`, largest
-        drop first; `used` is true when the interval lies above zero.
+        A dict feature -> `{"ic_drop", "ci_low", "ci_high", "used", "hurts"}`,
+        largest drop first; `used` is true when the interval lies above zero,
+        `hurts` when it lies below (the model relies on the feature in a way
+        that loses on data it never saw: the IC rises when it is scrambled).
     """
     importance = {}
     for column in permuted_columns:
         difference = bootstrap.difference(prediction_column, column, "ic")
         importance[column.removeprefix(PERMUTED_PREFIX)] = {
             "ic_drop": float(difference["difference"]), "ci_low": float(difference["ci_low"]),
-            "ci_high": float(difference["ci_high"]), "used": bool(difference["ci_low"] > 0)}
+            "ci_high": float(difference["ci_high"]), "used": bool(difference["ci_low"] > 0),
+            "hurts": bool(difference["ci_high"] < 0)}
     return dict(sorted(importance.items(), key=lambda item: -item[1]["ic_drop"]))
 
 
@@ -78,8 +81,10 @@ def format_importance(importance):
     """A plain-text table of `feature_importance`."""
     lines = [f"{'feature importance (test IC drop when permuted)':<48}{'drop':>9}   95% CI"]
     for name, item in importance.items():
-        lines.append(f"{name:<48}{item['ic_drop']:>+9.4f}   [{item['ci_low']:+.4f}, {item['ci_high']:+.4f}]"
-                     + ("  used" if item["used"] else ""))
+        note = "  used" if item["used"] else "  hurts (IC rises when scrambled)" if item.get("hurts") else ""
+        lines.append(f"{name:<48}{item['ic_drop']:>+9.4f}   [{item['ci_low']:+.4f}, {item['ci_high']:+.4f}]{note}")
     used = sum(item["used"] for item in importance.values())
-    lines.append(f"{used} of {len(importance)} features measurably used (interval above zero)")
+    hurts = sum(bool(item.get("hurts")) for item in importance.values())
+    lines.append(f"{used} of {len(importance)} features measurably used (interval above zero), {hurts} hurt "
+                 "(interval below zero)")
     return "\n".join(lines)

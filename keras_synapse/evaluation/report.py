@@ -131,9 +131,10 @@ def write_report(path, metrics, histories, test_predictions, equity):
                              f"{_signed(item['ci_high'])}]"] for horizon, item in decay.items()])) if decay else ""
     importance = metrics.get("feature_importance") or {}
     importance_html = ("<h2>Feature importance (test IC drop when the feature is permuted, paired 95% intervals)</h2>"
-                       + _table(["feature", "IC drop", "95% CI", "used"],
+                       + _table(["feature", "IC drop", "95% CI", "the model"],
                                 [[name, _signed(item["ic_drop"]), f"[{_signed(item['ci_low'])}, "
-                                  f"{_signed(item['ci_high'])}]", "yes" if item["used"] else ""]
+                                  f"{_signed(item['ci_high'])}]",
+                                  "uses it" if item["used"] else "loses by it" if item.get("hurts") else ""]
                                  for name, item in importance.items()])) if importance else ""
     cross_sectional = metrics["cross_sectional"]
     cross_sectional_html = (

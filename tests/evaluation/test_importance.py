@@ -25,4 +25,15 @@ def test_only_the_feature_the_scorer_reads_matters():
     assert 0.05 < importance["signal"]["ic_drop"] < 0.15  # the whole IC of about 0.1 is lost
     for name in ("noise_a", "noise_b"):  # permuting what the scorer ignores changes nothing
         assert importance[name]["ic_drop"] == 0 and not importance[name]["used"]
-    assert "1 of 3 features measurably used" in format_importance(importance)
+    assert "1 of 3 features measurably used (interval above zero), 0 hurt" in format_importance(importance)
+    # A scorer that reads a feature against the outcome loses by it: scrambling the feature raises the IC.
+    both = outcome + 0.1 * sequence[:, -1, 0]
+
+    def contrary(inputs):
+        return inputs["sequence"][:, -1, 1] - inputs["sequence"][:, -1, 0]
+
+    frame = frame.assign(prediction=contrary({"sequence": sequence}), target=both, reference=both)
+    permuted = permuted_scores(contrary, {"sequence": sequence}, {"sequence": names}, seed=1)
+    importance = importance_of_run(frame, pd.DataFrame(permuted), horizon=1, num_resamples=300, seed=0)
+    assert importance["noise_a"]["hurts"] and importance["signal"]["used"] and not importance["noise_b"]["hurts"]
+    assert "hurts (IC rises when scrambled)" in format_importance(importance)
