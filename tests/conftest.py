@@ -66,6 +66,26 @@ def copy_version(version_dir, destination):
     return target
 
 
+def flip_bytes(path, offset, count=64):
+    """Damages `count` bytes of a file from `offset` on (XOR 0x5A), in place."""
+    from pathlib import Path
+
+    data = bytearray(Path(path).read_bytes())
+    data[offset:offset + count] = bytes(byte ^ 0x5A for byte in data[offset:offset + count])
+    Path(path).write_bytes(bytes(data))
+
+
+def damage_onnx_weights(path):
+    """Flips bytes inside the largest weight tensor of an ONNX file: it still loads and passes `onnx.checker`."""
+    from pathlib import Path
+
+    import onnx
+
+    largest = max(onnx.load(str(path)).graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    flip_bytes(path, Path(path).read_bytes().index(largest.raw_data) + len(largest.raw_data) // 2)
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
 MODEL_CARD_NAMES = ["log_return_1", "volume_zscore_20", "log_range"]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import copy_version
+from conftest import copy_version, damage_onnx_weights
 
 from keras_synapse.data import load_panel
 
@@ -270,15 +270,8 @@ def test_concurrent_load(server, bars):
 
 
 def test_a_damaged_model_is_served_only_from_a_verified_backend(trained_registry, tmp_path, bars):
-    import onnx
-
     version = copy_version(trained_registry, tmp_path / "saved_models")
-    model = onnx.load(str(version / "model.onnx"))
-    largest = max(model.graph.initializer, key=lambda tensor: len(tensor.raw_data))
-    data = bytearray((version / "model.onnx").read_bytes())
-    start = data.index(largest.raw_data) + len(largest.raw_data) // 2
-    data[start:start + 64] = bytes(byte ^ 0x5A for byte in data[start:start + 64])
-    (version / "model.onnx").write_bytes(bytes(data))
+    damage_onnx_weights(version / "model.onnx")
     body = {"symbol": "SYN-00", "bars": bars["SYN-00"]}
     with running_server(trained_registry, tmp_path / "good.log") as (url, _):
         expected = httpx.post(f"{url}/predict/pattern_confidence", json=body).json()

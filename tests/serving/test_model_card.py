@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from conftest import MODEL_CARD_NAMES as NAMES
-from conftest import copy_version
+from conftest import copy_version, damage_onnx_weights, flip_bytes
 from conftest import model_card_fields as card_fields
 
 from keras_synapse.serving.model_card import FORMAT_VERSION, ModelCard, ModelCardError
@@ -119,16 +119,7 @@ def test_a_card_edited_by_hand_is_refused(tmp_path):
     assert ModelCard.read(tmp_path)["feature_names"][0] == NAMES[1]
 
 
-def _flip_bytes(path, offset):
-    data = bytearray(path.read_bytes())
-    for index in range(offset, offset + 64):
-        data[index] ^= 0x5A
-    path.write_bytes(bytes(data))
-
-
 def test_a_damaged_model_file_never_predicts(trained_registry, tmp_path, caplog):
-    import onnx
-
     from keras_synapse.data import load_panel
     from keras_synapse.serving.inference import Predictor
 
@@ -136,12 +127,7 @@ def test_a_damaged_model_file_never_predicts(trained_registry, tmp_path, caplog)
     panel = load_panel("sample", quick=True).select(["SP500", "SYN-01"])
     expected = Predictor.from_registry(trained_registry, backend="keras").predict_latest(panel)["score"]
     version = copy_version(trained_registry, tmp_path / "saved_models")
-    # Bytes inside the largest weight tensor: the file still loads and passes onnx.checker.
-    model = onnx.load(str(version / "model.onnx"))
-    largest = max(model.graph.initializer, key=lambda tensor: len(tensor.raw_data))
-    data = (version / "model.onnx").read_bytes()
-    _flip_bytes(version / "model.onnx", data.index(largest.raw_data) + len(largest.raw_data) // 2)
-    onnx.checker.check_model(onnx.load(str(version / "model.onnx")))
+    damage_onnx_weights(version / "model.onnx")
     predictor = Predictor.from_registry(version)
     assert predictor.backend == "keras" and "not the file registered" in caplog.text
     assert (predictor.predict_latest(panel)["score"] == expected).all()
@@ -149,7 +135,7 @@ def test_a_damaged_model_file_never_predicts(trained_registry, tmp_path, caplog)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "falling back to Keras" in result.stderr, result.stderr[-2000:]
     # A damaged model.keras has no verified fallback: the commands stop with one line.
-    _flip_bytes(version / "model.keras", 2000)
+    flip_bytes(version / "model.keras", 2000)
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "model.keras is not the file registered with this model" in result.stderr
     assert "Traceback" not in result.stderr

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import copy_version
+from conftest import copy_version, damage_onnx_weights
 
 from keras_synapse.serving.model_card import ModelCard
 from keras_synapse.serving.probes import check_probes, probe_inputs
@@ -36,8 +36,6 @@ def test_registration_records_probes_both_backends_reproduce(trained_registry):
 
 
 def test_probes_catch_a_damaged_model_when_the_card_verifies_no_file(trained_registry, tmp_path, caplog):
-    import onnx
-
     from keras_synapse.data import load_panel
     from keras_synapse.serving.inference import Predictor
 
@@ -45,13 +43,7 @@ def test_probes_catch_a_damaged_model_when_the_card_verifies_no_file(trained_reg
     expected = Predictor.from_registry(trained_registry, backend="keras").predict_latest(panel)["score"]
     version = copy_version(trained_registry, tmp_path / "saved_models")
     _drop_digests(version)
-    model = onnx.load(str(version / "model.onnx"))
-    largest = max(model.graph.initializer, key=lambda tensor: len(tensor.raw_data))
-    data = bytearray((version / "model.onnx").read_bytes())
-    start = data.index(largest.raw_data) + len(largest.raw_data) // 2
-    data[start:start + 64] = bytes(byte ^ 0x5A for byte in data[start:start + 64])
-    (version / "model.onnx").write_bytes(bytes(data))
-    onnx.checker.check_model(onnx.load(str(version / "model.onnx")))
+    damage_onnx_weights(version / "model.onnx")
 
     predictor = Predictor.from_registry(version)
     assert predictor.backend == "keras" and "does not compute what it computed at registration" in caplog.text
