@@ -135,7 +135,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         from keras_synapse.evaluation.ic_decay import ic_decay
 
         metrics["ic_decay"] = ic_decay(test_predictions, data.panel, config.horizons, config.execution_lag,
-                                       FOLD_RESAMPLES, config.seed)
+                                       BOOTSTRAP_RESAMPLES, config.seed)
     equity = None
     if task.directional:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
