@@ -59,7 +59,10 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         assert item["beats"] == (item["ci_low"] > 0)
     assert summary["best_baseline"] in summary["versus_baselines"]
     # The model, buy-and-hold and every baseline trade under the same rules.
-    for book in ("strategy", "buy_and_hold", *(f"baseline_{name}" for name in metrics["baselines"])):
+    assert metrics["backtest"]["same_books"] == {"baseline_always_up": "buy_and_hold"}  # not drawn twice
+    assert "baseline_always_up" not in metrics["backtest"]
+    for book in ("strategy", "buy_and_hold", *(f"baseline_{name}" for name in metrics["baselines"]
+                                               if name != "always_up")):
         assert {"sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover"} <= set(
             metrics["backtest"][book]
         )

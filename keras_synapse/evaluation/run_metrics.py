@@ -139,13 +139,16 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     equity = None
     if task.directional:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
+        # Always-up trades exactly as buy-and-hold: its book would only be drawn over that one.
+        traded = [column for column in baseline_columns if column != "baseline_always_up"]
         results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                   _bars_per_year(calendar), score_columns=baseline_columns,
+                                   _bars_per_year(calendar), score_columns=traded,
                                    execution_lag=config.execution_lag)
         entry = (f"entered at the close {config.execution_lag} bar(s) after the signal" if config.execution_lag
                  else "entered at the signal bar's close")
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
-                               "rule": f"sign(score), equal weight, {entry}, held one horizon, non-overlapping"}
+                               "rule": f"sign(score), equal weight, {entry}, held one horizon, non-overlapping",
+                               "same_books": {"baseline_always_up": "buy_and_hold"}}
     else:
         metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
             f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "
