@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from keras_synapse.evaluation.summary import METRIC_NAMES  # noqa: E402
 
@@ -84,7 +85,8 @@ def write_report(path, metrics, histories, test_predictions, equity):
     summary = metrics["summary"]
     names = [name for name in METRIC_NAMES if name in summary]
     fold_rows = [
-        [fold["index"], " .. ".join(fold["train"]), " .. ".join(fold["test"]), fold["n_train"], fold["n_test"]]
+        [fold["index"], " .. ".join(map(_when, fold["train"])), " .. ".join(map(_when, fold["test"])),
+         fold["n_train"], fold["n_test"]]
         + [_with_interval(fold["metrics"][name], fold["intervals"].get(name)) for name in names]
         for fold in metrics["folds"]
     ]
@@ -165,6 +167,13 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><b
 <h2>Cross-sectional IC</h2>{cross_sectional_html}
 </body></html>"""
     path.write_text(page)
+
+
+def _when(iso_timestamp):
+    """An ISO-8601 UTC time as a reader wants it: the date alone for daily bars, else date and time."""
+    moment = pd.Timestamp(iso_timestamp)
+    moment = moment.tz_convert("UTC") if moment.tzinfo is not None else moment
+    return moment.strftime("%Y-%m-%d") if moment == moment.normalize() else moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _with_interval(value, interval):

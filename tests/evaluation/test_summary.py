@@ -112,3 +112,10 @@ def test_the_symbol_table_shows_intervals_and_the_ends_of_a_long_list():
     lines = text.splitlines()
     assert lines[1].startswith("S029") and lines[-1].startswith("S000") and "... 10 more symbols ..." in text
     assert "[-0.0710, +0.1290]" in lines[1]
+
+
+def test_report_times_read_as_dates_for_daily_bars_and_as_times_otherwise():
+    from keras_synapse.evaluation.report import _when
+
+    assert _when("1999-02-02T00:00:00+00:00") == "1999-02-02"
+    assert _when("2024-01-02T14:30:00+00:00") == "2024-01-02 14:30 UTC"
