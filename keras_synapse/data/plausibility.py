@@ -120,6 +120,31 @@ def check_one_frequency(panel):
                     "in separate runs, or resample the finer bars (keras_synapse.data.bars.resample_panel).")
 
 
+def calendar_summary(panel):
+    """One line on the panel's calendars: bar spacing and how many dates every symbol shares.
+
+    Symbols on different calendars (stocks beside a seven-day cryptocurrency)
+    make the equal-weight backtest re-weight on the dates only some of them
+    hold; the line says how often that happens.
+    """
+    spacings = [pd.Series(frame.index).diff().median() for frame in panel.values() if len(frame) > 1]
+    union = None
+    for frame in panel.values():
+        union = frame.index if union is None else union.union(frame.index)
+    counts = pd.Series(0, index=union)
+    for frame in panel.values():
+        counts[frame.index] += 1
+    panel_dates = len(union)
+    shared = int((counts == len(panel)).sum())
+    spacing = _spacing_text(pd.Series(spacings).median()) if spacings else "n/a"
+    line = (f"calendar: {len(panel)} symbol(s), median bar spacing {spacing}; {panel_dates} dates, "
+            f"{shared / panel_dates:.1%} of them held by every symbol")
+    if shared < panel_dates and len(panel) > 1:
+        line += (" (on the others the equal-weight backtest holds only the symbols with a bar, "
+                 "and re-weights between them)")
+    return line
+
+
 def _spacing_text(spacing):
     seconds = spacing.total_seconds()
     for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from keras_synapse.data.plausibility import calendar_summary
 from keras_synapse.errors import DataError
 
 
@@ -102,6 +103,7 @@ def prepare_data(config, quick):
     print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
           + (f" + {len(windowed.static_feature_names)} static" if static else "")
           + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")
+    print(calendar_summary(panel))
     return PreparedData(panel=panel, windowed=windowed, task=task, head_tasks=head_tasks or None,
                         primary_head=primary_head)
 
