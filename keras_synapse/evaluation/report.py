@@ -70,6 +70,11 @@ def prediction_scatter(predictions, realized):
     return _figure_html(figure)
 
 
+# Column titles that can wrap (metric names with underscores cannot).
+COLUMN_TITLES = {"directional_accuracy": "directional accuracy", "excess_directional_accuracy": "excess accuracy",
+                 "ic": "IC", "rank_ic": "rank IC", "mse": "MSE"}
+
+
 def write_report(path, metrics, histories, test_predictions, equity):
     """Writes `report.html` for a run.
 
@@ -84,6 +89,7 @@ def write_report(path, metrics, histories, test_predictions, equity):
     """
     summary = metrics["summary"]
     names = [name for name in METRIC_NAMES if name in summary]
+    headers = [COLUMN_TITLES.get(name, name) for name in names]
     fold_rows = [
         [fold["index"], " .. ".join(map(_when, fold["train"])), " .. ".join(map(_when, fold["test"])),
          fold["n_train"], fold["n_test"]]
@@ -145,15 +151,16 @@ def write_report(path, metrics, histories, test_predictions, equity):
         f"{_signed(cross_sectional['rank_ic_mean'])} (rank ICIR {_signed(cross_sectional['rank_icir'])}) over "
         f"{cross_sectional['num_timestamps']} dates.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(metrics['experiment'])}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>
+<style>body{{font-family:sans-serif;max-width:1500px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}}th{{white-space:normal}}
+img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(metrics['experiment'])} — run {html.escape(metrics['run_id'])}</h1>
 <p><b>{html.escape(summary['verdict'])}</b></p>
 <h2>Test folds (95% block-bootstrap intervals)</h2>
-{_table(["fold", "train", "test", "n_train", "n_test", *names], fold_rows)}
+{_table(["fold", "train", "test", "n train", "n test", *headers], fold_rows)}
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
 <p>{html.escape(power_sentence(metrics))}</p>
-<h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *names], baseline_rows)}
+<h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *headers], baseline_rows)}
 <h2>Model minus each baseline (IC, paired 95% intervals on the same bootstrap draws)</h2>
 {_table(["baseline", "IC difference", "95% CI", "model better"], versus_rows)}
 {confusion_html}
