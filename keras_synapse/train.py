@@ -165,7 +165,7 @@ def run(args):
 
     write_json(run_dir / "metrics.json", metrics)
     test_predictions.to_csv(run_dir / "test_predictions.csv", index=False)
-    write_report(run_dir / "report.html", metrics, histories, test_predictions, equity)
+    write_report(run_dir / "report.html", metrics, histories, test_predictions, equity, config_to_dict(config))
     print()
     print(format_summary(metrics))
     print(f"model: {metrics['model']['keras']} (+ model.onnx)")

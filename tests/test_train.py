@@ -98,7 +98,9 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     assert len(importance) == 11 and all(item["ci_low"] <= item["ic_drop"] <= item["ci_high"]
                                          for item in importance.values())
     assert "feature importance (test IC drop when permuted)" in result.stdout
-    assert "Feature importance" in (run_dir / "report.html").read_text()
+    report = (run_dir / "report.html").read_text()
+    assert "Feature importance" in report and "<b>data</b>: sample" in report and "execution lag 0" in report
+    assert "the epoch early stopping kept" in report and report.count("<img") == 4  # equity, training curves, scatter, per-date IC
     assert "permuted:log_return_1" not in predictions.columns  # the predictions file keeps its columns
 
 

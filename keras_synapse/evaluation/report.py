@@ -31,15 +31,50 @@ def _table(header, rows):
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def training_curves(histories):
-    """One panel per fold: training and validation loss by epoch."""
+def kept_epoch(history, monitor):
+    """The epoch early stopping kept (its best by `monitor`: the highest IC or accuracy, else the lowest)."""
+    values = np.asarray(history.get(monitor, []), dtype=np.float64)
+    if not len(values) or not np.isfinite(values).any():
+        return None
+    higher_is_better = any(part in monitor for part in ("ic", "accuracy", "correlation"))
+    return int(np.nanargmax(values) if higher_is_better else np.nanargmin(values))
+
+
+def training_curves(histories, monitor="val_loss"):
+    """One panel per fold: training and validation loss by epoch, the validation IC, and the epoch kept."""
     figure, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3), squeeze=False)
     for axis, (title, history) in zip(axes[0], histories.items()):
-        axis.plot(history.get("loss", []), label="train")
-        axis.plot(history.get("val_loss", []), label="validation")
+        axis.plot(history.get("loss", []), label="train loss")
+        axis.plot(history.get("val_loss", []), label="validation loss")
+        if "val_ic" in history:
+            twin = axis.twinx()
+            twin.plot(history["val_ic"], color="tab:green", linestyle=":", label="validation IC")
+            twin.set_ylabel("validation IC", color="tab:green")
+        kept = kept_epoch(history, monitor)
+        if kept is not None:
+            axis.axvline(kept, color="grey", linestyle="--", linewidth=1, label=f"kept (best {monitor})")
         axis.set_title(title)
         axis.set_xlabel("epoch")
-        axis.legend()
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    return _figure_html(figure)
+
+
+def per_date_ic_curve(test_predictions, window=63):
+    """The cross-sectional IC of each test date and its rolling mean."""
+    from keras_synapse.evaluation.panel_metrics import per_timestamp_ic
+
+    series = per_timestamp_ic(test_predictions)
+    if series.empty:
+        return "<p>Fewer than three symbols on every date: no cross-sectional IC.</p>"
+    ic = series["ic"]
+    figure, axis = plt.subplots(figsize=(9, 3))
+    axis.plot(pd.DatetimeIndex(ic.index), ic.to_numpy(), linewidth=0.4, alpha=0.5, label="per date")
+    axis.plot(pd.DatetimeIndex(ic.index), ic.rolling(window, min_periods=window // 2).mean().to_numpy(),
+              linewidth=2, label=f"{window}-date rolling mean")
+    axis.axhline(0, color="grey", linewidth=0.5)
+    axis.set_ylabel("IC across symbols")
+    axis.legend(fontsize="small")
     return _figure_html(figure)
 
 
@@ -59,15 +94,41 @@ def equity_curves(equity):
     return _figure_html(figure)
 
 
-def prediction_scatter(predictions, realized):
-    """Predicted value vs realized forward return."""
+def prediction_scatter(predictions, realized, bins=20):
+    """Predicted value vs realized outcome, one dot per window, with the mean outcome in prediction bins."""
+    predictions, realized = np.asarray(predictions, dtype=np.float64), np.asarray(realized, dtype=np.float64)
     figure, axis = plt.subplots(figsize=(5, 4))
-    axis.scatter(predictions, realized, s=3, alpha=0.3)
+    axis.scatter(predictions, realized, s=3, alpha=0.2)
+    edges = np.unique(np.quantile(predictions, np.linspace(0, 1, bins + 1)))
+    if len(edges) > 2:
+        which = np.clip(np.searchsorted(edges, predictions, side="right") - 1, 0, len(edges) - 2)
+        centres = [predictions[which == index].mean() for index in range(len(edges) - 1)]
+        means = [realized[which == index].mean() for index in range(len(edges) - 1)]
+        axis.plot(centres, means, color="tab:red", marker="o", linewidth=1.5, label=f"mean in {bins} prediction bins")
+        axis.legend(fontsize="small")
     axis.axhline(0, color="grey", linewidth=0.5)
     axis.axvline(0, color="grey", linewidth=0.5)
-    axis.set_xlabel("prediction")
+    axis.set_xlabel("prediction (the model's score)")
     axis.set_ylabel("realized (forward return or centred event outcome)")
     return _figure_html(figure)
+
+
+def run_description(metrics, config):
+    """What the run used: data, features, label, horizon and lag, model, folds (from its config)."""
+    label = metrics["label"]
+    items = [("label", f"{label['name']} ({label['kind']}), {label['horizon']}-bar horizon, execution lag "
+                       f"{label.get('execution_lag', 0)}")]
+    if config:
+        items = [("data", config.get("data")), ("features", config.get("features")
+                                                 + (f" + static {config['static_features']}"
+                                                    if config.get("static_features") else "")),
+                 *items, ("model", config.get("model")),
+                 ("folds", f"{config.get('n_splits')} gapped walk-forward folds, test {config.get('test_size')} "
+                           f"each, gap {config.get('gap')} bars"
+                           + (f", sliding {config['train_bars']} bars" if config.get("train_bars") else "")),
+                 ("config", "config.json beside this report")]
+    return "<ul>" + "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(str(value))}</li>"
+                            for name, value in items) + "</ul>"
 
 
 # Column titles that can wrap (metric names with underscores cannot).
@@ -75,7 +136,7 @@ COLUMN_TITLES = {"directional_accuracy": "directional accuracy", "excess_directi
                  "ic": "IC", "rank_ic": "rank IC", "mse": "MSE"}
 
 
-def write_report(path, metrics, histories, test_predictions, equity):
+def write_report(path, metrics, histories, test_predictions, equity, config=None):
     """Writes `report.html` for a run.
 
     Args:
@@ -86,6 +147,8 @@ def write_report(path, metrics, histories, test_predictions, equity):
             `forward_return`, `symbol`).
         equity: a frame of `strategy` and `buy_and_hold` equity by timestamp,
             or `None` when the backtest does not apply to the label.
+        config: the run's config as a dict (`config.json`), for what the
+            run used and which epoch early stopping kept. Defaults to `None`.
     """
     summary = metrics["summary"]
     names = [name for name in METRIC_NAMES if name in summary]
@@ -156,6 +219,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap
 img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(metrics['experiment'])} — run {html.escape(metrics['run_id'])}</h1>
 <p><b>{html.escape(summary['verdict'])}</b></p>
+{run_description(metrics, config)}
 <h2>Test folds (95% block-bootstrap intervals)</h2>
 {_table(["fold", "train", "test", "n train", "n test", *headers], fold_rows)}
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
@@ -166,12 +230,13 @@ img{{max-width:100%}}</style></head><body>
 {confusion_html}
 <h2>Backtest of test-fold predictions (costs {metrics['backtest']['cost_bps']} bps)</h2>
 {backtest_html}
-<h2>Training curves</h2>{training_curves(histories)}
+<h2>Training curves (the dashed line: the epoch early stopping kept)</h2>
+{training_curves(histories, (config or {}).get("monitor", "val_loss"))}
 <h2>Predicted vs realized</h2>{prediction_scatter(test_predictions["prediction"], test_predictions["reference"])}
 {decay_html}
 {importance_html}
 <h2>Per symbol (test folds)</h2>{_table(["symbol", *per_symbol_names], per_symbol_rows)}
-<h2>Cross-sectional IC</h2>{cross_sectional_html}
+<h2>Cross-sectional IC</h2>{cross_sectional_html}{per_date_ic_curve(test_predictions)}
 </body></html>"""
     path.write_text(page)
 

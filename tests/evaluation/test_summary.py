@@ -119,3 +119,11 @@ def test_report_times_read_as_dates_for_daily_bars_and_as_times_otherwise():
 
     assert _when("1999-02-02T00:00:00+00:00") == "1999-02-02"
     assert _when("2024-01-02T14:30:00+00:00") == "2024-01-02 14:30 UTC"
+
+
+def test_the_kept_epoch_is_the_best_by_the_monitor():
+    from keras_synapse.evaluation.report import kept_epoch
+
+    history = {"val_ic": [0.01, 0.05, 0.02], "val_loss": [1.0, 0.9, 0.95]}
+    assert kept_epoch(history, "val_ic") == 1 and kept_epoch(history, "val_loss") == 1
+    assert kept_epoch({"val_loss": [1.0, 0.8, 0.7]}, "val_loss") == 2 and kept_epoch({}, "val_ic") is None
