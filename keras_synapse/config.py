@@ -112,6 +112,9 @@ class ExperimentConfig:
     seed: int = 42
     # Backtest: costs and slippage per unit of turnover, in basis points.
     cost_bps: float = 5.0
+    # A cross-sectional long-short book beside the per-symbol one: long the
+    # `top_k` highest scores, short the `top_k` lowest (0: off).
+    top_k: int = 0
     # --- Scale-out (keras_synapse.training.distribute, keras_synapse.features.cache) ---
     # "none" or "mirrored" (tf.distribute.MirroredStrategy over the local
     # devices); "multi_worker" is refused, see keras_synapse.training.distribute.
@@ -127,6 +130,7 @@ class ExperimentConfig:
                  "a plain name (letters, digits, '.', '_', '-'; it names the run and registry directories)")
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
         _require(self.execution_lag >= 0, "execution_lag", self.execution_lag, ">= 0")
+        _require(self.top_k >= 0, "top_k", self.top_k, ">= 0 (0: no long-short book)")
         _require(all(isinstance(horizon, int) and horizon >= 1 for horizon in self.horizons), "horizons",
                  self.horizons, "bar counts, each >= 1 (e.g. 1,3,5,20)")
         _require(self.sequence_length >= 1, "sequence_length", self.sequence_length, ">= 1")
@@ -204,7 +208,7 @@ CONFIG_GROUPS = {
     "fitting": ("stride", "batch_size", "epochs", "learning_rate", "clipnorm", "patience", "monitor", "loss",
                 "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "finetune_symbol",
                 "base_model"),
-    "backtest": ("cost_bps",),
+    "backtest": ("cost_bps", "top_k"),
     "runtime": ("name", "distribute", "feature_cache"),
 }
 # The groups that decide what `keras_synapse.training.preparation.prepare_data` returns.

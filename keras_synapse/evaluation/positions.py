@@ -177,8 +177,30 @@ def _win_probabilities(panel, score_column, sides, rules, probability_source):
     return np.nan_to_num(probability, nan=0.5)
 
 
+def top_k_weights(scores, available, k):
+    """`[periods, symbols]` weights of a dollar-neutral book: +1/(2k) on the k highest scores, -1/(2k) on the lowest.
+
+    Only symbols with a score and a known outcome rank; with fewer than `2k`
+    of them the book takes half of those there are on each side.
+    """
+    weights = np.zeros(scores.shape)
+    usable = available & np.isfinite(scores)
+    for period in range(len(scores)):
+        columns = np.flatnonzero(usable[period])
+        side = min(k, len(columns) // 2)
+        if side == 0:
+            continue
+        # Stable ranking: ties keep symbol order, so a constant score still gives a definite book.
+        ranked = columns[np.argsort(scores[period, columns], kind="stable")]
+        weights[period, ranked[-side:]] = 1 / (2 * side)
+        weights[period, ranked[:side]] = -1 / (2 * side)
+    return weights
+
+
 def position_targets(panel, score_column, rules, probability_source):
     """`[periods, symbols]` weights the rules ask for, before the path-dependent controls."""
+    if rules.signal == "top_k":
+        return top_k_weights(panel.column(score_column), np.isfinite(panel.simple_returns), rules.top_k)
     frame_sides = _sides(panel.frame, score_column, rules)
     sides = np.nan_to_num(panel.gather(frame_sides))
     size = np.full(sides.shape, min(1.0, rules.max_position))

@@ -178,6 +178,12 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
         ]) + equity_curves(equity)
     else:
         backtest_html = f"<p>{html.escape(metrics['backtest']['skipped'])}</p>"
+    if "backtest_top_k" in metrics:
+        ranked = metrics["backtest_top_k"]
+        backtest_html += (f"<h3>Top-{ranked['rules']['top_k']} long-short book</h3><p>{html.escape(ranked['rule'])}"
+                          "</p>" + _table(["", *backtest_keys], [
+                              [name.removeprefix("baseline_")] + [_signed(ranked[name][key]) for key in backtest_keys]
+                              for name in backtest_books(ranked)]))
     confusion_html = ""
     if "confusion_matrix" in metrics["folds"][0]["metrics"]:
         classes = metrics["label"]["classes"]
@@ -316,14 +322,10 @@ def format_summary(metrics):
         lines.append(f"majority class ({majority['class']}) accuracy {majority['accuracy']:.4f}")
     backtest = metrics["backtest"]
     if "strategy" in backtest:
-        lines.append(f"\nbacktest after {backtest['cost_bps']} bps   sharpe  sortino   max_dd  win_rate  profit_f  "
-                     "turnover")
-        for name in backtest_books(backtest):
-            item = backtest[name]
-            lines.append(f"{name.removeprefix('baseline_'):<26}{_signed(item['sharpe'], 2):>8}"
-                         f"{_signed(item['sortino'], 2):>9}{_signed(item['max_drawdown'], 2):>9}"
-                         f"{_signed(item['win_rate'], 2):>10}{_signed(item['profit_factor'], 2):>10}"
-                         f"{_signed(item['turnover'], 2):>10}")
+        lines.append(format_books(backtest, f"backtest after {backtest['cost_bps']} bps"))
+        if "backtest_top_k" in metrics:
+            top_k = metrics["backtest_top_k"]["rules"]["top_k"]
+            lines.append(format_books(metrics["backtest_top_k"], f"top-{top_k} long-short"))
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
     lines.append("\n" + format_symbol_table(metrics["per_symbol"]))
@@ -361,6 +363,18 @@ def format_symbol_table(per_symbol, shown=10):
         symbol, values = entry
         lines.append(f"{symbol:<22}{values['n']:>7}{_signed(values['ic']):>9}   {interval(values, 'ic'):<20}"
                      f"{_signed(values['directional_accuracy']):>8}   {interval(values, 'directional_accuracy')}")
+    return "\n".join(lines)
+
+
+def format_books(backtest, title):
+    """A plain-text table of a backtest's books."""
+    lines = [f"\n{title:<24} sharpe  sortino   max_dd  win_rate  profit_f  turnover"]
+    for name in backtest_books(backtest):
+        item = backtest[name]
+        lines.append(f"{name.removeprefix('baseline_'):<26}{_signed(item['sharpe'], 2):>8}"
+                     f"{_signed(item['sortino'], 2):>9}{_signed(item['max_drawdown'], 2):>9}"
+                     f"{_signed(item['win_rate'], 2):>10}{_signed(item['profit_factor'], 2):>10}"
+                     f"{_signed(item['turnover'], 2):>10}")
     return "\n".join(lines)
 
 

@@ -149,6 +149,15 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
                                "rule": f"sign(score), equal weight, {entry}, held one horizon, non-overlapping",
                                "same_books": {"baseline_always_up": "buy_and_hold"}}
+        if config.top_k:
+            # The cross-sectional view: does the ranking pay, whatever the market does?
+            ranked, _ = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
+                                 _bars_per_year(calendar), score_columns=traded, execution_lag=config.execution_lag,
+                                 signal="top_k", top_k=config.top_k)
+            metrics["backtest_top_k"] = {**ranked, "cost_bps": config.cost_bps,
+                                         "rule": f"long the {config.top_k} highest scores and short the "
+                                                 f"{config.top_k} lowest at each rebalance, 1/{2 * config.top_k} "
+                                                 f"each, {entry}, held one horizon, non-overlapping"}
     else:
         metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
             f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "

@@ -6,7 +6,7 @@ import numpy as np
 
 from keras_synapse.errors import BacktestError
 
-SIGNALS = ("sign", "meta_label")
+SIGNALS = ("sign", "meta_label", "top_k")
 
 
 SIZINGS = ("fixed", "kelly")
@@ -55,8 +55,14 @@ class BacktestRules:
 
     Args:
         signal: `"sign"` (long when the score is positive, short when
-            negative) or `"meta_label"` (the primary side, only when its win
-            probability exceeds `confidence_threshold`). Defaults to `"sign"`.
+            negative), `"meta_label"` (the primary side, only when its win
+            probability exceeds `confidence_threshold`) or `"top_k"` (a
+            cross-sectional long-short book: at each rebalance long the
+            `top_k` highest scores and short the `top_k` lowest, `1 / (2k)`
+            of capital each, dollar neutral; with fewer than `2 * top_k`
+            symbols, half of those there are). Defaults to `"sign"`.
+        top_k: symbols on each side of the `"top_k"` book, >= 1. Defaults
+            to `3`.
         primary_side_column: column whose sign is the primary side (long,
             short, flat) for `"meta_label"`, known at the window's end;
             `None` uses `sign(past_return)`, time-series momentum over the
@@ -121,6 +127,7 @@ class BacktestRules:
     max_loss_streak: int | None = None
     cooldown_periods: int = 5
     execution_lag: int = 0
+    top_k: int = 3
 
     def __post_init__(self):
         for name, choices in (("signal", SIGNALS), ("sizing", SIZINGS), ("probability_source", PROBABILITY_SOURCES),
@@ -137,6 +144,7 @@ class BacktestRules:
         check_integer("min_history", self.min_history, 2)
         check_integer("cooldown_periods", self.cooldown_periods, 1)
         check_integer("execution_lag", self.execution_lag, 0)
+        check_integer("top_k", self.top_k, 1)
         if self.max_loss_streak is not None:
             check_integer("max_loss_streak", self.max_loss_streak, 1, " or None")
         if self.probability_source == "column" and self.needs_probability and self.probability_column is None:

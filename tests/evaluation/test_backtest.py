@@ -241,3 +241,24 @@ def test_invalid_frames_name_the_problem():
         backtest(pd.concat([frame, frame]), "prediction", 1, 0, CALENDAR)
     with pytest.raises(BacktestError, match="Received: horizon=0"):
         backtest(frame, "prediction", 0, 0, CALENDAR)
+
+
+def test_a_top_k_book_is_dollar_neutral_and_earns_the_spread_an_oracle_ranks():
+    from keras_synapse.evaluation.positions import top_k_weights
+
+    scores = np.array([[0.3, -0.1, 0.2, np.nan, -0.5, 0.0]])
+    weights = top_k_weights(scores, np.isfinite(scores) | True, k=2)
+    np.testing.assert_allclose(weights, [[0.25, -0.25, 0.25, 0.0, -0.25, 0.0]])  # long 0.3, 0.2; short -0.5, -0.1
+    assert top_k_weights(scores[:, :2], np.ones((1, 2), bool), k=3).tolist() == [[0.5, -0.5]]  # half of two
+
+    rng = np.random.default_rng(0)
+    calendar = pd.date_range("2024-01-01", periods=300, freq="B")
+    rows = [{"symbol": f"S{index}", "timestamp": timestamp, "forward_return": rng.normal(0, 0.02)}
+            for timestamp in calendar[:-5] for index in range(8)]
+    frame = pd.DataFrame(rows)
+    frame["prediction"] = frame["forward_return"]  # an oracle ranks perfectly
+    results, equity = backtest(frame, "prediction", horizon=5, cost_bps=5, calendar=calendar, signal="top_k",
+                               top_k=2)
+    gross = equity["gross_exposure"]
+    assert np.allclose(gross[gross > 0], 1.0) and results["strategy"]["total_return"] > 1.0
+    assert results["strategy"]["win_rate"] == 1.0 and results["rules"]["top_k"] == 2
