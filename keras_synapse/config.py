@@ -41,6 +41,9 @@ class ExperimentConfig:
     vix3m_symbol: str = ""
     label: str = "forward_return"
     label_scaling: str = "volatility"
+    # "rank" or "zscore": each date's targets normalized across the symbols
+    # of that date (keras_synapse.labels.cross_section); "none" keeps them.
+    label_cross_section: str = "none"
     # Options of the label, "name=value;name=value" (see keras_synapse.labels.label_options).
     label_options: str = ""
     # Multi-task heads, "head=label;head=label" (the head whose label is `label`
@@ -131,6 +134,10 @@ class ExperimentConfig:
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
         _require(self.execution_lag >= 0, "execution_lag", self.execution_lag, ">= 0")
         _require(self.top_k >= 0, "top_k", self.top_k, ">= 0 (0: no long-short book)")
+        from keras_synapse.labels.cross_section import CROSS_SECTIONS
+
+        _require(self.label_cross_section in CROSS_SECTIONS, "label_cross_section", self.label_cross_section,
+                 f"one of {CROSS_SECTIONS}")
         _require(all(isinstance(horizon, int) and horizon >= 1 for horizon in self.horizons), "horizons",
                  self.horizons, "bar counts, each >= 1 (e.g. 1,3,5,20)")
         _require(self.sequence_length >= 1, "sequence_length", self.sequence_length, ">= 1")
@@ -197,7 +204,8 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 CONFIG_GROUPS = {
     "data": ("data", "sample_signal_strength", "features", "static_features", "market_symbol", "sector_symbol",
              "vix_symbol", "vix3m_symbol"),
-    "labels": ("label", "label_scaling", "label_options", "heads", "horizon", "execution_lag"),
+    "labels": ("label", "label_scaling", "label_cross_section", "label_options", "heads", "horizon",
+               "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),
     "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "feature_importance",
                    "horizons"),

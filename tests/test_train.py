@@ -166,15 +166,18 @@ def test_own_csv_directory(tmp_path, request):
 def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request):
     """`--set train_bars=N`: every fold, and the final refit, train on the N bars before their gap;
     `--set execution_lag=1`: labels and trades enter a bar after the signal; `--set horizons=1,3,5`: the IC-decay
-    table; `--set top_k=2`: the long-short book (one run checks all four, to save CI time)."""
+    table; `--set top_k=2`: the long-short book; `--set label_cross_section=rank` (one run checks all five, to save
+    CI time)."""
     result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--set", "train_bars=400",
                        "--set", "execution_lag=1", "--set", "gap=6", "--set", "horizons=1,3,5", "--set", "top_k=2",
+                       "--set", "label_cross_section=rank",
                        "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["label"]["execution_lag"] == 1 and metrics["backtest"]["rules"]["execution_lag"] == 1
     assert "entered at the close 1 bar(s) after the signal" in metrics["backtest"]["rule"]
+    assert metrics["label"]["cross_section"] == "rank"  # targets ranked per date; ICs still on raw returns
     # --set top_k=2: a dollar-neutral long-short book on the ranking, beside the per-symbol one.
     ranked = metrics["backtest_top_k"]
     assert ranked["rules"]["signal"] == "top_k" and ranked["rules"]["execution_lag"] == 1

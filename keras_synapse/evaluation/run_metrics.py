@@ -118,7 +118,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "experiment": config.name,
         "run_id": run_dir.name,
         "label": {"name": task.label, "kind": task.kind, "classes": list(task.classes), "horizon": config.horizon,
-                  "execution_lag": config.execution_lag,
+                  "execution_lag": config.execution_lag, "cross_section": config.label_cross_section,
                   "scored_against": "forward return" if task.directional else "event outcome"},
         "label_balance": task.balance(data.windowed.targets[data.windowed.labelled_ends()]),
         "folds": fold_results,

@@ -67,6 +67,7 @@ def prepare_data(config, quick):
     from keras_synapse.config import head_labels, label_options, reference_symbols
     from keras_synapse.data import load_panel
     from keras_synapse.labels import compute_labels
+    from keras_synapse.labels.cross_section import cross_sectional_labels
     from keras_synapse.labels.tasks import Task
 
     with tqdm(total=3, desc="data", unit="step") as progress:
@@ -85,8 +86,9 @@ def prepare_data(config, quick):
         features = compute_features_cached(panel, config.features, references, config.feature_cache)
         static = (compute_features_cached(panel, config.static_features, references, config.feature_cache)
                   if config.static_features else None)
-        labels = compute_labels(panel, config.label, config.horizon, config.label_scaling, config.execution_lag,
-                                **label_options(config))
+        labels = cross_sectional_labels(
+            compute_labels(panel, config.label, config.horizon, config.label_scaling, config.execution_lag,
+                           **label_options(config)), config.label_cross_section)
         heads, primary_head = head_labels(config)
         per_head = {head: labels if name == config.label else compute_labels(panel, name, config.horizon,
                                                                             config.label_scaling, config.execution_lag)

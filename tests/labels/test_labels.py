@@ -1,5 +1,7 @@
 """Labels: hand-checked values and end times, no look-ahead for every label, errors that say what was received."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -537,3 +539,38 @@ def test_an_execution_lag_is_an_integer_of_at_least_zero():
 
     with pytest.raises(ConfigError, match="`execution_lag` must be an integer >= 0. Received: execution_lag=-1"):
         compute_labels(Panel({"AAA": make_bars(100)}), execution_lag=-1)
+
+
+@pytest.mark.parametrize("how", ["rank", "zscore"])
+def test_cross_sectional_labels_use_each_date_alone(how):
+    from keras_synapse.labels.cross_section import cross_sectional_labels
+
+    panel = Panel({f"S{index}": make_bars(120, seed=index) for index in range(5)})
+    raw = compute_labels(panel, horizon=5, scaling="none")
+    normalized = cross_sectional_labels(raw, how)
+    table = pd.DataFrame({symbol: label.values for symbol, label in normalized.items()}).dropna()
+    np.testing.assert_allclose(table.mean(axis=1), 0, atol=1e-12)  # centred on every date
+    if how == "zscore":
+        np.testing.assert_allclose(table.std(axis=1, ddof=0), 1, rtol=1e-9)
+    else:
+        assert table.max(axis=1).round(9).eq(0.4).all()  # five symbols: ranks -0.4 .. +0.4
+    # One symbol's raw label on one date, made the largest, changes that date's targets only.
+    date = table.index[50]
+    values = raw["S0"].values.where(raw["S0"].values.index != date, 1.0)
+    shifted = {**raw, "S0": dataclasses.replace(raw["S0"], values=values)}
+    again = pd.DataFrame({symbol: label.values for symbol, label in cross_sectional_labels(shifted, how).items()})
+    changed = (again.dropna() - table).abs().max(axis=1) > 1e-12
+    assert list(changed[changed].index) == [date]
+    for symbol, label in normalized.items():  # the raw forward return stays for evaluation
+        assert label.forward_return.equals(raw[symbol].forward_return)
+        assert (label.values.isna() == label.end_time.isna()).all()
+
+
+def test_cross_sectional_labels_need_three_symbols_and_a_regression_label():
+    from keras_synapse.labels.cross_section import cross_sectional_labels
+
+    two = compute_labels(Panel({"A": make_bars(60, seed=1), "B": make_bars(60, seed=2)}), horizon=5)
+    assert all(label.values.isna().all() for label in cross_sectional_labels(two, "rank").values())
+    classes = compute_labels(Panel({"A": make_bars(60, seed=1)}), "direction", horizon=5)
+    with pytest.raises(ConfigError, match="normalizes regression targets"):
+        cross_sectional_labels(classes, "rank")
