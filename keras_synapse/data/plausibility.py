@@ -121,7 +121,7 @@ def check_one_frequency(panel):
 
 
 def calendar_summary(panel):
-    """One line on the panel's calendars: bar spacing and how many dates every symbol shares.
+    """One line on the panel's calendars: bar spacing and how many bar times every symbol shares.
 
     Symbols on different calendars (stocks beside a seven-day cryptocurrency)
     make the equal-weight backtest re-weight on the dates only some of them
@@ -137,7 +137,7 @@ def calendar_summary(panel):
     panel_dates = len(union)
     shared = int((counts == len(panel)).sum())
     spacing = _spacing_text(pd.Series(spacings).median()) if spacings else "n/a"
-    line = (f"calendar: {len(panel)} symbol(s), median bar spacing {spacing}; {panel_dates} dates, "
+    line = (f"calendar: {len(panel)} symbol(s), median bar spacing {spacing}; {panel_dates} bar times, "
             f"{shared / panel_dates:.1%} of them held by every symbol")
     if shared < panel_dates and len(panel) > 1:
         line += (" (on the others the equal-weight backtest holds only the symbols with a bar, "

@@ -98,8 +98,8 @@ def test_the_calendar_summary_says_how_many_dates_every_symbol_shares():
     from keras_synapse.data.plausibility import calendar_summary
 
     stocks = {"AAA": make_bars(100, seed=1), "BBB": make_bars(100, seed=2)}
-    assert calendar_summary(Panel(stocks)) == ("calendar: 2 symbol(s), median bar spacing 1 day; 100 dates, 100.0% "
+    assert calendar_summary(Panel(stocks)) == ("calendar: 2 symbol(s), median bar spacing 1 day; 100 bar times, 100.0% "
                                                "of them held by every symbol")
     crypto = make_bars(140, seed=3, freq="D")  # seven days a week over the same 20 weeks
     summary = calendar_summary(Panel({**stocks, "BTC": crypto}))
-    assert "140 dates, 71.4% of them held by every symbol (on the others the equal-weight backtest" in summary
+    assert "140 bar times, 71.4% of them held by every symbol (on the others the equal-weight backtest" in summary
