@@ -59,26 +59,6 @@ _FALLBACK_ALPHA = 0.05
 _FALLBACK_BETA = 0.90
 
 
-def garch_refit_positions(num_bars, refit_every=GARCH_REFIT_EVERY, min_history=GARCH_MIN_HISTORY):
-    """Returns the bar positions of the GARCH refits when every fit is accepted.
-
-    Positions count from the first bar of the series, never from its end, so
-    appending bars never moves an earlier refit. A rejected fit adds retries
-    (see `garch_volatility_forecast`), which depend on past bars only too.
-
-    Args:
-        num_bars: the number of bars in the series.
-        refit_every: bars between two refits. Defaults to `252`.
-        min_history: the position of the first refit, i.e. the number of
-            returns the first fit sees. Defaults to `252`.
-
-    Returns:
-        A `range` of positions `min_history, min_history + refit_every, ...`
-        below `num_bars` (empty when the series is too short).
-    """
-    return range(min_history, num_bars, refit_every)
-
-
 def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=GARCH_MIN_HISTORY,
                               retry_every=GARCH_RETRY_EVERY):
     """Computes a GARCH(1,1) one-step-ahead volatility forecast, past bars only.
@@ -91,7 +71,8 @@ def garch_volatility_forecast(bars, refit_every=GARCH_REFIT_EVERY, min_history=G
     standard deviation: estimating it costs optimizer time and barely moves
     the forecast.
 
-    At each refit position p (see `garch_refit_positions`) the model is fitted
+    At each refit position p (`min_history`, then every `refit_every` bars
+    counted from the series start, never from its end) the model is fitted
     on the returns of bars 1..p, warm-started from the previous fit's
     parameters, and the recursion restarts from that fit's own conditional
     variance at bar p, so the value at p equals

@@ -12,7 +12,7 @@ from keras_synapse.data import load_panel
 from keras_synapse.data.synthetic import generate_universe
 from keras_synapse.errors import ConfigError
 from keras_synapse.features import garch
-from keras_synapse.features.garch import garch_refit_positions, garch_volatility_forecast
+from keras_synapse.features.garch import garch_volatility_forecast
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +58,19 @@ def test_forecast_equals_arch_at_fits_and_filtered_steps(clustered_bars):
         np.testing.assert_allclose(forecast.iloc[position], arch_one_step_volatility(fixed, scale), rtol=1e-6)
 
 
-def test_refit_positions_count_from_the_series_start():
-    assert list(garch_refit_positions(1000, refit_every=252, min_history=252)) == [252, 504, 756]
-    assert list(garch_refit_positions(504, refit_every=252, min_history=252)) == [252]
-    assert list(garch_refit_positions(252, refit_every=252, min_history=252)) == []
+def test_refit_positions_count_from_the_series_start(clustered_bars, monkeypatch):
+    original_fit, attempts = garch._fit_garch, []
+
+    def accepted(sample, starting_values, position):  # every fit accepted: the regular schedule
+        attempts.append(position)
+        fitted = original_fit(sample, starting_values, position)
+        return fitted if fitted is not None else (np.array([0.05, 0.05, 0.9]), 1.0)
+
+    monkeypatch.setattr(garch, "_fit_garch", accepted)
+    for num_bars, expected in ((800, [252, 504, 756]), (504, [252]), (252, [])):
+        attempts.clear()
+        garch_volatility_forecast(clustered_bars.iloc[:num_bars], refit_every=252, min_history=252)
+        assert attempts == expected
 
 
 def test_truncated_bars_give_the_same_past_forecasts(clustered_bars):
