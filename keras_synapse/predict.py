@@ -84,10 +84,12 @@ def spacings_behind(panel):
     A daily stock on Monday morning is 2 behind a cryptocurrency's Sunday bar,
     after a long holiday weekend 4; a feed that stopped a week ago is 7.
     """
+    from keras_synapse.data.plausibility import median_spacing
+
     newest = panel.end
     behind = {}
     for symbol, frame in panel.items():
-        spacing = pd.Series(frame.index).diff().median() if len(frame) > 1 else pd.NaT
+        spacing = median_spacing(frame.index)
         known = pd.notna(spacing) and spacing > pd.Timedelta(0)
         behind[symbol] = float((newest - frame.index[-1]) / spacing) if known else 0.0
     return pd.Series(behind, name="spacings_behind")

@@ -103,7 +103,7 @@ def check_one_frequency(panel):
     Raises:
         DataError: naming the symbols of each frequency.
     """
-    spacings = {symbol: pd.Series(frame.index).diff().median() for symbol, frame in panel.items() if len(frame) > 1}
+    spacings = {symbol: median_spacing(frame.index) for symbol, frame in panel.items() if len(frame) > 1}
     if len(spacings) < 2:
         return
     finest, coarsest = min(spacings.values()), max(spacings.values())
@@ -113,7 +113,7 @@ def check_one_frequency(panel):
     for symbol, spacing in spacings.items():
         key = finest if spacing / finest <= FREQUENCY_RATIO else spacing
         groups.setdefault(key, []).append(symbol)
-    described = "; ".join(f"every {_spacing_text(spacing)}: {_symbols_text(symbols)}"
+    described = "; ".join(f"every {_spacing_text(spacing)}: {symbols_text(symbols)}"
                           for spacing, symbols in sorted(groups.items()))
     raise DataError(f"The symbols have different bar frequencies (median spacing of their bars) — {described}. "
                     "Windows and label horizons count bars, so one model over both would mix meanings: load them "
@@ -127,7 +127,7 @@ def calendar_summary(panel):
     make the equal-weight backtest re-weight on the dates only some of them
     hold; the line says how often that happens.
     """
-    spacings = [pd.Series(frame.index).diff().median() for frame in panel.values() if len(frame) > 1]
+    spacings = [median_spacing(frame.index) for frame in panel.values() if len(frame) > 1]
     union = None
     for frame in panel.values():
         union = frame.index if union is None else union.union(frame.index)
@@ -145,6 +145,11 @@ def calendar_summary(panel):
     return line
 
 
+def median_spacing(index):
+    """The median time between consecutive bars of a `DatetimeIndex` (NaT for fewer than two bars)."""
+    return pd.Series(index).diff().median()
+
+
 def _spacing_text(spacing):
     seconds = spacing.total_seconds()
     for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
@@ -154,6 +159,8 @@ def _spacing_text(spacing):
     return f"{seconds:g} seconds"
 
 
-def _symbols_text(symbols, shown=5):
+def symbols_text(symbols, shown=5):
+    """Symbols for a message: the first `shown`, then how many more."""
+    symbols = list(symbols)
     listed = ", ".join(symbols[:shown])
     return listed + (f" and {len(symbols) - shown} more" if len(symbols) > shown else "")

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from keras_synapse.data.plausibility import calendar_summary
+from keras_synapse.data.plausibility import calendar_summary, symbols_text
 from keras_synapse.errors import DataError
 
 
@@ -50,9 +50,8 @@ def require_columns_for_features(panel, config):
     for name in filter(None, (config.features, config.static_features)):
         other_columns = [column for column in get_feature_set(name).columns if column != "close"]
         if other_columns:
-            shown = ", ".join(close_only[:5]) + (f" and {len(close_only) - 5} more" if len(close_only) > 5 else "")
-            raise DataError(f"{len(close_only)} symbol(s) hold closes only ({shown}: open = high = low = close on "
-                            f"every bar); feature set '{name}' also reads {', '.join(other_columns)}, which would "
+            raise DataError(f"{len(close_only)} symbol(s) hold closes only ({symbols_text(close_only)}: open = high "
+                            f"= low = close on every bar); feature set '{name}' also reads {', '.join(other_columns)}, which would "
                             "be constant there. Use the set that reads closes alone: --set features=close")
 
 

@@ -170,7 +170,8 @@ def carve_validation(calendar, fold, validation_size, gap):
 # These split samples (window ends) given each sample's time and its label's
 # end time, and purge every training sample whose label interval
 # [time, end_time] overlaps a test block's label span (the block to its
-# labels' last end time), then embargo the bars just after that span. They follow "Advances in Financial Machine Learning" (ch. 7,
+# labels' last end time), then embargo the bars just after that span.
+# They follow "Advances in Financial Machine Learning" (ch. 7,
 # 12) and skfolio's CombinatorialPurgedCV.
 
 
@@ -366,7 +367,7 @@ class WalkForwardCV:
             test_start = first_test + index * self.test_size
             test_block = calendar[test_start : test_start + self.test_size]
             train_end = test_start - self.gap - 1
-            train_start = 0 if self.train_size is None else max(0, train_end - self.train_size + 1)
+            train_start = sliding_start(train_end, self.train_size or 0)
             train = rows[(times >= calendar[train_start]) & (times <= calendar[train_end])]
             train = purge_and_embargo(train, times, end_times, [(test_block[0], test_block[-1])], calendar, 0)
             splits.append((train, rows[(times >= test_block[0]) & (times <= test_block[-1])]))
