@@ -13,11 +13,10 @@ import pandas as pd
 
 def forward_returns(panel, horizon, execution_lag=0):
     """Symbol -> `ln(close[t + lag + horizon] / close[t + lag])` on each bar (NaN where the bars run out)."""
-    returns = {}
-    for symbol, bars in panel.items():
-        log_close = np.log(bars["close"])
-        returns[symbol] = log_close.shift(-(execution_lag + horizon)) - log_close.shift(-execution_lag)
-    return returns
+    from keras_synapse.labels.common import forward_log_return
+
+    return {symbol: forward_log_return(np.log(bars["close"]), horizon).shift(-execution_lag)
+            for symbol, bars in panel.items()}
 
 
 def ic_decay(test_predictions, panel, horizons, execution_lag, num_resamples, seed):

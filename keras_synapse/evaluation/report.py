@@ -171,19 +171,19 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
     versus_rows = [[name, _signed(item["ic_difference"]), f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]",
                     "yes" if item["beats"] else "no"] for name, item in summary["versus_baselines"].items()]
     backtest_keys = ("sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover", "annualized_return")
+    def books_table(backtest):
+        return _table(["", *backtest_keys], [[name.removeprefix("baseline_")] + [_signed(backtest[name][key])
+                                                                                 for key in backtest_keys]
+                                             for name in backtest_books(backtest)])
+
     if equity is not None:
-        backtest_html = _table(["", *backtest_keys], [
-            [name.removeprefix("baseline_")] + [_signed(metrics["backtest"][name][key]) for key in backtest_keys]
-            for name in backtest_books(metrics["backtest"])
-        ]) + equity_curves(equity)
+        backtest_html = books_table(metrics["backtest"]) + equity_curves(equity)
     else:
         backtest_html = f"<p>{html.escape(metrics['backtest']['skipped'])}</p>"
     if "backtest_top_k" in metrics:
         ranked = metrics["backtest_top_k"]
         backtest_html += (f"<h3>Top-{ranked['rules']['top_k']} long-short book</h3><p>{html.escape(ranked['rule'])}"
-                          "</p>" + _table(["", *backtest_keys], [
-                              [name.removeprefix("baseline_")] + [_signed(ranked[name][key]) for key in backtest_keys]
-                              for name in backtest_books(ranked)]))
+                          f"</p>{books_table(ranked)}")
     confusion_html = ""
     if "confusion_matrix" in metrics["folds"][0]["metrics"]:
         classes = metrics["label"]["classes"]

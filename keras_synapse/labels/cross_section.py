@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from keras_synapse.labels.common import require_choice
+from keras_synapse.labels.common import require, require_choice
 
 CROSS_SECTIONS = ("none", "rank", "zscore")
 # Fewer symbols with a label on a date give no cross-section: that date's targets are unknown.
@@ -40,11 +40,8 @@ def cross_sectional_labels(labels, how):
     if how == "none":
         return labels
     kinds = {label.kind for label in labels.values()}
-    if kinds != {"regression"}:
-        from keras_synapse.errors import ConfigError
-
-        raise ConfigError(f"`label_cross_section` normalizes regression targets; this label is {sorted(kinds)}. "
-                          "Received: label_cross_section=" + repr(how))
+    require(kinds == {"regression"}, "label_cross_section", how,
+            f"'none' for this label: it normalizes regression targets, and the label is {sorted(kinds)}")
     table = pd.DataFrame({symbol: label.values for symbol, label in labels.items()})
     counts = table.notna().sum(axis=1)
     if how == "rank":
