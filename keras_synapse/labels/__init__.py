@@ -39,8 +39,8 @@ Example:
 import inspect
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.labels.common import with_execution_lag
 from keras_synapse.labels.barriers import meta_label, triple_barrier_label
+from keras_synapse.labels.common import with_execution_lag
 from keras_synapse.labels.patterns import (
     momentum_persistence_label,
     trend_exhaustion_label,
