@@ -12,6 +12,7 @@ import pandas as pd
 from keras_synapse.data.panel import Panel
 from keras_synapse.errors import SynapseError
 from keras_synapse.windows.dataset import complete_windows
+from keras_synapse.windows.sessions import SessionHours
 
 # One logger for the whole inference path, whichever module speaks.
 logger = logging.getLogger("keras_synapse.serving.inference")
@@ -34,6 +35,7 @@ class ModelInputs:
         reference_symbols: `(role, symbol)` pairs for cross-asset features.
         max_gap_factor: windows never span a gap longer than this multiple
             of the symbol's median bar spacing (`0`: no check).
+        sessions: the `SessionHours` whose closures are not gaps.
     """
 
     sequence_length: int
@@ -43,6 +45,7 @@ class ModelInputs:
     static_feature_names: tuple = ()
     reference_symbols: tuple = ()
     max_gap_factor: float = 5.0
+    sessions: SessionHours = SessionHours()
 
     @classmethod
     def from_metadata(cls, metadata):
@@ -62,6 +65,7 @@ class ModelInputs:
             static_feature_names=tuple(static["feature_names"]) if static else (),
             reference_symbols=tuple((role, symbol) for role, symbol in roles.items() if symbol),
             max_gap_factor=float(config.get("max_gap_factor", 5.0)),
+            sessions=SessionHours.from_dict(metadata.get("windows", {}).get("sessions")),
         )
 
     @property
@@ -174,7 +178,7 @@ class ModelInputs:
         for symbol, (frame, static_frame) in frames.items():
             values = frame.to_numpy(dtype=np.float32)
             static_values = None if static_frame is None else static_frame.to_numpy(dtype=np.float32)
-            ok = complete_windows(frame.index.asi8, self.sequence_length, self.max_gap_factor)
+            ok = complete_windows(frame.index.as_unit("ns").asi8, self.sequence_length, self.max_gap_factor, self.sessions)
             bad_rows = ~np.isfinite(values).all(axis=1)
             if static_values is not None:
                 bad_rows |= ~np.isfinite(static_values).all(axis=1)

@@ -67,7 +67,7 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         "raw_features": True,
         "label": metrics["label"],
         "normalization": normalization,
-        "windows": window_rules(config),
+        "windows": window_rules(config, windowed.sessions),
         "data": {"spec": config.data, "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
                  "start": str(panel.start), "end": str(panel.end)},
         "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
@@ -104,7 +104,7 @@ def feature_definitions(feature_set_name, feature_names):
     return {name: definitions.get(name) for name in feature_names}
 
 
-def window_rules(config):
+def window_rules(config, sessions):
     """How windows are cut from a symbol's feature rows, as the model card states it."""
     from keras_synapse.training.preparation import warmup_bars
 
@@ -117,8 +117,9 @@ def window_rules(config):
         "window": f"the {config.sequence_length} consecutive feature rows ending at each row t, oldest first",
         "max_gap_factor": config.max_gap_factor,
         "gap_rule": f"a row whose spacing from the previous row exceeds {config.max_gap_factor:g} x the median "
-                    "spacing of the symbol's feature rows starts a new segment; a window must lie within one "
-                    "segment (0 disables the rule)",
+                    "spacing of the symbol's feature rows starts a new segment, unless the spacing is a regular "
+                    "closure (`sessions`); a window must lie within one segment (0 disables the rule)",
+        "sessions": {**sessions.to_dict(), "rule": sessions.describe()},
         "non_finite": "a window holding a NaN or infinite feature is skipped",
         "dtype": "float32",
         "normalization": "inside the model: pass raw features",

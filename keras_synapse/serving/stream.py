@@ -9,6 +9,7 @@ import pandas as pd
 from keras_synapse.data.panel import OHLCV_COLUMNS, validate_bars
 from keras_synapse.errors import DataError, SynapseError
 from keras_synapse.serving.model_inputs import FeatureMismatchError
+from keras_synapse.windows.sessions import outages
 
 # One logger for the whole inference path, whichever module speaks.
 logger = logging.getLogger("keras_synapse.serving.inference")
@@ -207,19 +208,19 @@ class PredictionStream:
             spacings = [np.diff(self._timestamps[symbol]) for symbol in symbols]
         kept = []
         for symbol, spacing, median in zip(symbols, spacings, _medians(spacings)):
-            window_spacing = spacing[-(length - 1):]
-            if len(spacing) >= 2 and window_spacing.max() > factor * median:
-                reasons[symbol] = self._gap_reason(symbol, window_spacing, median, factor)
+            window = self._timestamps[symbol][-length:]
+            broken = outages(window[:-1], window[1:], factor * median, self.predictor.inputs.sessions)
+            if len(spacing) >= 2 and broken.any():
+                reasons[symbol] = self._gap_reason(window, int(np.argmax(broken)), median, factor)
             else:
                 kept.append(symbol)
         return kept
 
-    def _gap_reason(self, symbol, window_gaps, median, factor):
-        timestamps = self._timestamps[symbol][-len(window_gaps) - 1:]
-        position = int(np.argmax(window_gaps))
-        return (f"data gap in the newest window: {pd.Timestamp(int(timestamps[position]), tz='UTC')} to "
-                f"{pd.Timestamp(int(timestamps[position + 1]), tz='UTC')} is more than {factor:g} x the median "
-                f"bar spacing {pd.Timedelta(int(median))}")
+    @staticmethod
+    def _gap_reason(window, position, median, factor):
+        return (f"data gap in the newest window: {pd.Timestamp(int(window[position]), tz='UTC')} to "
+                f"{pd.Timestamp(int(window[position + 1]), tz='UTC')} is more than {factor:g} x the median "
+                f"bar spacing {pd.Timedelta(int(median))} and not a regular session closure")
 
     def _last_windows(self, symbols, reasons):
         """The newest window of each symbol: `(sequence [S, L, F], static [S, Fs] or None, symbols kept)`."""

@@ -7,7 +7,9 @@ tensors with one `tf.gather`, so no window is ever materialized ahead of time.
 Windows never cross symbols or gaps in the data: an end row is valid only
 when the `sequence_length - 1` rows before it belong to the same symbol and no
 two consecutive rows in it are further apart than `max_gap_factor` times the
-symbol's median bar spacing.
+symbol's median bar spacing, unless that spacing is one of the market's
+regular closures (nights, weekends, holidays of intraday bars; see
+`keras_synapse.windows.sessions`).
 
 For hybrid models (seed 002) a second matrix of `static` features is gathered
 at each window's last bar, giving inputs `{"sequence": [L, F_seq], "static":
@@ -22,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import ConfigError, DataError
+from keras_synapse.windows.sessions import SessionHours, gap_breaks, learn_session_hours
 
 logger = logging.getLogger("keras_synapse.windows")
 
@@ -52,6 +55,7 @@ class WindowedPanel:
         head_targets: for multi-task models, dict head name -> float32
             `[rows]` targets (NaN where a head's label is unknown; such
             windows get weight 0 for that head), or `None`.
+        sessions: the `SessionHours` the gap rule used.
     """
 
     features: np.ndarray
@@ -68,6 +72,7 @@ class WindowedPanel:
     static_features: np.ndarray = None
     static_feature_names: tuple = ()
     head_targets: dict = None
+    sessions: SessionHours = SessionHours()
 
     @property
     def calendar(self):
@@ -104,7 +109,7 @@ class WindowedPanel:
 
 
 def build_windowed_panel(feature_frames, labels, sequence_length, horizon, static_frames=None, max_gap_factor=5.0,
-                         head_labels=None):
+                         head_labels=None, sessions=None):
     """Stacks per-symbol features and labels into a `WindowedPanel`.
 
     Args:
@@ -122,8 +127,10 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
             head. Defaults to `None`.
         max_gap_factor: a window is invalid when two consecutive bars in it
             are further apart than this multiple of the symbol's median bar
-            spacing (a data outage, not a weekend); `0` disables the check.
-            Defaults to `5.0`.
+            spacing (a data outage); `0` disables the check. Defaults to `5.0`.
+        sessions: `SessionHours` of the market's regular closures, which are
+            not outages. Defaults to `None`: learned from the feature rows'
+            times (`learn_session_hours`).
 
     Returns:
         A `WindowedPanel`.
@@ -133,6 +140,8 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
             the warm-up (naming the symbol, feature and first timestamp), or
             when no symbol has enough rows for one window.
     """
+    if sessions is None:
+        sessions = learn_session_hours([frame.index for frame in feature_frames.values()], max_gap_factor)
     parts = []
     for code, (symbol, frame) in enumerate(feature_frames.items()):
         static = None
@@ -153,7 +162,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
             "timestamps": _naive_utc(frame.index),
             "label_end_times": _naive_utc(pd.DatetimeIndex(label.end_time.reindex(frame.index))),
             "symbol_codes": np.full(len(frame), code, dtype=np.int32),
-            "window_ok": complete_windows(frame.index.asi8, sequence_length, max_gap_factor),
+            "window_ok": complete_windows(frame.index.as_unit("ns").asi8, sequence_length, max_gap_factor, sessions),
         }
         if static is not None:
             part["static_features"] = static.to_numpy(dtype=np.float32)
@@ -179,6 +188,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
         static_feature_names=tuple(next(iter(static_frames.values())).columns) if static_frames else (),
         sequence_length=sequence_length,
         head_targets=head_targets or None,
+        sessions=sessions,
         **stacked,
     )
 
@@ -202,9 +212,9 @@ def _say_windows_lost_to_gaps(feature_frames, parts, sequence_length, max_gap_fa
         return
     possible = sum(max(0, len(part["window_ok"]) - sequence_length + 1) for part in parts)
     worst = max(lost, key=lost.get)
-    logger.warning("%d of %d windows (%.1f%%) span a spacing over %g x their symbol's median bar spacing and are "
-                   "skipped as data gaps (%d symbol(s); most in %s: %d). Weekends and nights of intraday bars count "
-                   "as gaps too: --set max_gap_factor=0 keeps every window, a larger factor keeps longer gaps.",
+    logger.warning("%d of %d windows (%.1f%%) span a data outage (a spacing over %g x their symbol's median bar "
+                   "spacing that is not one of the market's regular closures) and are skipped (%d symbol(s); most "
+                   "in %s: %d). --set max_gap_factor=0 keeps every window, a larger factor keeps longer outages.",
                    total, possible, 100 * total / max(possible, 1), max_gap_factor,
                    sum(count > 0 for count in lost.values()), worst, lost[worst])
 
@@ -213,7 +223,7 @@ def _naive_utc(index):
     return index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
-def complete_windows(timestamps, sequence_length, max_gap_factor):
+def complete_windows(timestamps, sequence_length, max_gap_factor, sessions=None):
     """True where the `sequence_length` rows ending here hold no data gap.
 
     Shared by training and inference (NumPy only, no TensorFlow), so both
@@ -224,13 +234,12 @@ def complete_windows(timestamps, sequence_length, max_gap_factor):
         sequence_length: bars per window.
         max_gap_factor: a spacing above this multiple of the median spacing
             is a gap; `0` disables the check.
+        sessions: `SessionHours` whose regular closures (nights, weekends)
+            are not gaps, or `None`. Defaults to `None`.
     """
     positions = np.arange(len(timestamps))
     complete = positions >= sequence_length - 1
-    if max_gap_factor <= 0 or len(timestamps) < 3:
-        return complete
-    spacing = np.diff(timestamps)
-    broken = np.concatenate([[False], spacing > max_gap_factor * np.median(spacing)])
+    broken = gap_breaks(timestamps, max_gap_factor, sessions)
     # Rows since the last gap: a window is clean when it starts at or after it.
     last_break = np.maximum.accumulate(np.where(broken, positions, 0))
     return complete & (positions - last_break >= sequence_length - 1)

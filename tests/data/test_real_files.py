@@ -11,9 +11,11 @@ import pytest
 
 from keras_synapse.data import load_panel
 from keras_synapse.errors import DataError
+from keras_synapse.evaluation.backtest import backtest
 from keras_synapse.features import compute_features
 from keras_synapse.labels import compute_labels
 from keras_synapse.windows.dataset import build_windowed_panel
+from keras_synapse.windows.sessions import SessionHours
 
 SHIPPED = Path(backtesting.__file__).parent / "test"
 
@@ -32,15 +34,32 @@ def test_googles_daily_bars_load_as_written_by_pandas(tmp_path):
     assert panel.close_only_symbols == ()
 
 
-def test_eurusd_hourly_bars_load_and_their_weekend_gaps_are_said(tmp_path, caplog):
-    """Intraday FX: every weekend is a 49-hour gap the window rule skips; the run says how many windows it costs."""
+def _buy_and_hold_entries(windowed, horizon):
+    """Total one-way turnover of buy-and-hold over every labelled window: 2 is a single entry and exit."""
+    frame = windowed.window_frame(windowed.labelled_ends()).assign(score=1.0)
+    results, equity = backtest(frame, "score", horizon, 0, windowed.calendar)
+    return results["buy_and_hold"]["turnover"] * results["buy_and_hold"]["num_periods"]
+
+
+def test_eurusd_hourly_bars_lose_no_windows_to_weekends(tmp_path, caplog):
+    """Intraday FX closes every Friday evening for 49 hours: a closure of its session, not an outage."""
     panel = load_panel(str(_directory(tmp_path, "EURUSD")))
+    features, labels = compute_features(panel, "core"), compute_labels(panel, horizon=5)
     with caplog.at_level(logging.WARNING, "keras_synapse.windows"):
-        build_windowed_panel(compute_features(panel, "core"), compute_labels(panel, horizon=5), 20, 5)
-    said = [record.getMessage() for record in caplog.records if "skipped as data gaps" in record.getMessage()]
-    assert len(said) == 1 and "most in EURUSD" in said[0] and "Weekends and nights of intraday bars" in said[0]
-    lost = float(said[0].split("(")[1].split("%")[0])
-    assert 10 < lost < 25  # about one window in six spans a weekend
+        windowed = build_windowed_panel(features, labels, 20, 5)
+    assert windowed.sessions == SessionHours(closes=(20, 21), opens=(21, 22))  # 21:00/22:00 UTC, daylight saving
+    assert not [record for record in caplog.records if "outage" in record.getMessage()]
+    rows = len(features["EURUSD"])
+    assert windowed.window_ok.sum() == rows - 19  # every window of 20 rows
+    assert _buy_and_hold_entries(windowed, 5) == pytest.approx(2.0)
+
+    # The rule without sessions, as it was: about one window in six lost, and buy-and-hold re-enters weekly.
+    with caplog.at_level(logging.WARNING, "keras_synapse.windows"):
+        blind = build_windowed_panel(features, labels, 20, 5, sessions=SessionHours())
+    said = [record.getMessage() for record in caplog.records if "outage" in record.getMessage()]
+    assert len(said) == 1 and "most in EURUSD" in said[0]
+    assert 10 < float(said[0].split("(")[1].split("%")[0]) < 25
+    assert _buy_and_hold_entries(blind, 5) > 40
 
 
 def test_monthly_bitcoin_beside_daily_google_is_refused_by_name(tmp_path):

@@ -53,8 +53,11 @@ REBUILD = textwrap.dedent('''
                               for name, spec in sequence["definitions"].items()})
         frame = frame.iloc[rules["warmup"] - 1:]
         values = frame.to_numpy(dtype=np.float32)
-        spacing = np.diff(frame.index.asi8)
-        breaks = np.concatenate([[True], spacing > rules["max_gap_factor"] * np.median(spacing)])
+        times = frame.index.as_unit("ns").asi8
+        spacing, hour = np.diff(times), (times // 3_600_000_000_000) % 24
+        closure = (np.isin(hour[:-1], rules["sessions"]["closes"]) & np.isin(hour[1:], rules["sessions"]["opens"])
+                   & (spacing <= 5 * 86_400_000_000_000))
+        breaks = np.concatenate([[True], (spacing > rules["max_gap_factor"] * np.median(spacing)) & ~closure])
         segment_start = np.maximum.accumulate(np.where(breaks, np.arange(len(frame)), 0))
         length = rules["sequence_length"]
         ends = [t for t in range(length - 1, len(frame)) if t - length + 1 >= segment_start[t]

@@ -86,7 +86,7 @@ def test_windows_do_not_cross_a_data_outage(caplog):
     windowed = build_windowed_panel(compute_features(panel, "core"), compute_labels(panel, horizon=HORIZON),
                                     SEQUENCE_LENGTH, HORIZON)
     # Said once, with the count: the 9 windows that would span the outage.
-    assert "9 of 101 windows (8.9%) span a spacing over 5 x their symbol's median bar spacing" in caplog.text
+    assert "9 of 101 windows (8.9%) span a data outage (a spacing over 5 x their symbol's median bar spacing" in caplog.text
     assert "most in AAA: 9" in caplog.text
     rows = windowed.labelled_ends()[:, None] + np.arange(-SEQUENCE_LENGTH + 1, 1)
     spans = windowed.timestamps[rows[:, -1]] - windowed.timestamps[rows[:, 0]]
