@@ -124,8 +124,8 @@ def calendar_summary(panel):
     """One line on the panel's calendars: bar spacing and how many bar times every symbol shares.
 
     Symbols on different calendars (stocks beside a seven-day cryptocurrency)
-    make the equal-weight backtest re-weight on the dates only some of them
-    hold; the line says how often that happens.
+    share only some bar times; the line says how many, and that the backtest
+    holds each calendar's symbols as a sleeve on their own dates.
     """
     spacings = [median_spacing(frame.index) for frame in panel.values() if len(frame) > 1]
     union = None
@@ -140,8 +140,7 @@ def calendar_summary(panel):
     line = (f"calendar: {len(panel)} symbol(s), median bar spacing {spacing}; {panel_dates} bar times, "
             f"{shared / panel_dates:.1%} of them held by every symbol")
     if shared < panel_dates and len(panel) > 1:
-        line += (" (on the others the equal-weight backtest holds only the symbols with a bar, "
-                 "and re-weights between them)")
+        line += " (the backtest holds symbols on different calendars as sleeves, each on its own dates)"
     return line
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import BacktestError
+from keras_synapse.evaluation.calendars import calendar_groups, combine_sleeves
 from keras_synapse.evaluation.positions import build_trading_panel, position_targets
 from keras_synapse.evaluation.trading_rules import BacktestRules, check_integer, check_range
 
@@ -265,7 +266,7 @@ def book_metrics(book, periods_per_year):
 
 
 def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_year=252, rules=None, score_columns=(),
-             **options):
+             symbol_calendars=None, **options):
     """Backtests the positions `rules` take on a score column, against buy-and-hold.
 
     Args:
@@ -287,6 +288,11 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
             same rules, for comparison; with `probability_source="column"`
             they are calibrated instead, having no probabilities of their
             own. Defaults to `()`.
+        symbol_calendars: dict symbol -> its own bar times. Symbols on
+            different calendars are then held as sleeves, each on its own
+            dates and annualized from its own spacing
+            (`keras_synapse.evaluation.calendars`). Defaults to `None`: one
+            calendar, `calendar`.
         **options: `BacktestRules` fields, overriding those of `rules`, e.g.
             `sizing="kelly", max_loss_streak=3`.
 
@@ -296,7 +302,9 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
         weight long every symbol on the same periods, same costs, no risk
         controls) and one per score column (books that needed win
         probabilities also say their `probability_source`), plus `rules` (the
-        resolved `BacktestRules` as a dict) and `periods_per_year`.
+        resolved `BacktestRules` as a dict), `periods_per_year` and, for
+        symbols on several calendars, `sleeves` (each one's symbols, capital
+        share, periods per year and books).
         `equity` is indexed by rebalance timestamp, each row the state at
         the end of that period: `strategy`, `buy_and_hold` and one column
         per score column (equity from 1, after costs), `drawdown` (of the
@@ -310,34 +318,77 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
     rules = _resolve_rules(rules, options)
     check_range("bars_per_year", bars_per_year, 0, np.inf, "> 0", low_open=True)
     score_columns = list(score_columns)
-    taken = {"strategy", "buy_and_hold", "rules", "periods_per_year", "drawdown", "net_return", "gross_exposure",
+    taken = {"strategy", "buy_and_hold", "rules", "periods_per_year", "sleeves", "drawdown", "net_return", "gross_exposure",
              "turnover", "halted", "flattened", "period_end", prediction_column}
     for column in score_columns:
         if column in taken or score_columns.count(column) > 1:
             raise BacktestError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "
                              f"names {sorted(taken - {prediction_column})}. Received: score_columns={score_columns}")
-    panel = _prepare(frame, [prediction_column, *score_columns], horizon, cost_bps, calendar, rules)
-    periods_per_year = bars_per_year / horizon
-    books = {"strategy": _simulate(panel, prediction_column, cost_bps, rules, rules.probability_source),
-             "buy_and_hold": _buy_and_hold(panel, cost_bps, rules)}
-    # A baseline has no probability column of its own: it is calibrated the same leak-free way.
-    baseline_source = "calibrated" if rules.probability_source == "column" else rules.probability_source
-    for column in score_columns:
-        books[column] = _simulate(panel, column, cost_bps, rules, baseline_source)
+    groups = calendar_groups({symbol: symbol_calendars[symbol] for symbol in frame["symbol"].unique()}) if (
+        symbol_calendars is not None) else []
+    if len(groups) <= 1:
+        books = _books(frame, prediction_column, score_columns, horizon, cost_bps, calendar, rules)
+        periods_per_year, sleeves = bars_per_year / horizon, None
+    else:
+        books, periods_per_year, sleeves = _sleeve_books(frame, prediction_column, score_columns, horizon, cost_bps,
+                                                         calendar, bars_per_year, rules, groups, symbol_calendars)
     results = {name: book_metrics(book, periods_per_year) for name, book in books.items()}
     for name, book in books.items():
         if book.probability_source is not None:
             results[name]["probability_source"] = book.probability_source
     results["rules"] = dataclasses.asdict(rules)
     results["periods_per_year"] = float(periods_per_year)
+    if sleeves:
+        results["sleeves"] = sleeves
     strategy = books["strategy"]
     equity = pd.DataFrame({name: np.cumprod(1 + book.net_returns) for name, book in books.items()},
-                          index=panel.timestamps)
+                          index=strategy.timestamps)
     equity["drawdown"] = equity["strategy"] / np.maximum.accumulate(np.maximum(equity["strategy"], 1.0)) - 1
     equity["net_return"] = strategy.net_returns
     equity["gross_exposure"] = np.abs(strategy.weights).sum(axis=1)
     equity["turnover"] = strategy.turnover
     equity["halted"] = strategy.halted
     equity["flattened"] = strategy.flattened
-    equity["period_end"] = panel.period_ends
+    equity["period_end"] = strategy.period_ends
     return results, equity
+
+
+def _books(frame, prediction_column, score_columns, horizon, cost_bps, calendar, rules):
+    """The strategy, buy-and-hold and each score column's book on one calendar."""
+    panel = _prepare(frame, [prediction_column, *score_columns], horizon, cost_bps, calendar, rules)
+    books = {"strategy": _simulate(panel, prediction_column, cost_bps, rules, rules.probability_source),
+             "buy_and_hold": _buy_and_hold(panel, cost_bps, rules)}
+    # A baseline has no probability column of its own: it is calibrated the same leak-free way.
+    baseline_source = "calibrated" if rules.probability_source == "column" else rules.probability_source
+    for column in score_columns:
+        books[column] = _simulate(panel, column, cost_bps, rules, baseline_source)
+    return books
+
+
+def _sleeve_books(frame, prediction_column, score_columns, horizon, cost_bps, calendar, bars_per_year, rules, groups,
+                  symbol_calendars):
+    """Each calendar's symbols simulated as a sleeve on their own dates, then combined into one book per name."""
+    union = pd.DatetimeIndex(calendar)
+    union = union.tz_convert("UTC").tz_localize(None) if union.tz is not None else union
+    num_symbols = sum(len(group) for group in groups)
+    per_sleeve, shares, sleeves = [], [], []
+    for group in groups:
+        own = pd.DatetimeIndex(np.unique(np.concatenate([pd.DatetimeIndex(symbol_calendars[symbol]).as_unit("ns")
+                                                          .asi8 for symbol in group])).astype("datetime64[ns]"))
+        books = _books(frame[frame["symbol"].isin(group)], prediction_column, score_columns, horizon, cost_bps,
+                       own, rules)
+        # Its own year: as many of its bars as the union calendar's year holds of the span it covers.
+        spanned = union.searchsorted(own[-1], side="right") - union.searchsorted(own[0])
+        own_periods_per_year = bars_per_year * len(own) / max(spanned, 1) / horizon
+        per_sleeve.append(books)
+        shares.append(len(group) / num_symbols)
+        sleeves.append({"symbols": list(group), "share": shares[-1], "periods_per_year": float(own_periods_per_year),
+                        **{name: book_metrics(book, own_periods_per_year) for name, book in books.items()}})
+    combined = {name: combine_sleeves([books[name] for books in per_sleeve], shares, Book) for name in per_sleeve[0]}
+    grid = _naive(combined["strategy"].timestamps)
+    spanned = union.searchsorted(grid[-1]) + horizon - union.searchsorted(grid[0])
+    return combined, len(grid) * bars_per_year / max(spanned, 1), sleeves
+
+
+def _naive(index):
+    return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from keras_synapse.data.plausibility import symbols_text  # noqa: E402
 from keras_synapse.evaluation.summary import METRIC_NAMES  # noqa: E402
 
 
@@ -375,6 +376,11 @@ def format_books(backtest, title):
                      f"{_signed(item['sortino'], 2):>9}{_signed(item['max_drawdown'], 2):>9}"
                      f"{_signed(item['win_rate'], 2):>10}{_signed(item['profit_factor'], 2):>10}"
                      f"{_signed(item['turnover'], 2):>10}")
+    for sleeve in backtest.get("sleeves", []):
+        lines.append(f"  sleeve {symbols_text(sleeve['symbols'])} ({sleeve['share']:.0%} of capital, its own "
+                     f"calendar, {sleeve['periods_per_year']:.0f} periods a year): strategy sharpe "
+                     f"{_signed(sleeve['strategy']['sharpe'], 2)}, buy and hold "
+                     f"{_signed(sleeve['buy_and_hold']['sharpe'], 2)}")
     return "\n".join(lines)
 
 

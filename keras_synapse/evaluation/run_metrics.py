@@ -141,8 +141,10 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
         # Always-up trades exactly as buy-and-hold: its book would only be drawn over that one.
         traded = [column for column in baseline_columns if column != "baseline_always_up"]
+        # Symbols on different calendars are held as sleeves, each on its own dates.
+        own_calendars = data.windowed.symbol_calendars()
         results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                   _bars_per_year(calendar), score_columns=traded,
+                                   _bars_per_year(calendar), score_columns=traded, symbol_calendars=own_calendars,
                                    execution_lag=config.execution_lag)
         entry = (f"entered at the close {config.execution_lag} bar(s) after the signal" if config.execution_lag
                  else "entered at the signal bar's close")
@@ -152,8 +154,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         if config.top_k:
             # The cross-sectional view: does the ranking pay, whatever the market does?
             ranked, _ = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                 _bars_per_year(calendar), score_columns=traded, execution_lag=config.execution_lag,
-                                 signal="top_k", top_k=config.top_k)
+                                 _bars_per_year(calendar), score_columns=traded, symbol_calendars=own_calendars,
+                                 execution_lag=config.execution_lag, signal="top_k", top_k=config.top_k)
             metrics["backtest_top_k"] = {**ranked, "cost_bps": config.cost_bps,
                                          "rule": f"long the {config.top_k} highest scores and short the "
                                                  f"{config.top_k} lowest at each rebalance, 1/{2 * config.top_k} "

@@ -114,6 +114,15 @@ def quiet_tensorflow():
     # notes) and tf2onnx's per-pass INFO lines bury the fold table.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    # Each fold builds a fresh model, so its predict function is traced anew: expected, not a mistake to warn of.
+    tensorflow_logger = logging.getLogger("tensorflow")
+    if not any(isinstance(existing, _ExpectedRetracing) for existing in tensorflow_logger.filters):
+        tensorflow_logger.addFilter(_ExpectedRetracing())
+
+
+class _ExpectedRetracing(logging.Filter):
+    def filter(self, record):
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def fold_windows(windowed, calendar, fold, config):

@@ -79,6 +79,11 @@ class WindowedPanel:
         """Sorted unique timestamps of all rows."""
         return np.unique(self.timestamps)
 
+    def symbol_calendars(self):
+        """Each symbol's own bar times (its feature rows), a dict symbol -> `DatetimeIndex` (UTC)."""
+        return {symbol: pd.DatetimeIndex(self.timestamps[self.symbol_codes == code], tz="UTC")
+                for code, symbol in enumerate(self.symbol_names)}
+
     def labelled_ends(self):
         """Rows that end a full window and have a known label."""
         return np.flatnonzero(self.window_ok & np.isfinite(self.targets))

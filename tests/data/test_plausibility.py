@@ -102,4 +102,4 @@ def test_the_calendar_summary_says_how_many_dates_every_symbol_shares():
                                                "of them held by every symbol")
     crypto = make_bars(140, seed=3, freq="D")  # seven days a week over the same 20 weeks
     summary = calendar_summary(Panel({**stocks, "BTC": crypto}))
-    assert "140 bar times, 71.4% of them held by every symbol (on the others the equal-weight backtest" in summary
+    assert "140 bar times, 71.4% of them held by every symbol (the backtest holds symbols on different calendars as sleeves" in summary

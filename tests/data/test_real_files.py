@@ -1,5 +1,6 @@
 """Real bars as users have them, from the files the `backtesting` package ships (a test dependency)."""
 
+import json
 import logging
 import shutil
 import subprocess
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import backtesting
+import numpy as np
+import pandas as pd
 import pytest
 
 from keras_synapse.data import load_panel
@@ -69,14 +72,29 @@ def test_monthly_bitcoin_beside_daily_google_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.slow  # a whole training run
-def test_google_trains_through_the_command_line(tmp_path, request):
+def test_google_beside_a_seven_day_series_trains_through_the_command_line(tmp_path, request):
+    """GOOG's trading days beside a coin that trades every day: each is held as a sleeve on its own calendar."""
     (tmp_path / "bars").mkdir()
     data = _directory(tmp_path / "bars", "GOOG")
+    goog = pd.read_csv(data / "GOOG.csv", index_col=0, parse_dates=True)
+    every_day = pd.date_range(goog.index[0], goog.index[-1], freq="D")
+    close = goog["Close"].reindex(every_day).interpolate() * np.exp(np.random.default_rng(0).normal(0, 0.01,
+                                                                                                   len(every_day)))
+    pd.DataFrame({"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1e6},
+                 index=every_day.rename("date")).to_csv(data / "COIN.csv")
     result = subprocess.run([sys.executable, "-m", "keras_synapse.train",
                              str(request.config.rootpath / "experiments" / "shared_backbone.py"), "--quick",
                              "--data", str(data), "--output", str(tmp_path / "runs"),
                              "--registry", str(tmp_path / "models")], capture_output=True, text=True, timeout=600,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "calendar: 1 symbol(s), median bar spacing 1 day; 2148 bar times" in result.stdout
+    assert "calendar: 2 symbol(s), median bar spacing 1 day" in result.stdout
     assert "detectable edge" in result.stdout
+    assert "sleeve COIN (50% of capital, its own calendar, 73 periods a year" in result.stdout  # 365 days / 5
+    metrics = json.loads(next((tmp_path / "runs").glob("*/*/metrics.json")).read_text())
+    sleeves = {tuple(sleeve["symbols"]): sleeve for sleeve in metrics["backtest"]["sleeves"]}
+    assert set(sleeves) == {("GOOG",), ("COIN",)}
+    assert 48 < sleeves[("GOOG",)]["periods_per_year"] < 52  # about 252 trading days / 5
+    # One entry and one exit per sleeve (contiguous test folds), whatever the other calendar holds.
+    buy_and_hold = metrics["backtest"]["buy_and_hold"]
+    assert buy_and_hold["turnover"] * buy_and_hold["num_periods"] == pytest.approx(2.0)

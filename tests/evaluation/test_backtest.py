@@ -262,3 +262,48 @@ def test_a_top_k_book_is_dollar_neutral_and_earns_the_spread_an_oracle_ranks():
     gross = equity["gross_exposure"]
     assert np.allclose(gross[gross > 0], 1.0) and results["strategy"]["total_return"] > 1.0
     assert results["strategy"]["win_rate"] == 1.0 and results["rules"]["top_k"] == 2
+
+
+def _calendar_frame(symbols_and_dates, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [{"symbol": symbol, "timestamp": timestamp, "forward_return": rng.normal(0, 0.01), "score": 1.0}
+            for symbol, dates in symbols_and_dates.items() for timestamp in dates]
+    return pd.DataFrame(rows)
+
+
+def test_symbols_on_different_calendars_are_held_on_their_own_dates():
+    """Stocks beside a seven-day coin: no weekend churn, and each sleeve annualized by its own year."""
+    stock_days = pd.bdate_range("2024-01-01", periods=260, tz="UTC")
+    coin_days = pd.date_range(stock_days[0], stock_days[-1], freq="D")
+    own = {"GOOG": stock_days, "MSFT": stock_days, "BTC": coin_days}
+    frame = _calendar_frame(own)
+    union = coin_days
+
+    def entries(result):
+        return result["buy_and_hold"]["turnover"] * result["buy_and_hold"]["num_periods"]
+
+    for horizon in (1, 5):
+        mixed, equity = backtest(frame, "score", horizon, 10, union, 365, symbol_calendars=own)
+        assert entries(mixed) == pytest.approx(2.0)  # one entry and one exit, as each symbol alone
+        for symbol, dates in own.items():
+            alone, _ = backtest(frame[frame["symbol"] == symbol], "score", horizon, 10, dates, symbol_calendars=own)
+            assert entries(alone) == pytest.approx(2.0)
+        assert mixed["buy_and_hold"]["total_costs"] == pytest.approx(2.0 * 10 / 1e4)
+        sleeves = {tuple(sleeve["symbols"]): sleeve for sleeve in mixed["sleeves"]}
+        assert set(sleeves) == {("GOOG", "MSFT"), ("BTC",)}
+        assert sleeves[("GOOG", "MSFT")]["share"] == pytest.approx(2 / 3)
+        assert sleeves[("GOOG", "MSFT")]["periods_per_year"] == pytest.approx(365 * 5 / 7 / horizon, rel=0.01)
+        assert sleeves[("BTC",)]["periods_per_year"] == pytest.approx(365 / horizon)
+        # The stock sleeve holds each position `horizon` of its own bars: five trading days span a weekend.
+        stock_rebalances = pd.DatetimeIndex(equity.index).intersection(stock_days[::horizon])
+        assert len(stock_rebalances) == len(stock_days[::horizon])
+        # Each sleeve's returns are booked at its own rebalances, scaled by its share of capital.
+        coin = frame[(frame["symbol"] == "BTC") & frame["timestamp"].isin(coin_days[::horizon])]
+        on_weekends = equity.index.dayofweek >= 5
+        np.testing.assert_allclose(equity["net_return"][on_weekends].to_numpy(),
+                                   np.expm1(coin.set_index("timestamp")["forward_return"])[
+                                       equity.index[on_weekends]].to_numpy() / 3, atol=1e-12)
+
+    # On one union calendar, as before: the stocks are dropped every weekend and bought back.
+    blind, _ = backtest(frame, "score", 1, 10, union, 365)
+    assert entries(blind) > 40
