@@ -69,6 +69,16 @@ class ExperimentConfig:
     gap: int = 5
     validation_size: float = 0.15
     train_bars: int = 0
+    # The splitter: "walk_forward" (the gapped CV above), "purged_kfold"
+    # (`n_splits` blocks, each tested once, training on both sides of it) or
+    # "cpcv" (combinatorial purged CV: every choice of `cv_test_groups` of
+    # `cv_groups` blocks, whose backtest paths give a distribution). Purged
+    # splitters drop training windows whose label overlaps a test label, then
+    # the `embargo` bars after each test block.
+    cv: str = "walk_forward"
+    embargo: int = 5
+    cv_groups: int = 6
+    cv_test_groups: int = 2
     # Model hyperparameters (seed 004's shared backbone).
     lstm_units: tuple = (64, 32)
     dense_units: int = 16
@@ -147,6 +157,14 @@ class ExperimentConfig:
         _require(0 < self.test_size < 1, "test_size", self.test_size, "in (0, 1)")
         _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
         _require(self.train_bars >= 0, "train_bars", self.train_bars, ">= 0 (0: an expanding window)")
+        from keras_synapse.windows.splitters import SPLITTERS
+
+        _require(self.cv in SPLITTERS, "cv", self.cv, f"one of {SPLITTERS}")
+        _require(self.embargo >= 0, "embargo", self.embargo, ">= 0")
+        _require(1 <= self.cv_test_groups < self.cv_groups, "cv_test_groups", self.cv_test_groups,
+                 f"in [1, cv_groups={self.cv_groups})")
+        _require(self.cv != "purged_kfold" or self.n_splits >= 2, "n_splits", self.n_splits,
+                 ">= 2 for cv='purged_kfold'")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
         self._check_model_values()
@@ -207,8 +225,8 @@ CONFIG_GROUPS = {
     "labels": ("label", "label_scaling", "label_cross_section", "label_options", "heads", "horizon",
                "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),
-    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "feature_importance",
-                   "horizons"),
+    "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "cv", "embargo", "cv_groups",
+                   "cv_test_groups", "feature_importance", "horizons"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
               "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
               "causal_mask", "pooling"),

@@ -21,7 +21,7 @@ from keras_synapse.errors import DataError
 from keras_synapse.evaluation.importance import importance_of_run, permuted_scores
 from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
 from keras_synapse.serving.registration import register_model
-from keras_synapse.training.preparation import fold_windows, prepare_data, symbol_split
+from keras_synapse.training.preparation import fold_windows, make_folds, prepare_data, symbol_split
 from keras_synapse.training.trainer import (
     FoldTrainer,
     check_fit_settings,
@@ -83,7 +83,6 @@ def run(args):
 
     from keras_synapse.config import config_to_dict
     from keras_synapse.runs import new_run_dir, write_json
-    from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
@@ -98,9 +97,9 @@ def run(args):
         print(f"run directory: {run_dir}")
     trainer = FoldTrainer(config, data, run_dir, resume=bool(args.resume))
 
-    # --- Folds: gapped walk-forward CV on the shared calendar ------------------
+    # --- Folds: the experiment's splitter on the shared calendar ------------------
     calendar = data.windowed.calendar
-    folds = GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap, config.train_bars).split(calendar)
+    folds = make_folds(config, calendar)
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
     fold_results, histories, predictions, fold_models, permuted = [], {}, [], [], []
@@ -125,10 +124,18 @@ def run(args):
                 input_feature_names(data), seed=config.seed + fold.index)))
         fold_models.append(model)
         fold_results.append(fold_record(fold, split, frame, history, data.task, data.head_tasks))
-    test_predictions = pd.concat(predictions, ignore_index=True)
+    fold_predictions = test_predictions = pd.concat(predictions, ignore_index=True)
+    masks = None
+    if config.cv == "cpcv":  # a window is tested by several splits: the pooled figures are one backtest path's
+        from keras_synapse.evaluation.cpcv_paths import path_masks
+
+        masks = path_masks(fold_predictions, config.cv_groups, config.cv_test_groups, folds)
+        test_predictions = fold_predictions[masks[0]].reset_index(drop=True)
+        permuted = [pd.concat(permuted, ignore_index=True)[masks[0]].reset_index(drop=True)] if permuted else []
 
     # --- Evaluate: summary with intervals, baselines, backtest ------------------
-    metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar)
+    metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar,
+                                   fold_predictions, masks)
     from keras_synapse.training.callbacks import log_test_metrics
 
     for fold in metrics["folds"]:  # beside each fold's training curves

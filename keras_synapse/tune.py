@@ -79,6 +79,7 @@ from keras_synapse.tuning.results import (
     best_row,
     completed_rows,
     format_results,
+    overfitting,
     search_versus_test_line,
     selection_bias_line,
     trial_rows,
@@ -180,7 +181,11 @@ def run(args):
     print()
     print(format_results(rows, args.objective))
     print(selection_bias_line(rows, args.objective))
+    overfitting_line, pbo = overfitting(tuner.project_dir, rows, args.objective)
+    print(overfitting_line)
     write_results_csv(Path(tuner.project_dir) / "results.csv", rows)
+    if pbo is not None:
+        (Path(tuner.project_dir) / "pbo.json").write_text(json.dumps(pbo, indent=2))
     best = best_row(rows, args.objective)
     if best is None:
         raise SynapseError(f"No trial completed; see the messages above and the trials in {tuner.project_dir}.")

@@ -250,6 +250,11 @@ def test_each_trial_reports_its_interval_and_validation_windows(tuned_run):
     assert "n_val" in lines[header] and sum(line.startswith("* ") for line in lines[header + 1:header + 4]) == 1
     selection = lines[header + 4]
     assert selection.startswith("Selection: if all 3 trials were equally good") and "0.85 x" in selection
+    assert lines[header + 5].startswith("Probability of backtest overfitting (CSCV, Bailey et al. 2014): ")
+    pbo = json.loads((root / "tuning" / "shared_backbone_random_val_ic" / "pbo.json").read_text())
+    assert pbo["num_trials"] == 3 and pbo["num_blocks"] == 16 and 0 <= pbo["pbo"] <= 1
+    assert f"{pbo['pbo']:.0%} of {pbo['num_combinations']} half-splits" in lines[header + 5]
+    assert all(len(fold["date_scores"]) > 50 for report in _trial_reports(root) for fold in report["folds"])
 
 
 def test_tuning_on_null_data_leaves_the_test_verdict_without_an_edge(tuned_run):

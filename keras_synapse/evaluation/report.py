@@ -277,12 +277,17 @@ def format_summary(metrics):
              + ("  accuracy" if "accuracy" in metrics["folds"][0]["metrics"] else "")]
     for fold in metrics["folds"]:
         values = fold["metrics"]
+        test = fold.get("test_blocks", [fold["test"]])
+        tested = test[0][0][:10] + ".." + test[0][1][:10] + (f" +{len(test) - 1}" if len(test) > 1 else "")
         line = (f"{fold['index']:<5}{fold['train'][0][:10] + '..' + fold['train'][1][:10]:<25}"
-                f"{fold['test'][0][:10] + '..' + fold['test'][1][:10]:<25}{fold['n_train']:>8}{fold['n_test']:>7}"
+                f"{tested:<25}{fold['n_train']:>8}{fold['n_test']:>7}"
                 f"{_signed(values['directional_accuracy']):>9}{_signed(values['ic']):>9}{_signed(values['rank_ic']):>9}")
         if "accuracy" in values:
             line += f"{_signed(values['accuracy']):>10}"
         lines.append(line)
+    if metrics.get("cv", {}).get("splitter", "walk_forward") != "walk_forward":
+        lines.append(f"({metrics['cv']['description']}" + ("; +N: and N more test blocks" if any(
+            len(fold.get("test_blocks", ())) > 1 for fold in metrics["folds"]) else "") + ")")
     if "heads" in metrics["folds"][0]:
         lines.append("\nhead (fold mean, labelled windows only)   n      IC   dir.acc / mse")
         for head in metrics["folds"][0]["heads"]:
@@ -329,6 +334,10 @@ def format_summary(metrics):
             lines.append(format_books(metrics["backtest_top_k"], f"top-{top_k} long-short"))
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
+    if metrics.get("cpcv"):
+        from keras_synapse.evaluation.cpcv_paths import format_paths
+
+        lines.append("\n" + format_paths(metrics["cpcv"]))
     lines.append("\n" + format_symbol_table(metrics["per_symbol"]))
     cross_sectional = metrics["cross_sectional"]
     lines.append(f"\nper-date IC across symbols: mean {_signed(cross_sectional['ic_mean'])}, ICIR "

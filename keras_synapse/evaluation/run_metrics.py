@@ -8,13 +8,10 @@ from keras_synapse.windows.splitters import iso_utc
 def baseline_columns(data, split, seed):
     """Every baseline's scores on the fold's test windows, as `baseline_<name>` columns."""
     from keras_synapse.evaluation.baselines import baseline_predictions
-    from keras_synapse.windows.dataset import select_ends
 
     # The linear baselines learn from every bar of the fit period (whatever
     # the network's stride), purged before the carve-out like the fit windows.
-    windowed = data.windowed
-    fit = select_ends(windowed, windowed.labelled_ends(), end=split["fit_end"], label_before=split["validation_start"])
-    predictions = baseline_predictions(windowed, fit, split["validation"], split["test"], seed)
+    predictions = baseline_predictions(data.windowed, split["baseline_fit"], split["validation"], split["test"], seed)
     # The ridge regresses class indices for class labels; centre it on the
     # middle of the class range so its sign reads like the model's score.
     if data.task.kind != "regression":
@@ -60,7 +57,7 @@ def fold_record(fold, split, frame, history, task, head_tasks=None):
     return {
         "index": fold.index,
         **fold.as_dict(),
-        "validation": [iso_utc(split["validation_start"]), iso_utc(fold.train_end)],
+        "validation": [iso_utc(split["validation_start"]), iso_utc(split["validation_end"])],
         "n_train": int(len(split["fit"])),
         "n_validation": int(len(split["validation"])),
         "n_test": int(len(split["test"])),
@@ -70,8 +67,18 @@ def fold_record(fold, split, frame, history, task, head_tasks=None):
     }
 
 
-def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar):
+def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar, fold_predictions=None,
+                 path_masks=None):
     """Summary with intervals, baselines on the same folds, and the backtest.
+
+    Args:
+        test_predictions: the test windows the summary, baselines and
+            backtest pool, each once.
+        fold_predictions: every fold's test predictions, for the per-fold
+            figures; defaults to `test_predictions`. Under CPCV a window is
+            tested by several splits, and `test_predictions` is one path.
+        path_masks: under CPCV, a mask over `fold_predictions` per backtest
+            path (`keras_synapse.evaluation.cpcv_paths`).
 
     Returns:
         The `metrics.json` content (without `model`) and the equity curves
@@ -89,6 +96,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     )
 
     task = data.task
+    fold_predictions = test_predictions if fold_predictions is None else fold_predictions
     baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
     # One set of bootstrap draws for the model and every baseline, so their
     # differences get paired intervals. Blocks hold at least one label horizon.
@@ -98,12 +106,12 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in fold_results[0]["metrics"]:
             summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
-    for fold, (_, group) in zip(fold_results, test_predictions.groupby("fold", sort=True)):
+    for fold, (_, group) in zip(fold_results, fold_predictions.groupby("fold", sort=True)):
         intervals = metric_intervals(group, "prediction", config.horizon, FOLD_RESAMPLES, config.seed)
         fold["intervals"] = {name: list(intervals[name]) for name in fold["metrics"] if name in intervals}
     baselines = {}
     for column in baseline_columns:
-        per_fold = [fold_metrics(group, task, column) for _, group in test_predictions.groupby("fold")]
+        per_fold = [fold_metrics(group, task, column) for _, group in fold_predictions.groupby("fold")]
         baselines[column.removeprefix("baseline_")] = {"folds": per_fold,
                                                        "summary": summarize(per_fold, test_predictions, column,
                                                                             bootstrap)}
@@ -136,6 +144,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
 
         metrics["ic_decay"] = ic_decay(test_predictions, data.panel, config.horizons, config.execution_lag,
                                        BOOTSTRAP_RESAMPLES, config.seed)
+    metrics["cv"] = splitter_record(config)
     equity = None
     if task.directional:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
@@ -160,11 +169,38 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
                                          "rule": f"long the {config.top_k} highest scores and short the "
                                                  f"{config.top_k} lowest at each rebalance, 1/{2 * config.top_k} "
                                                  f"each, {entry}, held one horizon, non-overlapping"}
-    else:
+    if path_masks is not None:
+        from keras_synapse.evaluation.cpcv_paths import path_distribution
+
+        def trade(frame):
+            if not task.directional:
+                return None
+            return backtest(frame, "prediction", config.horizon, config.cost_bps, calendar, _bars_per_year(calendar),
+                            symbol_calendars=data.windowed.symbol_calendars(),
+                            execution_lag=config.execution_lag)[0]["strategy"]
+
+        metrics["cpcv"] = path_distribution(fold_predictions, path_masks, lambda frame: fold_metrics(frame, task),
+                                            trade)
+    if not task.directional:
         metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
             f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "
             "on a primary signal instead")}
     return metrics, equity
+
+
+def splitter_record(config):
+    """The splitter that cut the folds, in words and settings, for `metrics.json` and the report."""
+    if config.cv == "purged_kfold":
+        words = (f"purged k-fold: {config.n_splits} time blocks, each tested once by a model trained on the blocks "
+                 f"before and after it, purged and embargoed {config.embargo} bars; not a walk-forward result")
+    elif config.cv == "cpcv":
+        words = (f"combinatorial purged CV: every {config.cv_test_groups} of {config.cv_groups} time blocks, purged "
+                 f"and embargoed {config.embargo} bars; the pooled figures are backtest path 0's")
+    else:
+        words = (f"gapped walk-forward: {config.n_splits} consecutive test blocks, {config.gap} bars of gap, "
+                 + (f"sliding {config.train_bars}-bar training window" if config.train_bars else
+                    "expanding training window"))
+    return {"splitter": config.cv, "description": words, "embargo": config.embargo, "gap": config.gap}
 
 
 # Per-symbol intervals cost a bootstrap each: beyond this many symbols the table keeps the point values only.

@@ -125,6 +125,17 @@ class _ExpectedRetracing(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
+def make_folds(config, calendar):
+    """The folds of the experiment's splitter (`config.cv`) on the panel calendar."""
+    from keras_synapse.windows.splitters import CombinatorialPurgedCV, GappedTimeSeriesCV, PurgedKFold
+
+    if config.cv == "purged_kfold":
+        return PurgedKFold(config.n_splits, config.embargo).calendar_folds(calendar)
+    if config.cv == "cpcv":
+        return CombinatorialPurgedCV(config.cv_groups, config.cv_test_groups, config.embargo).calendar_folds(calendar)
+    return GappedTimeSeriesCV(config.n_splits, config.test_size, config.gap, config.train_bars).split(calendar)
+
+
 def fold_windows(windowed, calendar, fold, config):
     """The fit, validation and test window ends of one fold, purged by label end time.
 
@@ -136,6 +147,8 @@ def fold_windows(windowed, calendar, fold, config):
     from keras_synapse.windows.splitters import carve_validation
 
     labelled = windowed.labelled_ends()
+    if fold.test_blocks:
+        return _purged_fold_windows(windowed, calendar, fold, config, labelled)
     fit_end, validation_start = carve_validation(calendar, fold, config.validation_size, config.gap)
     split = {
         "fit": select_ends(windowed, labelled, stride=config.stride, start=fold.train_start, end=fit_end,
@@ -146,6 +159,11 @@ def fold_windows(windowed, calendar, fold, config):
         if fold.test_start is not None else np.array([], dtype=np.int64),
         "fit_end": fit_end,
         "validation_start": validation_start,
+        "validation_end": fold.train_end,
+        # The linear baselines learn from every bar of the fit period, whatever the network's stride.
+        "baseline_fit": select_ends(windowed, labelled, end=fit_end, label_before=validation_start),
+        # The feature rows the normalization is fitted on.
+        "fit_rows": windowed.timestamps <= fit_end,
     }
     for part in ("fit", "validation") + (("test",) if fold.test_start is not None else ()):
         if len(split[part]) == 0:
@@ -153,6 +171,46 @@ def fold_windows(windowed, calendar, fold, config):
                 f"Fold {fold.index} has no {part} windows (stride {config.stride}, sequence_length "
                 f"{config.sequence_length}). Use more data, fewer folds or a smaller test_size."
             )
+    return split
+
+
+def _purged_fold_windows(windowed, calendar, fold, config, labelled):
+    """A purged fold: test windows in its blocks; training on both sides, purged and embargoed around each block.
+
+    Early stopping holds back the latest `validation_size` of the training
+    bars, `gap` bars after the fit part, whose labels end before it starts.
+    """
+    from keras_synapse.windows.dataset import select_ends
+    from keras_synapse.windows.splitters import purge_and_embargo
+
+    times, end_times = windowed.timestamps, windowed.label_end_times
+    tested_rows = np.zeros(len(times), dtype=bool)
+    for first, last in fold.test_blocks:
+        tested_rows |= (times >= first) & (times <= last)
+    in_test = tested_rows[labelled]
+    train = purge_and_embargo(labelled[~in_test], times, end_times, fold.test_blocks, calendar, config.embargo)
+    if len(train) == 0:
+        raise DataError(f"Fold {fold.index} keeps no training windows after purging and an embargo of "
+                        f"{config.embargo} bars. Use more data or fewer test groups.")
+    train_times = np.unique(times[train])
+    validation_start = train_times[min(int(len(train_times) * (1 - config.validation_size)), len(train_times) - 1)]
+    fit_end = calendar[max(0, int(np.searchsorted(calendar, validation_start)) - config.gap - 1)]
+    split = {
+        "fit": select_ends(windowed, train, stride=config.stride, end=fit_end, label_before=validation_start),
+        "validation": train[times[train] >= validation_start],
+        "test": np.sort(labelled[in_test]),
+        "fit_end": fit_end,
+        "validation_start": validation_start,
+        "validation_end": train_times[-1],
+        "baseline_fit": select_ends(windowed, train, end=fit_end, label_before=validation_start),
+        # Test bars before the fit end are test inputs: the normalization never sees them.
+        "fit_rows": (times <= fit_end) & ~tested_rows,
+    }
+    for part in ("fit", "validation", "test"):
+        if len(split[part]) == 0:
+            raise DataError(f"Fold {fold.index} has no {part} windows (test blocks {len(fold.test_blocks)}, embargo "
+                            f"{config.embargo}, sequence_length {config.sequence_length}). Use more data or fewer "
+                            "groups.")
     return split
 
 

@@ -66,7 +66,7 @@ class FoldTrainer:
 
         config, windowed = self.config, self.data.windowed
         model = get_model_builder(config.model)(config, self.spec())
-        fit_rows = windowed.timestamps <= split["fit_end"]
+        fit_rows = split["fit_rows"]
         fit_normalization(model, windowed.features[fit_rows],
                           None if windowed.static_features is None else windowed.static_features[fit_rows])
         return model

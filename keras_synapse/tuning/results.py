@@ -232,3 +232,51 @@ def write_results_csv(path, rows):
                              row["n_validation"]]
                             + (row["folds"] + [None] * num_folds)[:num_folds]
                             + [format_value(row["values"].get(field, "")) for field in fields])
+
+
+# CSCV's blocks of validation dates: C(16, 8) = 12,870 in-sample choices, each block at least this many dates.
+PBO_BLOCKS, MIN_DATES_PER_BLOCK = 16, 5
+
+
+def overfitting(project_dir, rows, objective):
+    """The probability of backtest overfitting of the search's pick, from each completed trial's per-date scores.
+
+    Args:
+        project_dir: the keras-tuner project (each trial's `TRIAL_REPORT`
+            holds its folds' `date_scores`).
+        rows: from `trial_rows`.
+        objective: the objective's name.
+
+    Returns:
+        `(line, result)`: the printed line, and the
+        `probability_of_backtest_overfitting` dict (without its logits) or
+        `None` when it cannot be computed (the line says why).
+    """
+    import pandas as pd
+
+    from keras_synapse.evaluation.overfitting import probability_of_backtest_overfitting, trial_matrix
+
+    scores = {}
+    for row in completed_rows(rows):
+        report = Path(project_dir) / f"trial_{row['trial']}" / TRIAL_REPORT
+        if not report.is_file():
+            continue
+        dated = {}
+        for fold in json.loads(report.read_text()).get("folds", []):
+            dated.update(fold.get("date_scores") or {})
+        if dated:
+            scores[row["trial"]] = pd.Series(dated, dtype=np.float64).rename(index=pd.Timestamp)
+    if len(scores) < 2:
+        return (f"Probability of backtest overfitting: not computed ({len(scores)} trial(s) with per-date "
+                f"{objective} scores; it needs two)."), None
+    matrix, dates, trials = trial_matrix(scores)
+    blocks = min(PBO_BLOCKS, 2 * (len(dates) // (2 * MIN_DATES_PER_BLOCK)))
+    if blocks < 2:
+        return f"Probability of backtest overfitting: not computed ({len(dates)} shared validation dates).", None
+    result = probability_of_backtest_overfitting(matrix, blocks)
+    del result["logits"]
+    line = (f"Probability of backtest overfitting (CSCV, Bailey et al. 2014): {result['pbo']:.0%} of "
+            f"{result['num_combinations']} half-splits of {len(dates)} validation dates into {blocks} blocks rank the "
+            f"in-sample best of {len(trials)} trials at or below the median out of sample (about 50% when no trial "
+            "is better than another; near 0% when the search found a real difference).")
+    return line, result

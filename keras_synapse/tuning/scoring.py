@@ -139,9 +139,11 @@ def validation_uncertainty(model, data, ends, objective, config):
     Returns:
         A dict with `interval_metric` (the metric's name, `None` when none
         applies), `interval_value` and `standard_error` (NaN then), and
-        `interval_note` (why there is none, or `""`).
+        `interval_note` (why there is none, or `""`), and `date_scores`
+        (ISO timestamp -> that date's share of the metric, when there is one).
     """
     from keras_synapse.evaluation.intervals import bootstrap_metrics
+    from keras_synapse.evaluation.overfitting import date_scores
     from keras_synapse.training.trainer import predict_windows
 
     metric, note = SCORE_INTERVALS.get(objective, (None, ""))[0], ""
@@ -160,8 +162,11 @@ def validation_uncertainty(model, data, ends, objective, config):
         frame = frame.assign(reference=frame["target"])
     result = bootstrap_metrics(frame, ["prediction"], min_block_length=config.horizon,
                                num_resamples=INTERVAL_RESAMPLES, seed=config.seed)
+    # Per date, for the probability of backtest overfitting over the trials (`keras_synapse.evaluation.overfitting`).
+    scores = date_scores(frame, metric)
     return {"interval_metric": metric, "interval_value": result.point["prediction"][metric],
-            "standard_error": result.standard_error("prediction", metric), "interval_note": ""}
+            "standard_error": result.standard_error("prediction", metric), "interval_note": "",
+            "date_scores": {timestamp.isoformat(): float(value) for timestamp, value in scores.items()}}
 
 
 def score_interval(records, objective):

@@ -1,10 +1,12 @@
-"""Time-series validation: folds on the panel's shared calendar, always gapped.
+"""Time-series validation: folds on the panel's shared calendar, always gapped or purged.
 
 Folds are defined on timestamps, not rows, so every symbol shares the same
-fold boundaries and no symbol's test bars precede another's training bars.
-Each fold leaves `gap` bars between training and test; on top of that, the
-trainer purges every training window whose label ends at or after the test
-start, so a label longer than the gap still cannot leak.
+fold boundaries. A walk-forward fold leaves `gap` bars between training and
+test; on top of that, the trainer purges every training window whose label
+ends at or after the test start, so a label longer than the gap still cannot
+leak. Purged k-fold and combinatorial purged CV train on both sides of their
+test blocks, purged (a training label overlapping a test label's interval,
+before or after the block) and embargoed after each block.
 """
 
 import dataclasses
@@ -14,23 +16,46 @@ import pandas as pd
 
 from keras_synapse.errors import ConfigError
 
+# The splitters an experiment's `cv` names (see `keras_synapse.training.preparation.make_folds`).
+SPLITTERS = ("walk_forward", "purged_kfold", "cpcv")
+
 
 @dataclasses.dataclass(frozen=True)
 class Fold:
-    """One train/test split, as inclusive `datetime64` bounds."""
+    """One train/test split, as inclusive `datetime64` bounds.
+
+    A walk-forward fold trains on `[train_start, train_end]` and tests on
+    `[test_start, test_end]`. A purged fold (k-fold, combinatorial) sets
+    `test_blocks`, the `(first, last)` times of each test block: it trains on
+    every other bar of `[train_start, train_end]`, purged around each block.
+    """
 
     index: int
     train_start: np.datetime64
     train_end: np.datetime64
     test_start: np.datetime64
     test_end: np.datetime64
+    test_blocks: tuple = ()
 
     def as_dict(self):
         """The train and test ranges as ISO-8601 UTC strings, for `metrics.json`."""
-        return {
+        ranges = {
             "train": [iso_utc(self.train_start), iso_utc(self.train_end)],
             "test": [iso_utc(self.test_start), iso_utc(self.test_end)],
         }
+        if self.test_blocks:
+            ranges["test_blocks"] = [[iso_utc(first), iso_utc(last)] for first, last in self.test_blocks]
+        return ranges
+
+
+def _purged_folds(calendar, blocks, tested_groups):
+    """A `Fold` per choice of tested blocks, training on the whole calendar around them."""
+    folds = []
+    for index, groups in enumerate(tested_groups):
+        test_blocks = tuple((blocks[group][0], blocks[group][-1]) for group in groups)
+        folds.append(Fold(index=index, train_start=calendar[0], train_end=calendar[-1],
+                          test_start=test_blocks[0][0], test_end=test_blocks[-1][1], test_blocks=test_blocks))
+    return folds
 
 
 def iso_utc(timestamp):
@@ -252,6 +277,10 @@ class PurgedKFold:
         self.n_splits = n_splits
         self.embargo = embargo
 
+    def calendar_folds(self, calendar):
+        """One purged `Fold` per time block of `calendar` (sorted unique times); the trainer purges."""
+        return _purged_folds(calendar, _blocks(calendar, self.n_splits), [(group,) for group in range(self.n_splits)])
+
     def split(self, times, end_times):
         """Returns `[(train_rows, test_rows), ...]`, one pair per fold."""
         times, end_times = _check_samples(times, end_times)
@@ -309,6 +338,10 @@ class CombinatorialPurgedCV:
         uses = {group: [index for index, combination in enumerate(self.combinations()) if group in combination]
                 for group in range(self.n_groups)}
         return [[uses[group][path] for group in range(self.n_groups)] for path in range(self.num_paths)]
+
+    def calendar_folds(self, calendar):
+        """One purged `Fold` per combination of test blocks of `calendar`; the trainer purges."""
+        return _purged_folds(calendar, _blocks(calendar, self.n_groups), self.combinations())
 
     def split(self, times, end_times):
         """Returns `[(train_rows, test_rows), ...]`, one pair per combination."""
