@@ -200,6 +200,31 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
     assert "final refit" in result.stdout
 
 
+@pytest.mark.parametrize("cv", ["purged_kfold", "cpcv"])
+def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
+    """`--set cv=purged_kfold`: each block tested once, trained on both sides; `--set cv=cpcv`: the backtest paths."""
+    result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--set", f"cv={cv}",
+                       "--set", "cv_groups=4", "--set", "embargo=5",
+                       "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    predictions = pd.read_csv(run_dir / "test_predictions.csv")
+    assert metrics["cv"]["splitter"] == cv and metrics["cv"]["embargo"] == 5
+    assert not predictions.duplicated(["symbol", "timestamp"]).any()  # the pooled figures count a window once
+    if cv == "purged_kfold":
+        assert len(metrics["folds"]) == 3 and sum(fold["n_test"] for fold in metrics["folds"]) == len(predictions)
+        assert "purged k-fold: 3 time blocks" in result.stdout and "not a walk-forward result" in result.stdout
+        return
+    paths = metrics["cpcv"]
+    assert len(metrics["folds"]) == 6 and paths["num_paths"] == 3 and len(paths["paths"]) == 3
+    assert all(path["n"] == len(predictions) for path in paths["paths"])
+    assert paths["paths"][0]["ic"] == pytest.approx(metrics["summary"]["ic"]["pooled"], abs=1e-9)
+    assert paths["ic"]["min"] <= paths["ic"]["mean"] <= paths["ic"]["max"]
+    assert "CPCV backtest paths (3; the summary above is path 0's)" in result.stdout
+    assert "sharpe over paths: mean" in result.stdout
+
+
 def test_a_close_only_panel_trains_with_the_close_feature_set(tmp_path, request):
     """Dates and closes, the commonest free data: the default features are refused by name, `close` trains."""
     bars_dir = tmp_path / "bars"
