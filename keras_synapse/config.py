@@ -52,7 +52,8 @@ class ExperimentConfig:
     loss_weights: str = ""
     horizon: int = 5
     # Bars from the signal bar to the trade: labels and the backtest enter at
-    # the close of bar t + execution_lag (0: at the signal bar's own close).
+    # the open of bar t + execution_lag and leave at the open one horizon
+    # later (0: at the signal bar's own close; closes-only bars: at closes).
     execution_lag: int = 0
     # Windows (seed 004: 20 bars, stride 5).
     sequence_length: int = 20

@@ -176,7 +176,7 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
     (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["label"]["execution_lag"] == 1 and metrics["backtest"]["rules"]["execution_lag"] == 1
-    assert "entered at the close 1 bar(s) after the signal" in metrics["backtest"]["rule"]
+    assert "entered at the open 1 bar(s) after the signal" in metrics["backtest"]["rule"]
     assert metrics["label"]["cross_section"] == "rank"  # targets ranked per date; ICs still on raw returns
     # --set top_k=2: a dollar-neutral long-short book on the ranking, beside the per-symbol one.
     ranked = metrics["backtest_top_k"]

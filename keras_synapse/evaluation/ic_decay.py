@@ -12,11 +12,10 @@ import pandas as pd
 
 
 def forward_returns(panel, horizon, execution_lag=0):
-    """Symbol -> `ln(close[t + lag + horizon] / close[t + lag])` on each bar (NaN where the bars run out)."""
-    from keras_synapse.labels.common import forward_log_return
+    """Symbol -> the forward log return the labels trade over `horizon` bars (`labels.common.entry_return`)."""
+    from keras_synapse.labels.common import entry_return
 
-    return {symbol: forward_log_return(np.log(bars["close"]), horizon).shift(-execution_lag)
-            for symbol, bars in panel.items()}
+    return {symbol: entry_return(bars, horizon, execution_lag) for symbol, bars in panel.items()}
 
 
 def ic_decay(test_predictions, panel, horizons, execution_lag, num_resamples, seed):

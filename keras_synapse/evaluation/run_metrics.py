@@ -155,7 +155,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
                                    _bars_per_year(calendar), score_columns=traded, symbol_calendars=own_calendars,
                                    execution_lag=config.execution_lag)
-        entry = (f"entered at the close {config.execution_lag} bar(s) after the signal" if config.execution_lag
+        entry = (f"entered at the open {config.execution_lag} bar(s) after the signal and left at the open one "
+                 "horizon later (closes-only symbols: at the closes)" if config.execution_lag
                  else "entered at the signal bar's close")
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
                                "rule": f"sign(score), equal weight, {entry}, held one horizon, non-overlapping",

@@ -68,7 +68,7 @@ LABELS = {
 }
 
 
-_COMMON_ARGUMENTS = ("bars", "horizon", "scaling")
+_COMMON_ARGUMENTS = ("bars", "horizon", "scaling", "execution_lag")
 
 
 def label_options(name):
@@ -118,7 +118,11 @@ def compute_labels(panel, name="forward_return", horizon=5, scaling="volatility"
             f"{', '.join(known_options) or 'none'}. Received: {received}"
         )
     function = LABELS[name]
-    return {
-        symbol: with_execution_lag(function(bars, horizon=horizon, scaling=scaling, **options), execution_lag)
-        for symbol, bars in panel.items()
-    }
+
+    def label_of(bars):
+        if "execution_lag" in inspect.signature(function).parameters:  # the label prices its own entry
+            return function(bars, horizon=horizon, scaling=scaling, execution_lag=execution_lag, **options)
+        return with_execution_lag(function(bars, horizon=horizon, scaling=scaling, **options), execution_lag, bars,
+                                  horizon)
+
+    return {symbol: label_of(bars) for symbol, bars in panel.items()}

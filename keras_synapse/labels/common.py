@@ -62,7 +62,8 @@ class Label:
         classes: for class labels, `classes[i]` names class index i; empty for
             regression.
         execution_lag: bars between the signal bar and the trade: the label
-            (and `forward_return`) at t is the one of bar t + lag, see
+            at t is the one of bar t + lag, and `forward_return` runs from
+            the open of bar t + lag to the open `horizon` bars later, see
             `with_execution_lag`. Defaults to `0`.
     """
 
@@ -79,20 +80,53 @@ class Label:
         return len(self.classes)
 
 
-def with_execution_lag(label, lag):
-    """The label of a trade entered `lag` bars after the signal bar, at that bar's close.
+def with_execution_lag(label, lag, bars=None, horizon=None):
+    """The label of a trade entered `lag` bars after the signal bar, at that bar's open.
 
     A signal computed from bar t's close can be traded at t's close only by
-    an order placed before the close was known; with `lag` 1 the position is
-    taken at the close of bar t + 1 and held for the horizon, so the target,
-    its end time and the forward return at t are those computed at t + lag
-    (the last `lag` bars have none). Purging then uses the later end time.
+    an order placed before the close was known; with `lag` 1 the order fills
+    at the open of bar t + 1 and is held `horizon` bars, to the open of bar
+    t + 1 + horizon (so back-to-back positions hold through every night).
+    The target and its end time at t are those computed at t + lag (the last
+    `lag` bars have none), and the forward return the label is scored and
+    traded on is `entry_return`. Purging then uses the later end time.
+
+    Args:
+        label: the `Label` of a trade at the signal bar's close.
+        lag: bars from the signal to the trade, an integer >= 0.
+        bars: the symbol's bars, for the open-to-open forward return.
+            Defaults to `None`: the forward return is shifted like the
+            target (close to close, from bar t + lag).
+        horizon: the label horizon, with `bars`.
     """
     require(isinstance(lag, numbers.Integral) and lag >= 0, "execution_lag", lag, "an integer >= 0")
     if lag == 0:
         return label
+    forward_return = label.forward_return.shift(-lag) if bars is None else entry_return(bars, horizon, lag)
     return dataclasses.replace(label, values=label.values.shift(-lag), end_time=label.end_time.shift(-lag),
-                               forward_return=label.forward_return.shift(-lag), execution_lag=int(lag))
+                               forward_return=forward_return, execution_lag=int(lag))
+
+
+def entry_return(bars, horizon, lag=0):
+    """The log return of a position taken `lag` bars after the signal bar and held `horizon` bars.
+
+    `lag` 0 trades at the signal bar's close: `log(close[t + horizon] /
+    close[t])`. A later trade fills at the open of bar t + lag and exits at
+    the open of bar t + lag + horizon. Bars without opens (open equal to
+    close on every bar: closes-only data) trade at the close of bar t + lag
+    instead, the nearest price they have.
+    """
+    log_close = log_close_of(bars)
+    if lag == 0:
+        return forward_log_return(log_close, horizon)
+    if has_no_opens(bars):
+        return forward_log_return(log_close, horizon).shift(-lag)
+    return forward_log_return(np.log(bars["open"].astype("float64")), horizon).shift(-lag)
+
+
+def has_no_opens(bars):
+    """True for bars whose open is their close on every bar (closes-only data)."""
+    return bool((bars["open"].to_numpy() == bars["close"].to_numpy()).all())
 
 
 def require(condition, name, value, expectation):

@@ -1,5 +1,8 @@
 """Labels of the forward return: its value, its volatility, and its direction (three classes or two)."""
 
+import dataclasses
+import numbers
+
 import numpy as np
 import pandas as pd
 
@@ -8,19 +11,21 @@ from keras_synapse.labels.common import (
     FLAT_BANDS,
     ZERO_RETURN_CHOICES,
     check_common,
+    entry_return,
     forward_log_return,
     forward_matrix,
     horizon_end_time,
     log_close_of,
     make_label,
+    require,
     require_choice,
     require_number,
     trailing_volatility_of,
 )
 
 
-def forward_return_label(bars, horizon=5, scaling="volatility"):
-    """The forward log return `log(close[t + horizon] / close[t])`.
+def forward_return_label(bars, horizon=5, scaling="volatility", execution_lag=0):
+    """The forward log return `log(close[t + horizon] / close[t])`, or that of a trade entered later.
 
     With `scaling="volatility"` the target is divided by the trailing
     `VOLATILITY_WINDOW`-bar volatility of daily log returns times
@@ -33,6 +38,9 @@ def forward_return_label(bars, horizon=5, scaling="volatility"):
         bars: one symbol's canonical OHLCV frame.
         horizon: bars ahead. Defaults to `5`.
         scaling: `"none"` or `"volatility"`. Defaults to `"volatility"`.
+        execution_lag: bars from the signal to the trade: the target is then
+            the open-to-open return from bar t + lag (`entry_return`), still
+            scaled by the volatility known at t. Defaults to `0`.
 
     Returns:
         A regression `Label`.
@@ -41,13 +49,17 @@ def forward_return_label(bars, horizon=5, scaling="volatility"):
         ConfigError: for a horizon < 1 or an unknown scaling.
     """
     check_common(horizon, scaling)
+    require(isinstance(execution_lag, numbers.Integral) and execution_lag >= 0, "execution_lag", execution_lag,
+            "an integer >= 0")
     log_close = log_close_of(bars)
-    forward_return = forward_log_return(log_close, horizon)
+    forward_return = entry_return(bars, horizon, execution_lag)
     values = forward_return
     if scaling == "volatility":
         trailing_volatility = trailing_volatility_of(log_close)
         values = forward_return / (trailing_volatility.where(trailing_volatility > 0) * np.sqrt(horizon))
-    return make_label(bars, values, horizon_end_time(bars, horizon), forward_return, "regression", ())
+    label = make_label(bars, values, horizon_end_time(bars, horizon + execution_lag), forward_return, "regression",
+                       ())
+    return dataclasses.replace(label, execution_lag=int(execution_lag))
 
 
 def forward_volatility_label(bars, horizon=5, scaling="volatility"):

@@ -137,6 +137,7 @@ def test_the_past_return_of_a_lagged_label_uses_no_later_bar():
     features = compute_features(panel, "core")
     labels = compute_labels(panel, horizon=HORIZON, scaling="none", execution_lag=1)
     windowed = build_windowed_panel(features, labels, SEQUENCE_LENGTH, HORIZON)
-    close = panel["AAA"]["close"]
-    expected = np.log(close / close.shift(HORIZON)).reindex(features["AAA"].index).to_numpy()
+    # The trade labelled HORIZON + 1 bars back ran from the open of bar t - HORIZON to the open of bar t.
+    opens = panel["AAA"]["open"]
+    expected = np.log(opens / opens.shift(HORIZON)).reindex(features["AAA"].index).to_numpy()
     np.testing.assert_allclose(windowed.past_returns, expected, atol=1e-12, equal_nan=True)
