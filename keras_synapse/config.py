@@ -31,6 +31,9 @@ class ExperimentConfig:
     # Data: a --data spec, a feature set and a label, see keras_synapse.features/labels.
     data: str = "sample"
     sample_signal_strength: float = 0.0
+    # The model's bars from the source's: "" (as loaded), "time:1W" (coarser
+    # time bars), "volume:2e6" or "dollar:5e8" (a bar per that much traded).
+    bars: str = ""
     features: str = "core"
     # Static (last-bar) features for hybrid models, e.g. "technical"; "" for none.
     static_features: str = ""
@@ -158,7 +161,10 @@ class ExperimentConfig:
         _require(0 < self.test_size < 1, "test_size", self.test_size, "in (0, 1)")
         _require(0 < self.validation_size < 1, "validation_size", self.validation_size, "in (0, 1)")
         _require(self.train_bars >= 0, "train_bars", self.train_bars, ">= 0 (0: an expanding window)")
+        from keras_synapse.data.bars import parse_bar_spec
         from keras_synapse.windows.splitters import SPLITTERS
+
+        parse_bar_spec(self.bars)  # a malformed spec is refused before any data is loaded
 
         _require(self.cv in SPLITTERS, "cv", self.cv, f"one of {SPLITTERS}")
         _require(self.embargo >= 0, "embargo", self.embargo, ">= 0")
@@ -221,7 +227,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # test checks). `--set group.field=value` names the group; tuning prepares
 # data once for every trial that differs only outside `PREPARED_DATA_GROUPS`.
 CONFIG_GROUPS = {
-    "data": ("data", "sample_signal_strength", "features", "static_features", "market_symbol", "sector_symbol",
+    "data": ("data", "sample_signal_strength", "bars", "features", "static_features", "market_symbol", "sector_symbol",
              "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_cross_section", "label_options", "heads", "horizon",
                "execution_lag"),

@@ -51,6 +51,7 @@ def main(argv=None):
 def run(args):
     """Loads the model and the bars, predicts, prints the summary and drift flags; returns the predictions."""
     from keras_synapse.data import load_panel
+    from keras_synapse.data.bars import build_bars
     from keras_synapse.serving.inference import Predictor
 
     started = time.perf_counter()
@@ -60,7 +61,10 @@ def run(args):
           + (f" + static {predictor.inputs.static_feature_set}" if predictor.inputs.static_feature_set else "")
           + f"; windows of {predictor.inputs.sequence_length} bars")
     panel = load_panel(args.data, quick=args.quick)
-    print(f"data: {panel!r}")
+    bar_spec = predictor.metadata.get("config", {}).get("bars", "")
+    if bar_spec:  # the model's bars are built from the source's as in training
+        panel = build_bars(panel, bar_spec)
+    print(f"data: {panel!r}" + (f" (bars {bar_spec}, as the model was trained)" if bar_spec else ""))
     if args.latest:
         predictions = predictor.predict_latest(panel).assign(spacings_behind=spacings_behind(panel))
     else:

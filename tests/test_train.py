@@ -203,8 +203,10 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
 @pytest.mark.parametrize("cv", ["purged_kfold", "cpcv"])
 def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     """`--set cv=purged_kfold`: each block tested once, trained on both sides; `--set cv=cpcv`: the backtest paths."""
+    # The k-fold run also builds dollar bars from the sample's daily bars (`--set bars=dollar:2x`).
+    bars = ["--set", "bars=dollar:2x"] if cv == "purged_kfold" else []
     result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--set", f"cv={cv}",
-                       "--set", "cv_groups=4", "--set", "embargo=5",
+                       "--set", "cv_groups=4", "--set", "embargo=5", *bars,
                        "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
@@ -215,6 +217,15 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     if cv == "purged_kfold":
         assert len(metrics["folds"]) == 3 and sum(fold["n_test"] for fold in metrics["folds"]) == len(predictions)
         assert "purged k-fold: 3 time blocks" in result.stdout and "not a walk-forward result" in result.stdout
+        assert "bars: dollar:2x built from the source's 9000 bars:" in result.stdout
+        card = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
+        assert card["data"]["bars"] == "dollar:2x" and card["config"]["bars"] == "dollar:2x"
+        # predict builds the same bars from the source's before scoring.
+        predicted = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(tmp_path / "models" /
+                                    "shared_backbone" / "latest"), "--data", "sample", "--quick", "--latest"],
+                                   capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert "(bars dollar:2x, as the model was trained)" in predicted.stdout
         return
     paths = metrics["cpcv"]
     assert len(metrics["folds"]) == 6 and paths["num_paths"] == 3 and len(paths["paths"]) == 3

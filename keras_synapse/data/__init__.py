@@ -27,7 +27,9 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
     """Loads the bars named by a `--data` spec.
 
     Args:
-        spec: `"sample"`, `"yfinance:SYM,SYM"`, `"alpaca:SYM,SYM"` or a path.
+        spec: `"sample"`, `"yfinance:SYM,SYM"`, `"alpaca:SYM,SYM"` (either
+            with an `@INTERVAL` suffix for intraday or weekly bars:
+            `yfinance:AAPL@1h`, `alpaca:AAPL,MSFT@15Min`) or a path.
         quick: for `sample`, return the small smoke-run panel. Defaults to
             `False`.
         sample_signal_strength: for `sample`, the strength of the planted,
@@ -59,21 +61,41 @@ def _load(spec, quick, sample_signal_strength):
 
         return generate_universe(**parse_synthetic_options(symbol_list)).panel
     if separator and source in NETWORK_SOURCES:
-        symbols = [symbol.strip() for symbol in symbol_list.split(",") if symbol.strip()]
-        if not symbols:
-            raise DataError(f"`--data {spec}` names no symbols. Example: --data {source}:AAPL,MSFT")
+        source, symbols, interval = network_spec(spec)
         from keras_synapse.data.cache import BarCache
 
         if source == "yfinance":
             from keras_synapse.data.yahoo import load_yfinance
 
-            return load_yfinance(symbols, cache=BarCache())
+            return load_yfinance(symbols, interval=interval, cache=BarCache())
         from keras_synapse.data.alpaca import load_alpaca
 
-        return load_alpaca(symbols, cache=BarCache())
+        return load_alpaca(symbols, timeframe=interval, cache=BarCache())
     from keras_synapse.data.files import load_files
 
     return load_files(spec)
+
+
+def network_spec(spec):
+    """`"yfinance:AAPL,MSFT@1h"` -> `("yfinance", ["AAPL", "MSFT"], "1h")`; the interval defaults to daily bars.
+
+    Raises:
+        DataError: for no symbols, an empty or (for yfinance) unknown interval.
+    """
+    source, _, symbol_list = spec.partition(":")
+    symbol_list, at, interval = symbol_list.partition("@")
+    symbols = [symbol.strip() for symbol in symbol_list.split(",") if symbol.strip()]
+    example = "1h" if source == "yfinance" else "1Hour"
+    if not symbols:
+        raise DataError(f"`--data {spec}` names no symbols. Example: --data {source}:AAPL,MSFT@{example}")
+    interval = interval.strip()
+    if at and not interval:
+        raise DataError(f"`--data {spec}` names no bar interval after '@'. Example: --data {source}:AAPL@{example}")
+    if source == "yfinance":
+        from keras_synapse.data.yahoo import check_interval
+
+        return source, symbols, check_interval(interval or "1d")
+    return source, symbols, interval or "1Day"
 
 
 def parse_synthetic_options(text):

@@ -195,3 +195,76 @@ def _stamped_at_last(aggregated):
     stamped = aggregated.set_index("last_timestamp")
     stamped.index.name = "timestamp"
     return stamped.loc[:, list(OHLCV_COLUMNS)].astype("float64")
+
+
+# `bars` in an experiment (or `--set bars=...`): how the source's bars become the model's.
+BAR_KINDS = ("time", "volume", "dollar")
+# A relative threshold (`dollar:5x`) is a multiple of the symbol's median activity over its first bars: known
+# early, so the bar boundaries never depend on how much the symbol trades later.
+RELATIVE_TO_FIRST_BARS = 60
+
+
+def parse_bar_spec(spec):
+    """Parses `bars`: `""` (the source's bars), `"time:RULE"`, `"volume:N"` or `"dollar:N"`.
+
+    N may be absolute (`dollar:5e8`) or relative (`dollar:5x`: five times
+    the symbol's median traded value per source bar over its first
+    `RELATIVE_TO_FIRST_BARS` bars), so one spec suits symbols of any size.
+
+    Returns:
+        `None` for `""`, `("time", rule)`, or `(kind, threshold, relative)`.
+
+    Raises:
+        ConfigError: naming the accepted forms and what was received.
+    """
+    spec = str(spec).strip()
+    if not spec:
+        return None
+    kind, separator, argument = spec.partition(":")
+    argument = argument.strip()
+    example = "bars=time:1W, bars=volume:2e6 or bars=dollar:5x (empty: the source's bars)"
+    if not separator or kind not in BAR_KINDS or not argument:
+        raise ConfigError(f"`bars` must be KIND:VALUE with KIND one of {BAR_KINDS}, e.g. {example}. "
+                          f"Received: bars={spec!r}")
+    if kind == "time":
+        return kind, argument
+    relative = argument.endswith("x")
+    try:
+        threshold = float(argument.removesuffix("x"))
+    except ValueError:
+        raise ConfigError(f"`bars` {kind} threshold must be a number or a multiple such as 5x, e.g. {example}. "
+                          f"Received: bars={spec!r}") from None
+    _check_threshold(f"{kind} threshold in `bars`", threshold)
+    return kind, threshold, relative
+
+
+def build_bars(panel, spec):
+    """The model's bars from the source's: time, volume or dollar bars per `parse_bar_spec(spec)`.
+
+    Each symbol's bars are built from its own finer bars and stamped at
+    their last constituent bar, so nothing is seen before it has happened.
+
+    Returns:
+        A `Panel` (the same one for an empty spec).
+
+    Raises:
+        ConfigError: for a malformed spec; DataError when a symbol's bars
+            have no volume to build activity bars from.
+    """
+    parsed = parse_bar_spec(spec)
+    if parsed is None:
+        return panel
+    if parsed[0] == "time":
+        return resample_panel(panel, parsed[1])
+    kind, threshold, relative = parsed
+    silent = [symbol for symbol, frame in panel.items() if not (frame["volume"] > 0).any()]
+    if silent:
+        raise DataError(f"`bars={spec}` needs traded volume, and symbol(s) {silent} have none (closes-only data?). "
+                        "Use time bars (bars=time:RULE) or the source's bars.")
+    build = volume_bars if kind == "volume" else dollar_bars
+    built = {}
+    for symbol, frame in panel.items():
+        activity = frame["volume"] if kind == "volume" else frame["close"] * frame["volume"]
+        built[symbol] = build(frame, threshold * float(activity.iloc[:RELATIVE_TO_FIRST_BARS].median()) if relative
+                              else threshold)
+    return Panel(built, validate=False)

@@ -24,6 +24,18 @@ from keras_synapse.errors import DataError
 SOURCE = "yfinance"
 
 
+# The intervals Yahoo serves (yfinance's `history(interval=...)`).
+INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo")
+
+
+def check_interval(interval):
+    """`interval` if Yahoo serves it, else a `ConfigError` listing those it does."""
+    if interval not in INTERVALS:
+        raise DataError(f"`--data yfinance:...@INTERVAL` must name a Yahoo interval, one of {', '.join(INTERVALS)}. "
+                          f"Received: {interval!r}")
+    return interval
+
+
 def load_yfinance(
     symbols, *, start=None, end=None, interval="1d", cache=None, retries=3, session=None, sleep=time.sleep
 ):

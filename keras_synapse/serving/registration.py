@@ -68,7 +68,9 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         "label": metrics["label"],
         "normalization": normalization,
         "windows": window_rules(config, windowed.sessions),
-        "data": {"spec": config.data, "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
+        "data": {"spec": config.data, "bars": config.bars or "the source's bars",
+                 "bars_note": "predict builds these bars from the source's; serve and the stream take bars "
+                              "already built", "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
                  "start": str(panel.start), "end": str(panel.end)},
         "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
         "packages": _package_versions(),

@@ -65,12 +65,18 @@ def prepare_data(config, quick):
 
     from keras_synapse.config import head_labels, label_options, reference_symbols
     from keras_synapse.data import load_panel
+    from keras_synapse.data.bars import build_bars
     from keras_synapse.labels import compute_labels
     from keras_synapse.labels.cross_section import cross_sectional_labels
     from keras_synapse.labels.tasks import Task
 
     with tqdm(total=3, desc="data", unit="step") as progress:
         panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
+        if config.bars:
+            source_bars = sum(len(frame) for frame in panel.values())
+            panel = build_bars(panel, config.bars)
+            print(f"bars: {config.bars} built from the source's {source_bars} bars: "
+                  f"{sum(len(frame) for frame in panel.values())} bars")
         progress.update()
         require_columns_for_features(panel, config)
         warmup = warmup_bars(config)

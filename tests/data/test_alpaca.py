@@ -247,3 +247,14 @@ def test_keys_never_appear_in_logs_errors_or_cache_files(server, keys, tmp_path,
 def test_malformed_timeframe_raises_config_error(timeframe):
     with pytest.raises(ConfigError, match=f"Received: timeframe='{timeframe}'"):
         load_alpaca(["AAPL"], timeframe=timeframe)
+
+
+def test_an_interval_from_the_data_spec_reaches_alpaca_and_keys_the_cache(server, keys, tmp_path):
+    """`--data alpaca:AAPL@1Hour`: the timeframe the client asks for; hourly and daily bars are cached apart."""
+    from keras_synapse.data import network_spec
+
+    _, symbols, timeframe = network_spec("alpaca:AAPL@1Hour")
+    load_alpaca(symbols, timeframe=timeframe, start=START, end=END, cache=BarCache(tmp_path), url_override=server.url)
+    assert {query["timeframe"][0] for _, query, _ in server.received} == {"1Hour"}
+    load_alpaca(symbols, start=START, end=END, cache=BarCache(tmp_path), url_override=server.url)
+    assert {query["timeframe"][0] for _, query, _ in server.received} == {"1Hour", "1Day"}

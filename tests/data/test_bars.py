@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from conftest import make_bars
 
 from keras_synapse.data.bars import dollar_bars, resample_panel, resample_time_bars, volume_bars
 from keras_synapse.data.panel import Panel
@@ -177,3 +178,47 @@ def test_empty_input_gives_empty_bars(daily):
         assert result.empty
         assert list(result.columns) == COLUMNS
         assert str(result.index.tz) == "UTC"
+
+
+def test_bar_specs_from_the_experiment_build_the_models_bars():
+    from keras_synapse.data import load_panel
+    from keras_synapse.data.bars import build_bars, parse_bar_spec
+
+    panel = load_panel("sample", quick=True)
+    assert build_bars(panel, "") is panel
+    weekly = build_bars(panel, "time:1W")
+    assert len(weekly["SP500"]) < len(panel["SP500"]) / 4
+    daily_value = (panel["SP500"]["close"] * panel["SP500"]["volume"]).median()
+    dollars = build_bars(panel, f"dollar:{10 * daily_value}")
+    assert 0.05 < len(dollars["SP500"]) / len(panel["SP500"]) < 0.15  # about one bar per ten days' value
+    assert dollars["SP500"].index.isin(panel["SP500"].index).all()  # stamped at their last source bar
+    assert parse_bar_spec(" volume:2e6 ") == ("volume", 2e6, False)
+    relative = build_bars(panel, "dollar:3x")  # three of each symbol's early median days
+    for symbol in panel.symbols:  # over the first 60 bars, about one bar per three (later, as activity grows)
+        early = (relative[symbol].index <= panel[symbol].index[59]).sum()
+        assert 12 <= early <= 28 and len(relative[symbol]) < len(panel[symbol]), symbol
+    for bad, message in (("dollar", "must be KIND:VALUE"), ("tick:5", "must be KIND:VALUE"),
+                         ("volume:lots", "threshold must be a number"), ("volume:x", "threshold must be a number"), ("dollar:-5", "must be > 0")):
+        with pytest.raises(ConfigError, match=message):
+            parse_bar_spec(bad)
+
+
+def test_activity_bars_need_volume():
+    from keras_synapse.data.bars import build_bars
+
+    closes = make_bars(100)
+    closes = closes.assign(open=closes["close"], high=closes["close"], low=closes["close"], volume=0.0)
+    with pytest.raises(DataError, match=r"bars=volume:1000` needs traded volume, and symbol\(s\) \['AAA'\]"):
+        build_bars(Panel({"AAA": closes}), "volume:1000")
+
+
+def test_network_specs_name_an_interval_after_the_symbols():
+    from keras_synapse.data import network_spec
+
+    assert network_spec("yfinance:AAPL,MSFT@1h") == ("yfinance", ["AAPL", "MSFT"], "1h")
+    assert network_spec("yfinance:AAPL") == ("yfinance", ["AAPL"], "1d")
+    assert network_spec("alpaca:SPY@15Min") == ("alpaca", ["SPY"], "15Min")
+    with pytest.raises(DataError, match="must name a Yahoo interval, one of 1m, .*Received: '1hour'"):
+        network_spec("yfinance:AAPL@1hour")
+    with pytest.raises(DataError, match="names no bar interval after '@'"):
+        network_spec("alpaca:SPY@")

@@ -240,3 +240,4 @@ def test_unknown_symbol_raises_data_error_naming_it_without_retrying(server, tmp
     assert not isinstance(error.value, SourceUnavailableError)
     assert sleeps == []
     assert list(tmp_path.iterdir()) == []
+
