@@ -324,8 +324,12 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
         if column in taken or score_columns.count(column) > 1:
             raise BacktestError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "
                              f"names {sorted(taken - {prediction_column})}. Received: score_columns={score_columns}")
-    groups = calendar_groups({symbol: symbol_calendars[symbol] for symbol in frame["symbol"].unique()}) if (
-        symbol_calendars is not None) else []
+    groups = []
+    if symbol_calendars is not None:
+        missing = sorted(set(frame["symbol"]) - set(symbol_calendars))
+        if missing:
+            raise BacktestError(f"`symbol_calendars` must hold every symbol of `frame`. Received: none for {missing}")
+        groups = calendar_groups({symbol: symbol_calendars[symbol] for symbol in frame["symbol"].unique()})
     if len(groups) <= 1:
         books = _books(frame, prediction_column, score_columns, horizon, cost_bps, calendar, rules)
         periods_per_year, sleeves = bars_per_year / horizon, None

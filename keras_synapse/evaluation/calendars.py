@@ -25,7 +25,7 @@ SHARED_CALENDAR = 0.9
 
 
 def calendar_groups(symbol_calendars):
-    """Symbols grouped by calendar, in first-seen order; every pair in a group shares its bar times.
+    """Symbols grouped by calendar, in first-seen order; each shares its bar times with its group's first symbol.
 
     Args:
         symbol_calendars: dict symbol -> that symbol's bar times
@@ -38,7 +38,8 @@ def calendar_groups(symbol_calendars):
     groups = []
     for symbol, index in indexes.items():
         for group in groups:
-            if all(_share_calendar(index, indexes[other]) for other in group):
+            # Against the first member only: a universe of one calendar costs one comparison a symbol.
+            if _share_calendar(index, indexes[group[0]]):
                 group.append(symbol)
                 break
         else:
