@@ -205,7 +205,7 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     """`--set cv=purged_kfold`: each block tested once, trained on both sides; `--set cv=cpcv`: the backtest paths."""
     # The k-fold run also builds dollar bars from the sample's daily bars (`--set bars=dollar:2x`).
     bars = ["--set", "bars=dollar:2x"] if cv == "purged_kfold" else []
-    result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--set", f"cv={cv}",
+    result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--epochs", "1", "--set", f"cv={cv}",
                        "--set", "cv_groups=4", "--set", "embargo=5", *bars,
                        "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
