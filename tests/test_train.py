@@ -233,6 +233,7 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     assert paths["paths"][0]["ic"] == pytest.approx(metrics["summary"]["ic"]["pooled"], abs=1e-9)
     assert paths["ic"]["min"] <= paths["ic"]["mean"] <= paths["ic"]["max"]
     assert "CPCV backtest paths (3; the summary above is path 0's)" in result.stdout
+    assert f"from {len(predictions)} test windows on" in result.stdout  # the power is path 0's
     assert "sharpe over paths: mean" in result.stdout
 
 

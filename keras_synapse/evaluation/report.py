@@ -267,7 +267,8 @@ def power_sentence(metrics):
     """What edge this run could have seen: its minimum detectable IC and what it rests on."""
     summary, bootstrap = metrics["summary"], metrics["bootstrap"]
     return (f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}, from "
-            f"{sum(fold['n_test'] for fold in metrics['folds'])} test windows on {bootstrap['num_timestamps']} "
+            f"{bootstrap.get('num_windows', sum(fold['n_test'] for fold in metrics['folds']))} test windows on "
+            f"{bootstrap['num_timestamps']} "
             f"dates, bootstrap blocks of {bootstrap['block_length_timestamps']:.1f} dates on average.")
 
 

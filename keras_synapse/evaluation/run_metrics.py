@@ -137,6 +137,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "baselines": baselines,
         "bootstrap": {"method": "stationary bootstrap over timestamps, Politis-White mean block length",
                       "block_length_timestamps": bootstrap.block_length, "num_timestamps": bootstrap.num_timestamps,
+                      "num_windows": int(len(test_predictions)),
                       "resamples": BOOTSTRAP_RESAMPLES, "fold_resamples": FOLD_RESAMPLES, "level": bootstrap.level},
     }
     if config.horizons and task.directional:
