@@ -110,3 +110,17 @@ def test_a_monitor_the_label_cannot_log_is_refused_before_any_directory_exists(t
     assert status == 2
     assert "error: `val_mse` exists only for regression labels; 'direction' is multiclass" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_head_per_horizon_names_its_horizon_after_the_label():
+    from keras_synapse.config import ExperimentConfig, head_horizons, head_labels
+
+    config = ExperimentConfig(model="multitask", label="forward_return", horizon=5, gap=10,
+                              heads="return_1=forward_return@1;return_5=forward_return;return_10=forward_return@10")
+    assert head_labels(config) == ({"return_1": "forward_return@1", "return_5": "forward_return",
+                                    "return_10": "forward_return@10"}, "return_5")
+    assert head_horizons(config) == {"return_1": 1, "return_5": 5, "return_10": 10}
+    with pytest.raises(ConfigError, match=r"the longest head horizon \(10\) \+ `execution_lag` \(0\)"):
+        ExperimentConfig(model="multitask", label="forward_return", gap=6, heads="a=forward_return;b=forward_return@10")
+    with pytest.raises(ConfigError, match="Head 'b': the horizon after '@' must be a whole number"):
+        ExperimentConfig(model="multitask", label="forward_return", heads="a=forward_return;b=forward_return@x")

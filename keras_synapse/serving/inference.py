@@ -64,12 +64,16 @@ def primary_output_name(output_names, metadata):
     """The output whose task the metadata's label describes (the primary head of a multi-task model)."""
     if len(output_names) == 1:
         return output_names[0]
+    from keras_synapse.config import split_head_horizon
+
     config = metadata.get("config", {})
     heads = {}
     for pair in filter(None, (part.strip() for part in str(config.get("heads", "")).split(";"))):
         head, _, label = pair.partition("=")
         heads[head.strip()] = label.strip()
-    primary = next((head for head, label in heads.items() if label == config.get("label")), None)
+    horizon = config.get("horizon", 5)
+    primary = next((head for head, label in heads.items()
+                    if split_head_horizon(label, horizon, head) == (config.get("label"), horizon)), None)
     for candidate in (primary, "prediction"):
         if candidate in output_names:
             return candidate

@@ -63,7 +63,7 @@ def prepare_data(config, quick):
     """
     from tqdm import tqdm
 
-    from keras_synapse.config import head_labels, label_options, reference_symbols
+    from keras_synapse.config import head_labels, label_options, reference_symbols, split_head_horizon
     from keras_synapse.data import load_panel
     from keras_synapse.data.bars import build_bars
     from keras_synapse.labels import compute_labels
@@ -95,9 +95,12 @@ def prepare_data(config, quick):
             compute_labels(panel, config.label, config.horizon, config.label_scaling, config.execution_lag,
                            **label_options(config)), config.label_cross_section)
         heads, primary_head = head_labels(config)
-        per_head = {head: labels if name == config.label else compute_labels(panel, name, config.horizon,
-                                                                            config.label_scaling, config.execution_lag)
-                    for head, name in heads.items()}
+        # A head's label may have its own horizon (`forward_return@1`): a head per horizon, one backbone.
+        per_head = {}
+        for head, spec in heads.items():
+            name, horizon = split_head_horizon(spec, config.horizon, head)
+            per_head[head] = labels if head == primary_head else compute_labels(
+                panel, name, horizon, config.label_scaling, config.execution_lag)
         progress.update()
         quiet_tensorflow()
         from keras_synapse.windows.dataset import build_windowed_panel
@@ -106,7 +109,8 @@ def prepare_data(config, quick):
                                         config.max_gap_factor, head_labels=per_head or None)
         progress.update()
     task = Task.from_labels(config.label, labels)
-    head_tasks = {head: Task.from_labels(heads[head], head_label) for head, head_label in per_head.items()}
+    head_tasks = {head: Task.from_labels(split_head_horizon(heads[head], config.horizon)[0], head_label)
+                  for head, head_label in per_head.items()}
     print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
           + (f" + {len(windowed.static_feature_names)} static" if static else "")
           + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")

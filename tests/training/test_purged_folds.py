@@ -1,6 +1,7 @@
 """Purged folds seen by the trainer: no training window's label overlaps a test label, nor does anything fitted."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import make_bars
 
@@ -49,3 +50,23 @@ def test_training_windows_never_overlap_a_test_label_or_its_embargo(windowed, cv
         assert np.array_equal(np.sort(np.concatenate(tested)), labelled)
     else:  # each of 4 blocks is tested by C(3, 1) = 3 of the 6 splits
         assert len(np.concatenate(tested)) == 3 * len(labelled)
+
+
+def test_a_head_per_horizon_gets_its_own_labels_and_the_latest_end_purges():
+    from keras_synapse.training.preparation import prepare_data
+
+    config = ExperimentConfig(model="multitask", label="forward_return", horizon=5, gap=10,
+                              heads="return_1=forward_return@1;return_5=forward_return;return_10=forward_return@10")
+    data = prepare_data(config, quick=True)
+    windowed, targets = data.windowed, data.windowed.head_targets
+    assert set(targets) == {"return_1", "return_5", "return_10"} and data.primary_head == "return_5"
+    assert {task.label for task in data.head_tasks.values()} == {"forward_return"}
+    np.testing.assert_array_equal(targets["return_5"], windowed.targets)
+    # The 1-bar and 10-bar heads hold their own horizons' returns, and purging waits for the 10-bar label.
+    first = windowed.labelled_ends()[0]
+    symbol = windowed.symbol_names[windowed.symbol_codes[first]]
+    close = data.panel[symbol]["close"]
+    position = close.index.get_loc(pd.Timestamp(windowed.timestamps[first], tz="UTC"))
+    scale = targets["return_1"][first] / np.log(close.iloc[position + 1] / close.iloc[position])
+    assert np.isfinite(scale) and scale > 0  # the volatility-scaled 1-bar return
+    assert windowed.label_end_times[first] == close.index[position + 10].tz_convert(None).to_datetime64()
