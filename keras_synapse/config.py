@@ -35,6 +35,12 @@ class ExperimentConfig:
     # time bars), "volume:2e6" or "dollar:5e8" (a bar per that much traded).
     bars: str = ""
     features: str = "core"
+    # Cross-sectional inputs (equity research): `universe_features` adds each
+    # of log_return_1, log_return_20, volume_zscore_20 minus that date's mean
+    # over the symbols; `feature_cross_section` ("rank" or "zscore") replaces
+    # every sequence feature by its rank or z-score across the date's symbols.
+    universe_features: bool = False
+    feature_cross_section: str = ""
     # Static (last-bar) features for hybrid models, e.g. "technical"; "" for none.
     static_features: str = ""
     # Reference series for cross-asset features (pattern17), by symbol in the data.
@@ -165,6 +171,10 @@ class ExperimentConfig:
         from keras_synapse.windows.splitters import SPLITTERS
 
         parse_bar_spec(self.bars)  # a malformed spec is refused before any data is loaded
+        from keras_synapse.features.cross_section import FEATURE_CROSS_SECTIONS
+
+        _require(self.feature_cross_section in FEATURE_CROSS_SECTIONS, "feature_cross_section",
+                 self.feature_cross_section, f"one of {FEATURE_CROSS_SECTIONS}")
 
         _require(self.cv in SPLITTERS, "cv", self.cv, f"one of {SPLITTERS}")
         _require(self.embargo >= 0, "embargo", self.embargo, ">= 0")
@@ -229,8 +239,8 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # test checks). `--set group.field=value` names the group; tuning prepares
 # data once for every trial that differs only outside `PREPARED_DATA_GROUPS`.
 CONFIG_GROUPS = {
-    "data": ("data", "sample_signal_strength", "bars", "features", "static_features", "market_symbol", "sector_symbol",
-             "vix_symbol", "vix3m_symbol"),
+    "data": ("data", "sample_signal_strength", "bars", "features", "universe_features", "feature_cross_section",
+             "static_features", "market_symbol", "sector_symbol", "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_cross_section", "label_options", "heads", "horizon",
                "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),

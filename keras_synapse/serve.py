@@ -48,6 +48,7 @@ def main(argv=None):
         from keras_synapse.serving.inference import Predictor
 
         predictor = Predictor.from_registry(args.model, backend=args.backend, intra_op_threads=args.intra_op_threads)
+        predictor.stream()  # refuses, in one line, a model the service cannot score (cross-sectional inputs)
         app = create_app(predictor, args.hold_band, ServiceLimits(args.max_body_bytes, args.max_bars_per_symbol,
                                                                   args.max_symbols))
     except SynapseError as error:

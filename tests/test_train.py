@@ -11,6 +11,8 @@ import pytest
 from conftest import make_bars
 
 from keras_synapse.data import load_panel
+from keras_synapse.errors import SynapseError
+from keras_synapse.serving.inference import Predictor
 
 EXPERIMENT = "experiments/shared_backbone.py"
 
@@ -166,11 +168,12 @@ def test_own_csv_directory(tmp_path, request):
 def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request):
     """`--set train_bars=N`: every fold, and the final refit, train on the N bars before their gap;
     `--set execution_lag=1`: labels and trades enter a bar after the signal; `--set horizons=1,3,5`: the IC-decay
-    table; `--set top_k=2`: the long-short book; `--set label_cross_section=rank` (one run checks all five, to save
-    CI time)."""
+    table; `--set top_k=2`: the long-short book; `--set label_cross_section=rank` and cross-sectional inputs (one
+    run checks them all, to save CI time)."""
     result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--set", "train_bars=400",
                        "--set", "execution_lag=1", "--set", "gap=6", "--set", "horizons=1,3,5", "--set", "top_k=2",
-                       "--set", "label_cross_section=rank",
+                       "--set", "label_cross_section=rank", "--set", "universe_features=true",
+                       "--set", "feature_cross_section=rank",
                        "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "runs" / "shared_backbone").iterdir()
@@ -178,6 +181,16 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
     assert metrics["label"]["execution_lag"] == 1 and metrics["backtest"]["rules"]["execution_lag"] == 1
     assert "entered at the open 1 bar(s) after the signal" in metrics["backtest"]["rule"]
     assert metrics["label"]["cross_section"] == "rank"  # targets ranked per date; ICs still on raw returns
+    # Cross-sectional inputs: universe-relative columns, every feature ranked per date; predict scores the
+    # universe, the service (one symbol at a time) refuses the model in one line.
+    card = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
+    assert card["feature_names"][-3:] == ["log_return_1_vs_universe", "log_return_20_vs_universe",
+                                          "volume_zscore_20_vs_universe"]
+    predictor = Predictor.from_registry(tmp_path / "models" / "shared_backbone" / "latest")
+    latest = predictor.predict_latest(load_panel("sample", quick=True))
+    assert len(latest) == 6 and not latest["fallback"].any() and latest["score"].notna().all()
+    with pytest.raises(SynapseError, match="trained on cross-sectional inputs .* Score it with `predict`"):
+        predictor.stream()
     # --set top_k=2: a dollar-neutral long-short book on the ranking, beside the per-symbol one.
     ranked = metrics["backtest_top_k"]
     assert ranked["rules"]["signal"] == "top_k" and ranked["rules"]["execution_lag"] == 1

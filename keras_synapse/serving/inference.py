@@ -283,7 +283,18 @@ class Predictor:
     # --- Latest window / streaming ------------------------------------------------------
 
     def stream(self, panel=None, buffer_length=None):
-        """A `PredictionStream` holding the last `buffer_length` bars of each symbol of `panel`."""
+        """A `PredictionStream` holding the last `buffer_length` bars of each symbol of `panel`.
+
+        Raises:
+            SynapseError: for a model on cross-sectional inputs, which a
+                stream scoring one symbol at a time cannot compute.
+        """
+        if self.inputs.cross_sectional:
+            raise SynapseError(
+                f"{self.experiment} v{self.version} was trained on cross-sectional inputs (universe_features="
+                f"{self.inputs.universe_features}, feature_cross_section={self.inputs.feature_cross_section!r}): a "
+                "symbol's inputs need the whole universe's bars of each date, which a stream or the HTTP service, "
+                "scoring one symbol at a time, does not have. Score it with `predict` on the universe's bars.")
         return PredictionStream(self, panel, buffer_length)
 
     def predict_latest(self, panel, buffer_length=None):
@@ -298,8 +309,12 @@ class Predictor:
         Returns:
             A frame indexed by `symbol` with the window's `timestamp`, `score`,
             probabilities for classifiers, `fallback` and `reason` (empty
-            unless `fallback`).
+            unless `fallback`). A model on cross-sectional inputs scores the
+            whole panel instead and keeps each symbol's newest window.
         """
+        if self.inputs.cross_sectional:  # the universe's bars of every date are needed: score them all
+            latest = self.predict_panel(panel).reset_index("timestamp").groupby(level="symbol").tail(1)
+            return latest.assign(fallback=False, reason="")
         return self.stream(panel, buffer_length).latest()
 
     def describe(self):

@@ -36,6 +36,8 @@ class ModelInputs:
         max_gap_factor: windows never span a gap longer than this multiple
             of the symbol's median bar spacing (`0`: no check).
         sessions: the `SessionHours` whose closures are not gaps.
+        universe_features, feature_cross_section: the cross-sectional
+            inputs the model was trained on (`features.cross_section`).
     """
 
     sequence_length: int
@@ -46,6 +48,13 @@ class ModelInputs:
     reference_symbols: tuple = ()
     max_gap_factor: float = 5.0
     sessions: SessionHours = SessionHours()
+    universe_features: bool = False
+    feature_cross_section: str = ""
+
+    @property
+    def cross_sectional(self):
+        """True when a symbol's inputs depend on the other symbols of the date (it needs the universe)."""
+        return bool(self.universe_features or self.feature_cross_section)
 
     @classmethod
     def from_metadata(cls, metadata):
@@ -66,6 +75,8 @@ class ModelInputs:
             reference_symbols=tuple((role, symbol) for role, symbol in roles.items() if symbol),
             max_gap_factor=float(config.get("max_gap_factor", 5.0)),
             sessions=SessionHours.from_dict(metadata.get("windows", {}).get("sessions")),
+            universe_features=bool(config.get("universe_features", False)),
+            feature_cross_section=str(config.get("feature_cross_section", "")),
         )
 
     @property
@@ -148,8 +159,10 @@ class ModelInputs:
                 model's.
         """
         from keras_synapse.features import compute_features
+        from keras_synapse.features.cross_section import cross_sectional_inputs
 
-        sequence = compute_features(panel, self.feature_set, self.references)
+        sequence = cross_sectional_inputs(compute_features(panel, self.feature_set, self.references),
+                                          self.universe_features, self.feature_cross_section)
         static = compute_features(panel, self.static_feature_set, self.references) if self.static_feature_set else None
         frames = {}
         for symbol, frame in sequence.items():

@@ -87,8 +87,10 @@ def prepare_data(config, quick):
         references = reference_symbols(config)
         # Per symbol, in parallel for large panels, through the on-disk cache when `feature_cache` is set.
         from keras_synapse.features.cache import compute_features_cached
+        from keras_synapse.features.cross_section import cross_sectional_inputs
 
         features = compute_features_cached(panel, config.features, references, config.feature_cache)
+        features = cross_sectional_inputs(features, config.universe_features, config.feature_cross_section)
         static = (compute_features_cached(panel, config.static_features, references, config.feature_cache)
                   if config.static_features else None)
         labels = cross_sectional_labels(
