@@ -135,6 +135,11 @@ class ExperimentConfig:
     seed: int = 42
     # Backtest: costs and slippage per unit of turnover, in basis points.
     cost_bps: float = 5.0
+    # Every run's A/B: each classical strategy (RSI, MACD, Bollinger, VWAP,
+    # momentum) alone and filtered by the model's confidence above
+    # `filter_confidence` (seed 004's meta-labeling), with Sharpe-difference intervals.
+    ab_test: bool = True
+    filter_confidence: float = 0.6
     # A cross-sectional long-short book beside the per-symbol one: long the
     # `top_k` highest scores, short the `top_k` lowest (0: off).
     top_k: int = 0
@@ -184,6 +189,7 @@ class ExperimentConfig:
                  ">= 2 for cv='purged_kfold'")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
+        _require(0 <= self.filter_confidence < 1, "filter_confidence", self.filter_confidence, "in [0, 1)")
         self._check_model_values()
         from keras_synapse.training.callbacks import MONITORS
 
@@ -253,7 +259,7 @@ CONFIG_GROUPS = {
     "fitting": ("stride", "batch_size", "epochs", "learning_rate", "clipnorm", "patience", "monitor", "loss",
                 "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "finetune_symbol",
                 "base_model"),
-    "backtest": ("cost_bps", "top_k"),
+    "backtest": ("cost_bps", "top_k", "ab_test", "filter_confidence"),
     "runtime": ("name", "distribute", "feature_cache"),
 }
 # The groups that decide what `keras_synapse.training.preparation.prepare_data` returns.
