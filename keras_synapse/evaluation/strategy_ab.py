@@ -86,13 +86,19 @@ def classical_ab(test_predictions, panel, horizon, cost_bps, calendar, bars_per_
 def format_ab(ab):
     """The A/B table as printed after a run."""
     lines = [f"\nA/B after costs ({ab['rule']})",
-             f"{'strategy':<22}{'alone':>8}{'filtered':>10}   filtered - alone [{ab['interval_level']:.1%} CI: 95% "
-             f"over the {len(ab['sharpe_differences'])} comparisons]"]
+             f"{'strategy':<22}{'alone':>8}{'filtered':>10}{'trades':>14}   filtered - alone "
+             f"[{ab['interval_level']:.1%} CI: 95% over the {len(ab['sharpe_differences'])} comparisons]"]
     differences = ab["sharpe_differences"]
     for name in CLASSICAL_STRATEGIES:
         item = differences[f"{name}_filtered - {name}"]
-        lines.append(f"{name:<22}{item['sharpe_b']:>+8.2f}{item['sharpe_a']:>+10.2f}   {item['difference']:+.2f} "
-                     f"[{item['ci_low']:+.2f}, {item['ci_high']:+.2f}]" + ("  better" if item["better"] else ""))
+        trades = f"{ab['books'][f'{name}_filtered']['num_trades']}/{ab['books'][name]['num_trades']}"
+        if ab["books"][f"{name}_filtered"]["num_trades"] == 0:
+            lines.append(f"{name:<22}{item['sharpe_b']:>+8.2f}{'-':>10}{trades:>14}   no trade: the model's "
+                         f"confidence never exceeded {ab['confidence_threshold']:g} on its signals")
+            continue
+        lines.append(f"{name:<22}{item['sharpe_b']:>+8.2f}{item['sharpe_a']:>+10.2f}{trades:>14}   "
+                     f"{item['difference']:+.2f} [{item['ci_low']:+.2f}, {item['ci_high']:+.2f}]"
+                     + ("  better" if item["better"] else ""))
     model = next(item for key, item in differences.items() if key.startswith("model - "))
     lines.append(f"model alone vs the best classical ({model['b']}): Sharpe {model['sharpe_a']:+.2f} vs "
                  f"{model['sharpe_b']:+.2f}, difference {model['difference']:+.2f} [{model['ci_low']:+.2f}, "
