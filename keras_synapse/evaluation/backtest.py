@@ -21,9 +21,10 @@ Conventions, chosen so that a skeptic can check every number by hand:
   path-dependent risk controls read only the net returns of earlier periods.
 - **Risk controls** (seed 002), each on its own: `max_position` slots per
   symbol, `max_gross_exposure` (the book is scaled down to it), a per-period
-  loss limit and a circuit breaker. Only period returns are observed, so a
-  breach can act on the *next* period, never inside the one that breached (a
-  stop inside the period would assume fills that gaps deny).
+  loss limit, a peak-to-trough drawdown limit and a circuit breaker. Only
+  period returns are observed, so a breach can act on the *next* period,
+  never inside the one that breached (a stop inside the period would assume
+  fills that gaps deny).
 
 Signal rules: `"sign"` holds `sign(score)`; `"meta_label"` (seed 004) holds a
 primary side (by default the sign of the past return, i.e. momentum) only
@@ -65,7 +66,8 @@ class Book:
         symbol_returns: `[periods, symbols]` simple returns (0 where unknown).
         gross_returns, costs, net_returns, turnover: `[periods]`.
         halted: `[periods]` True where the circuit breaker kept the book flat.
-        flattened: `[periods]` True where the loss limit kept the book flat.
+        flattened: `[periods]` True where the period loss limit kept the book flat.
+        stopped: `[periods]` True where the drawdown limit kept the book flat.
         probability_source: where win probabilities came from (`None`
             when the rules need none).
     """
@@ -82,6 +84,7 @@ class Book:
     turnover: np.ndarray
     halted: np.ndarray
     flattened: np.ndarray
+    stopped: np.ndarray
     probability_source: str | None
 
     def weights_frame(self):
@@ -89,18 +92,23 @@ class Book:
         return pd.DataFrame(self.weights, index=self.timestamps, columns=self.symbols)
 
 
-def _run_book(panel, target_weights, cost_rate, drawdown_limit=None, max_loss_streak=None, cooldown_periods=1):
+def _run_book(panel, target_weights, cost_rate, rules=None):
     """Applies the path-dependent controls period by period; each period's symbols are vectorized."""
+    period_loss_limit, drawdown_limit = getattr(rules, "period_loss_limit", None), getattr(rules, "drawdown_limit", None)
+    max_loss_streak, cooldown_periods = getattr(rules, "max_loss_streak", None), getattr(rules, "cooldown_periods", 1)
     num_periods = len(target_weights)
     weights = np.zeros_like(target_weights)
     returns = np.nan_to_num(panel.simple_returns)
     turnover, gross_returns = np.zeros(num_periods), np.zeros(num_periods)
-    halted, flattened = np.zeros(num_periods, bool), np.zeros(num_periods, bool)
+    halted, flattened, stopped = (np.zeros(num_periods, bool) for _ in range(3))
     previous = np.zeros(target_weights.shape[1])
-    halt_remaining, loss_streak, flatten_next = 0, 0, False
+    halt_remaining, stop_remaining, loss_streak, flatten_next = 0, 0, 0, False
+    equity = peak = 1.0
     for period in range(num_periods):
         target = target_weights[period]
-        if halt_remaining > 0:
+        if stop_remaining > 0:
+            stopped[period], target, stop_remaining = True, np.zeros_like(target), stop_remaining - 1
+        elif halt_remaining > 0:
             halted[period], target, halt_remaining = True, np.zeros_like(target), halt_remaining - 1
         elif flatten_next:
             flattened[period], target = True, np.zeros_like(target)
@@ -116,12 +124,17 @@ def _run_book(panel, target_weights, cost_rate, drawdown_limit=None, max_loss_st
         if target.any():
             loss_streak = loss_streak + 1 if net_return < 0 else 0
         flatten_next = False
-        if max_loss_streak is not None and loss_streak >= max_loss_streak:
+        equity *= 1 + net_return
+        # While stopped the peak follows the equity, so trading resumes measured from where it stopped.
+        peak = equity if stopped[period] else max(peak, equity)
+        if drawdown_limit is not None and equity / peak - 1 < -drawdown_limit:
+            stop_remaining, peak = cooldown_periods, equity
+        elif max_loss_streak is not None and loss_streak >= max_loss_streak:
             halt_remaining, loss_streak = cooldown_periods, 0
-        elif drawdown_limit is not None and net_return < -drawdown_limit:
+        elif period_loss_limit is not None and net_return < -period_loss_limit:
             flatten_next = True
     costs = cost_rate * turnover
-    return weights, returns, gross_returns, costs, gross_returns - costs, turnover, halted, flattened
+    return weights, returns, gross_returns, costs, gross_returns - costs, turnover, halted, flattened, stopped
 
 
 def simulate_book(frame, score_column, horizon, cost_bps, calendar, rules=None, **options):
@@ -190,8 +203,7 @@ def _prepare(frame, score_columns, horizon, cost_bps, calendar, rules):
 
 def _simulate(panel, score_column, cost_bps, rules, probability_source):
     target_weights = position_targets(panel, score_column, rules, probability_source)
-    outputs = _run_book(panel, target_weights, (cost_bps + rules.slippage_bps) / 1e4, rules.drawdown_limit,
-                        rules.max_loss_streak, rules.cooldown_periods)
+    outputs = _run_book(panel, target_weights, (cost_bps + rules.slippage_bps) / 1e4, rules)
     return Book(panel.timestamps, panel.period_ends, panel.symbols, target_weights, *outputs,
                 probability_source=probability_source if rules.needs_probability else None)
 
@@ -225,7 +237,8 @@ def book_metrics(book, periods_per_year):
         turnover per period); `exposure` (share of periods with positions);
         `average_gross_exposure`; `num_trades` (symbol-periods with a
         position); `total_costs` (sum of the per-period costs, in returns);
-        `periods_halted` (circuit breaker); `periods_flattened` (loss limit);
+        `periods_halted` (circuit breaker); `periods_flattened` (period loss
+        limit); `periods_stopped` (drawdown limit);
         `num_periods`. Undefined values are NaN.
     """
     net = book.net_returns
@@ -261,6 +274,7 @@ def book_metrics(book, periods_per_year):
         "total_costs": float(book.costs.sum()),
         "periods_halted": int(book.halted.sum()),
         "periods_flattened": int(book.flattened.sum()),
+        "periods_stopped": int(book.stopped.sum()),
         "num_periods": int(num_periods),
     }
 
@@ -309,7 +323,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
         the end of that period: `strategy`, `buy_and_hold` and one column
         per score column (equity from 1, after costs), `drawdown` (of the
         strategy), and the strategy's `net_return`, `gross_exposure`,
-        `turnover`, `halted`, `flattened`, and `period_end`.
+        `turnover`, `halted`, `flattened`, `stopped`, and `period_end`.
 
     Raises:
         ValueError: for invalid options, missing columns, timestamps off the
@@ -319,7 +333,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
     check_range("bars_per_year", bars_per_year, 0, np.inf, "> 0", low_open=True)
     score_columns = list(score_columns)
     taken = {"strategy", "buy_and_hold", "rules", "periods_per_year", "sleeves", "drawdown", "net_return", "gross_exposure",
-             "turnover", "halted", "flattened", "period_end", prediction_column}
+             "turnover", "halted", "flattened", "stopped", "period_end", prediction_column}
     for column in score_columns:
         if column in taken or score_columns.count(column) > 1:
             raise BacktestError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "
@@ -353,6 +367,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
     equity["turnover"] = strategy.turnover
     equity["halted"] = strategy.halted
     equity["flattened"] = strategy.flattened
+    equity["stopped"] = strategy.stopped
     equity["period_end"] = strategy.period_ends
     return results, equity
 

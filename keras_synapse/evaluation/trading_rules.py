@@ -91,16 +91,21 @@ class BacktestRules:
             Defaults to `50`.
         slippage_bps: slippage per unit of turnover, in basis points, on top
             of the commission `cost_bps`, >= 0. Defaults to `0.0`.
-        drawdown_limit: a period whose net return is below `-drawdown_limit`
-            flattens the book for the next period, in (0, 1); `None` turns
-            it off. Defaults to `None`.
+        period_loss_limit: a period whose net return is below
+            `-period_loss_limit` flattens the book for the next period, in
+            (0, 1); `None` turns it off. Defaults to `None`.
+        drawdown_limit: when the book's equity falls more than this below
+            its running peak (peak to trough, on the net returns of the
+            periods so far), the book is flat for `cooldown_periods`
+            periods, then trades again measured from the equity it stopped
+            at, in (0, 1); `None` turns it off. Defaults to `None`.
         max_loss_streak: after this many consecutive losing periods (periods
             with positions and a negative net return) trading halts for
             `cooldown_periods` periods, >= 1; `None` turns the circuit
             breaker off. Defaults to `None`.
-        cooldown_periods: periods the circuit breaker keeps the book flat,
-            after which the loss streak starts again from zero, >= 1.
-            Defaults to `5`.
+        cooldown_periods: periods the circuit breaker (or the drawdown
+            limit) keeps the book flat, after which the loss streak starts
+            again from zero, >= 1. Defaults to `5`.
         execution_lag: bars from the signal to the trade, as the labels were
             built with (`keras_synapse.labels.common.with_execution_lag`):
             an outcome is known `horizon + execution_lag` bars after its
@@ -123,6 +128,7 @@ class BacktestRules:
     max_gross_exposure: float = 1.0
     min_history: int = 50
     slippage_bps: float = 0.0
+    period_loss_limit: float | None = None
     drawdown_limit: float | None = None
     max_loss_streak: int | None = None
     cooldown_periods: int = 5
@@ -139,8 +145,9 @@ class BacktestRules:
         check_range("max_position", self.max_position, 0, np.inf, "> 0", low_open=True)
         check_range("max_gross_exposure", self.max_gross_exposure, 0, np.inf, "> 0", low_open=True)
         check_range("slippage_bps", self.slippage_bps, 0, np.inf, ">= 0")
-        if self.drawdown_limit is not None:
-            check_range("drawdown_limit", self.drawdown_limit, 0, 1, "(0, 1) or None", low_open=True, high_open=True)
+        for name in ("period_loss_limit", "drawdown_limit"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name), 0, 1, "(0, 1) or None", low_open=True, high_open=True)
         check_integer("min_history", self.min_history, 2)
         check_integer("cooldown_periods", self.cooldown_periods, 1)
         check_integer("execution_lag", self.execution_lag, 0)

@@ -76,9 +76,21 @@ def test_circuit_breaker_halts_after_the_loss_streak_and_resumes_after_the_coold
     assert results["strategy"]["periods_halted"] == 2 and results["strategy"]["exposure"] == 0.75
 
 
-def test_drawdown_limit_flattens_the_next_period():
+def test_the_drawdown_limit_is_measured_peak_to_trough():
+    # Equity 1.10 (the peak), 1.045 (-5%), 0.9405 (-14.5%, beyond 12%): flat for two periods, then it trades
+    # again measured from 0.9405. No single period lost 12%: a per-period limit would never have acted.
+    frame = make_frame({"A": [0.10, -0.05, -0.10, 0.05, 0.03, 0.02, -0.05]}, prediction=[1.0] * 7)
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, drawdown_limit=0.12, cooldown_periods=2)
+    assert equity["stopped"].tolist() == [False, False, False, True, True, False, False]
+    np.testing.assert_allclose(equity["strategy"], np.cumprod(1 + np.array([0.10, -0.05, -0.10, 0, 0, 0.02, -0.05])))
+    assert results["strategy"]["periods_stopped"] == 2 and results["strategy"]["periods_flattened"] == 0
+    # After resuming, -5% from the new peak 0.9593 is within the limit: no second stop.
+    assert not equity["stopped"].iloc[6]
+
+
+def test_period_loss_limit_flattens_the_next_period():
     frame = make_frame({"A": [0.01, -0.04, -0.08, 0.03, 0.02]}, prediction=[1.0] * 5)
-    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, drawdown_limit=0.05)
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, period_loss_limit=0.05)
     assert equity["flattened"].tolist() == [False, False, False, True, False]  # -4% is within the limit
     np.testing.assert_allclose(equity["strategy"], np.cumprod(1 + np.array([0.01, -0.04, -0.08, 0.0, 0.02])))
     assert results["strategy"]["periods_flattened"] == 1
@@ -165,8 +177,9 @@ def test_overlapping_ends_are_thinned_and_gaps_reopen_the_book():
     BacktestRules(signal="meta_label", confidence_threshold=0.55, sizing="kelly", min_history=6,
                   max_gross_exposure=0.5),
     # Path-dependent controls on full-size positions.
-    BacktestRules(max_loss_streak=2, cooldown_periods=2, drawdown_limit=0.01),
-], ids=["estimators", "risk_controls"])
+    BacktestRules(max_loss_streak=2, cooldown_periods=2, period_loss_limit=0.005),
+    BacktestRules(max_loss_streak=2, cooldown_periods=2, period_loss_limit=0.01, drawdown_limit=0.02),
+], ids=["estimators", "risk_controls", "drawdown_stop"])
 def test_positions_use_no_information_from_after_the_rebalance(rules):
     rng = np.random.default_rng(0)
     horizon, num_bars = 2, 70
@@ -175,7 +188,9 @@ def test_positions_use_no_information_from_after_the_rebalance(rules):
                        past_return={s: list(rng.normal(size=num_bars)) for s in "ABC"})
     frame["prediction"] += 20 * frame["forward_return"]  # an informative score, so the calibration moves
     base = simulate_book(frame, "prediction", horizon, 5, CALENDAR, rules)
-    assert (base.weights != 0).any() and (rules.sizing == "kelly" or (base.halted.any() and base.flattened.any()))
+    assert (base.weights != 0).any()
+    if rules.sizing != "kelly":  # the controls under test did act
+        assert base.halted.any() and (base.stopped.any() if rules.drawdown_limit else base.flattened.any())
     bar = CALENDAR.get_indexer(frame["timestamp"])
     changed_later = False
     for period in range(len(base.timestamps) - 1):
@@ -205,7 +220,8 @@ def test_results_and_equity_layout_with_baseline_columns():
     # Always long on the same periods with the same costs is buy-and-hold.
     np.testing.assert_allclose(equity["baseline_always_up"], equity["buy_and_hold"])
     assert list(equity.columns) == ["strategy", "buy_and_hold", "baseline_always_up", "drawdown", "net_return",
-                                    "gross_exposure", "turnover", "halted", "flattened", "period_end"]
+                                    "gross_exposure", "turnover", "halted", "flattened", "stopped",
+                                    "period_end"]
 
 
 @pytest.mark.parametrize("options, message", [
