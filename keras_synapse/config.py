@@ -140,6 +140,10 @@ class ExperimentConfig:
     # `filter_confidence` (seed 004's meta-labeling), with Sharpe-difference intervals.
     ab_test: bool = True
     filter_confidence: float = 0.6
+    # The traded strategy, `BacktestRules` settings as "name=value;...", e.g.
+    # "signal=meta_label;primary_side_column=rsi_reversion;sizing=kelly;drawdown_limit=0.2"
+    # (a classical strategy filtered by the model, quarter-Kelly, a 20% stop). Empty: sign of the score.
+    strategy: str = ""
     # A cross-sectional long-short book beside the per-symbol one: long the
     # `top_k` highest scores, short the `top_k` lowest (0: off).
     top_k: int = 0
@@ -190,6 +194,7 @@ class ExperimentConfig:
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
         _require(0 <= self.filter_confidence < 1, "filter_confidence", self.filter_confidence, "in [0, 1)")
+        strategy_rules(self)  # an unknown setting or a bad value is refused before any data is loaded
         self._check_model_values()
         from keras_synapse.training.callbacks import MONITORS
 
@@ -259,7 +264,7 @@ CONFIG_GROUPS = {
     "fitting": ("stride", "batch_size", "epochs", "learning_rate", "clipnorm", "patience", "monitor", "loss",
                 "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "finetune_symbol",
                 "base_model"),
-    "backtest": ("cost_bps", "top_k", "ab_test", "filter_confidence"),
+    "backtest": ("cost_bps", "top_k", "ab_test", "filter_confidence", "strategy"),
     "runtime": ("name", "distribute", "feature_cache"),
 }
 # The groups that decide what `keras_synapse.training.preparation.prepare_data` returns.
@@ -417,6 +422,13 @@ def parse_pairs(text, field):
             raise ConfigError(f"`{field}` expects name=value pairs separated by ';'. Received: {pair!r}")
         pairs[key.strip()] = value.strip()
     return pairs
+
+
+def strategy_rules(config):
+    """The `BacktestRules` of the experiment's `strategy` (the execution lag is the labels')."""
+    from keras_synapse.evaluation.trading_rules import rules_from_text
+
+    return rules_from_text(parse_pairs(config.strategy, "strategy"), execution_lag=config.execution_lag)
 
 
 def head_labels(config):

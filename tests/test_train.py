@@ -217,7 +217,9 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
 def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     """`--set cv=purged_kfold`: each block tested once, trained on both sides; `--set cv=cpcv`: the backtest paths."""
     # The k-fold run also builds dollar bars from the sample's daily bars (`--set bars=dollar:2x`).
-    bars = ["--set", "bars=dollar:2x"] if cv == "purged_kfold" else []
+    # and the CPCV run trades a strategy from the experiment (seed 004's filter, quarter-Kelly, a 30% stop).
+    bars = ["--set", "bars=dollar:2x"] if cv == "purged_kfold" else [
+        "--set", "strategy=signal=meta_label;primary_side_column=rsi_reversion;sizing=kelly;drawdown_limit=0.3"]
     result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--epochs", "1", "--set", f"cv={cv}",
                        "--set", "cv_groups=4", "--set", "embargo=5", *bars,
                        "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
@@ -240,6 +242,11 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
         assert predicted.returncode == 0, predicted.stderr[-3000:]
         assert "(bars dollar:2x, as the model was trained)" in predicted.stdout
         return
+    rules = metrics["backtest"]["rules"]
+    assert (rules["signal"], rules["primary_side_column"], rules["sizing"], rules["drawdown_limit"]) == (
+        "meta_label", "classical_rsi_reversion", "kelly", 0.3)
+    assert metrics["backtest"]["rule"].startswith("strategy signal=meta_label;")
+    assert metrics["ab_test"]["books"]["rsi_reversion_filtered"]["num_periods"] > 0
     paths = metrics["cpcv"]
     assert len(metrics["folds"]) == 6 and paths["num_paths"] == 3 and len(paths["paths"]) == 3
     assert all(path["n"] == len(predictions) for path in paths["paths"])

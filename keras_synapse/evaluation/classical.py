@@ -36,6 +36,8 @@ from keras_synapse.features.technical import (
 )
 
 CLASSICAL_STRATEGIES = ("rsi_reversion", "macd_trend", "bollinger_reversion", "vwap_reversion", "momentum")
+# The columns `classical_columns` adds to a prediction frame: `classical_<strategy>`.
+COLUMN_PREFIX = "classical_"
 RSI_OVERSOLD, RSI_OVERBOUGHT = 30.0, 70.0
 MOMENTUM_BARS = 20
 
@@ -75,7 +77,7 @@ def classical_sides(bars):
     return pd.DataFrame({name: np.nan_to_num(values) for name, values in sides.items()}, index=bars.index)
 
 
-def classical_columns(frame, panel, prefix="classical_"):
+def classical_columns(frame, panel, prefix=COLUMN_PREFIX):
     """The classical sides at each row's `symbol` and `timestamp`, as `<prefix><strategy>` columns.
 
     Args:

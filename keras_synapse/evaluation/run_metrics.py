@@ -84,7 +84,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         The `metrics.json` content (without `model`) and the equity curves
         (`None` when the backtest does not apply).
     """
+    from keras_synapse.config import strategy_rules
     from keras_synapse.evaluation.backtest import backtest
+    from keras_synapse.evaluation.classical import COLUMN_PREFIX, classical_columns
     from keras_synapse.evaluation.intervals import bootstrap_metrics
     from keras_synapse.evaluation.panel_metrics import information_coefficients
     from keras_synapse.evaluation.summary import (
@@ -153,20 +155,25 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         traded = [column for column in baseline_columns if column != "baseline_always_up"]
         # Symbols on different calendars are held as sleeves, each on its own dates.
         own_calendars = data.windowed.symbol_calendars()
-        results, equity = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
-                                   _bars_per_year(calendar), score_columns=traded, symbol_calendars=own_calendars,
-                                   execution_lag=config.execution_lag)
+        rules = strategy_rules(config)
+        traded_frame = test_predictions
+        if (rules.primary_side_column or "").startswith(COLUMN_PREFIX):  # a classical strategy's side
+            traded_frame = test_predictions.assign(**classical_columns(test_predictions, data.panel))
+        results, equity = backtest(traded_frame, "prediction", config.horizon, config.cost_bps, calendar,
+                                   _bars_per_year(calendar), rules=rules, score_columns=traded,
+                                   symbol_calendars=own_calendars)
         entry = (f"entered at the open {config.execution_lag} bar(s) after the signal and left at the open one "
                  "horizon later (closes-only symbols: at the closes)" if config.execution_lag
                  else "entered at the signal bar's close")
+        what = f"strategy {config.strategy}" if config.strategy else "sign(score), equal weight"
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
-                               "rule": f"sign(score), equal weight, {entry}, held one horizon, non-overlapping",
+                               "rule": f"{what}, {entry}, held one horizon, non-overlapping",
                                "same_books": {"baseline_always_up": "buy_and_hold"}}
         if config.ab_test:
             from keras_synapse.evaluation.strategy_ab import classical_ab
 
             metrics["ab_test"] = classical_ab(test_predictions, data.panel, config.horizon, config.cost_bps, calendar,
-                                              _bars_per_year(calendar), own_calendars, config.execution_lag,
+                                              _bars_per_year(calendar), own_calendars, rules,
                                               config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed)
         if config.top_k:
             # The cross-sectional view: does the ranking pay, whatever the market does?

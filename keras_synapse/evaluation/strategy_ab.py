@@ -19,14 +19,15 @@ ab["sharpe_differences"]["rsi_reversion_filtered - rsi_reversion"]
 ```
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
 from keras_synapse.evaluation.ab_test import sharpe_differences
 from keras_synapse.evaluation.backtest import backtest
-from keras_synapse.evaluation.classical import CLASSICAL_STRATEGIES, classical_columns
-
-PREFIX = "classical_"
+from keras_synapse.evaluation.classical import CLASSICAL_STRATEGIES, COLUMN_PREFIX, classical_columns
+from keras_synapse.evaluation.trading_rules import BacktestRules
 FAMILY_LEVEL = 0.95
 
 
@@ -36,15 +37,18 @@ def _net_returns(equity_column):
 
 
 def classical_ab(test_predictions, panel, horizon, cost_bps, calendar, bars_per_year, symbol_calendars=None,
-                 execution_lag=0, confidence_threshold=0.6, num_resamples=1000, seed=0):
+                 rules=None, confidence_threshold=0.6, num_resamples=1000, seed=0):
     """The A/B books and the Sharpe differences with their intervals.
 
     Args:
         test_predictions: the run's test windows (`symbol`, `timestamp`,
             `forward_return`, `prediction`).
         panel: the bars, for the classical sides at each window's time.
-        horizon, cost_bps, calendar, bars_per_year, symbol_calendars,
-        execution_lag: as for `backtest`.
+        horizon, cost_bps, calendar, bars_per_year, symbol_calendars: as for
+            `backtest`.
+        rules: the run's `BacktestRules`: every book keeps its sizing, risk
+            limits, slippage and execution lag, and only the signal changes.
+            Defaults to `None`, the default rules.
         confidence_threshold: the filter's least win probability. Defaults
             to `0.6` (seed 004).
         num_resamples, seed: for the paired bootstrap.
@@ -55,8 +59,9 @@ def classical_ab(test_predictions, panel, horizon, cost_bps, calendar, bars_per_
         `confidence_threshold`, `periods_per_year` and `rule` in words.
     """
     frame = test_predictions.assign(**classical_columns(test_predictions, panel))
-    columns = [f"{PREFIX}{name}" for name in CLASSICAL_STRATEGIES]
-    options = dict(symbol_calendars=symbol_calendars, execution_lag=execution_lag)
+    columns = [f"{COLUMN_PREFIX}{name}" for name in CLASSICAL_STRATEGIES]
+    rules = dataclasses.replace(rules or BacktestRules(), signal="sign", primary_side_column=None)
+    options = dict(symbol_calendars=symbol_calendars, rules=rules)
     results, equity = backtest(frame, "prediction", horizon, cost_bps, calendar, bars_per_year, score_columns=columns,
                                **options)
     books = {"model": results["strategy"], "buy_and_hold": results["buy_and_hold"]}

@@ -1,6 +1,7 @@
 """The rules a backtest trades by (`BacktestRules`: signal, sizing, costs, limits) and quarter-Kelly sizing."""
 
 import dataclasses
+import typing
 
 import numpy as np
 
@@ -201,3 +202,50 @@ def kelly_position_size(probability, payoff_ratio, kelly_fraction=0.25, max_posi
     probability = np.asarray(probability, dtype=np.float64)
     payoff_ratio = np.asarray(payoff_ratio, dtype=np.float64)
     return np.clip(kelly_fraction * (probability - (1 - probability) / payoff_ratio), 0.0, max_position)
+
+
+def rules_from_text(pairs, **fixed):
+    """`BacktestRules` from an experiment's `strategy` pairs (strings), e.g. `{"sizing": "kelly"}`.
+
+    Values are converted to each field's type (`none` for an optional one
+    left off); a `primary_side_column` naming a classical strategy
+    (`rsi_reversion`, ...) reads that strategy's side column.
+
+    Args:
+        pairs: dict field -> string value.
+        **fixed: fields the run decides (`execution_lag`), not the strategy.
+
+    Raises:
+        BacktestError: naming an unknown field, a field the run decides, or
+            a value of the wrong type or range.
+    """
+    from keras_synapse.evaluation.classical import CLASSICAL_STRATEGIES, COLUMN_PREFIX
+
+    fields = {field.name: field.type for field in dataclasses.fields(BacktestRules)}
+    values = {}
+    for name, text in pairs.items():
+        if name not in fields or name in fixed:
+            raise BacktestError(f"`strategy` has no setting {name!r} (the run itself sets {sorted(fixed)}). "
+                                f"Settings: {', '.join(sorted(set(fields) - set(fixed)))}")
+        values[name] = _typed(name, text, fields[name])
+    if values.get("primary_side_column") in CLASSICAL_STRATEGIES:
+        values["primary_side_column"] = f"{COLUMN_PREFIX}{values['primary_side_column']}"
+    return BacktestRules(**values, **fixed)
+
+
+def _typed(name, text, kind):
+    options = typing.get_args(kind) or (kind,)
+    if type(None) in options and text.lower() == "none":
+        return None
+    target = next(option for option in options if option is not type(None))
+    if target is str:
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        raise BacktestError(f"`strategy` {name} must be a number. Received: {name}={text!r}") from None
+    if target is int:
+        if not number.is_integer():
+            raise BacktestError(f"`strategy` {name} must be a whole number. Received: {name}={text!r}")
+        return int(number)
+    return number

@@ -323,3 +323,20 @@ def test_symbols_on_different_calendars_are_held_on_their_own_dates():
     # On one union calendar, as before: the stocks are dropped every weekend and bought back.
     blind, _ = backtest(frame, "score", 1, 10, union, 365)
     assert entries(blind) > 40
+
+
+def test_an_experiments_strategy_text_becomes_typed_rules():
+    from keras_synapse.evaluation.trading_rules import rules_from_text
+
+    rules = rules_from_text({"signal": "meta_label", "primary_side_column": "rsi_reversion", "sizing": "kelly",
+                             "kelly_fraction": "0.25", "drawdown_limit": "0.2", "max_loss_streak": "3",
+                             "period_loss_limit": "none"}, execution_lag=1)
+    assert rules == BacktestRules(signal="meta_label", primary_side_column="classical_rsi_reversion", sizing="kelly",
+                                  kelly_fraction=0.25, drawdown_limit=0.2, max_loss_streak=3, execution_lag=1)
+    for pairs, message in (({"sizing": "martingale"}, "`sizing` must be one of"),
+                           ({"max_loss_streak": "2.5"}, "max_loss_streak must be a whole number"),
+                           ({"drawdown_limit": "a lot"}, "drawdown_limit must be a number"),
+                           ({"leverage": "3"}, "`strategy` has no setting 'leverage'"),
+                           ({"execution_lag": "2"}, r"the run itself sets \['execution_lag'\]")):
+        with pytest.raises(SynapseError, match=message):
+            rules_from_text(pairs, execution_lag=0)
