@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import BacktestError
+from keras_synapse.evaluation.isotonic import fit_isotonic, predict_isotonic
 from keras_synapse.evaluation.trading_rules import DEFAULT_PAYOFF_RATIO, kelly_position_size
 
 
@@ -131,6 +132,32 @@ def _calibration(panel, scores, outcomes, included, min_history):
     return np.where(valid, intercept, 0.0), np.where(valid, slope, 0.0), valid
 
 
+# The isotonic map is refitted every this many rebalances (each fit sorts every realized row).
+ISOTONIC_REFIT_PERIODS = 10
+
+
+def _isotonic_probabilities(panel, scores, outcomes, included, period_scores, min_history):
+    """`[periods, symbols]` isotonic P(outcome > 0 | score), fitted on rows realized by each refit's rebalance.
+
+    Refitted every `ISOTONIC_REFIT_PERIODS` rebalances on the rows whose
+    outcome was known at that rebalance (label end at or before it); 0.5
+    until `min_history` such rows, with both outcomes among them, exist.
+    """
+    end_positions = panel.frame["end_position"].to_numpy()
+    probability = np.full(period_scores.shape, 0.5)
+    calibration = None
+    for period, position in enumerate(panel.positions):
+        if period % ISOTONIC_REFIT_PERIODS == 0:
+            realized = included & (end_positions <= position)
+            wins = outcomes[realized] > 0
+            enough = realized.sum() >= min_history and 0 < wins.sum() < realized.sum()
+            calibration = fit_isotonic(scores[realized], wins) if enough else None
+        if calibration is not None:
+            row = period_scores[period]
+            probability[period] = np.where(np.isfinite(row), predict_isotonic(calibration, np.nan_to_num(row)), 0.5)
+    return probability
+
+
 def _payoff_ratios(panel, sides, min_history):
     """Per rebalance, average win over average loss of the rule's past unit trades (default 1)."""
     trade_returns = sides * np.expm1(panel.frame["forward_return"].to_numpy(dtype=np.float64))
@@ -169,9 +196,13 @@ def _win_probabilities(panel, score_column, sides, rules, probability_source):
         else:
             outcomes = sides * returns
             included &= sides != 0
-        intercept, slope, valid = _calibration(panel, scores, outcomes, included, rules.min_history)
-        logits = intercept[:, None] + slope[:, None] * panel.column(score_column)
-        probability = np.where(valid[:, None], 1 / (1 + np.exp(-np.clip(logits, -500, 500))), 0.5)
+        if probability_source == "isotonic":
+            probability = _isotonic_probabilities(panel, scores, outcomes, included, panel.column(score_column),
+                                                  rules.min_history)
+        else:
+            intercept, slope, valid = _calibration(panel, scores, outcomes, included, rules.min_history)
+            logits = intercept[:, None] + slope[:, None] * panel.column(score_column)
+            probability = np.where(valid[:, None], 1 / (1 + np.exp(-np.clip(logits, -500, 500))), 0.5)
     if rules.confidence_target == "direction":
         probability = np.where(panel.gather(sides) < 0, 1 - probability, probability)
     return np.nan_to_num(probability, nan=0.5)

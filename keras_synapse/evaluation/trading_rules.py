@@ -13,7 +13,7 @@ SIGNALS = ("sign", "meta_label", "top_k")
 SIZINGS = ("fixed", "kelly")
 
 
-PROBABILITY_SOURCES = ("calibrated", "column", "score")
+PROBABILITY_SOURCES = ("calibrated", "isotonic", "column", "score")
 
 
 CONFIDENCE_TARGETS = ("direction", "event")
@@ -36,6 +36,11 @@ class BacktestRules:
       means and pooled variance of the score (a linear discriminant), so a
       refit costs O(1) from running sums. Until `min_history` outcomes with
       both classes are realized, p = 0.5: no evidence, no bet.
+    - `"isotonic"` (seed 003): a non-decreasing step map of the score
+      (`keras_synapse.evaluation.isotonic`, as scikit-learn's
+      `IsotonicRegression`), refitted every `ISOTONIC_REFIT_PERIODS`
+      rebalances on the test rows realized by then; it bends where the
+      logistic map cannot, and needs more history to settle.
     - `"column"`: the model's own probability in `probability_column`,
       taken as calibrated (test probabilities are out of sample already).
     - `"score"`: the score read as a probability, `(clip(score, -1, 1) + 1) / 2`;
@@ -72,8 +77,8 @@ class BacktestRules:
             exceed (strictly), in [0, 1]. Defaults to `0.6`.
         confidence_target: what the probability is of, `"direction"` or
             `"event"` (see above). Defaults to `"direction"`.
-        probability_source: `"calibrated"`, `"column"` or `"score"` (see
-            above). Defaults to `"calibrated"`.
+        probability_source: `"calibrated"`, `"isotonic"`, `"column"` or
+            `"score"` (see above). Defaults to `"calibrated"`.
         probability_column: the probability column for
             `probability_source="column"`, e.g. `"probability_UP"`.
             Defaults to `None`.
