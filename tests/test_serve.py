@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import copy_version, damage_onnx_weights
 
@@ -74,8 +75,10 @@ def bars():
 
 
 def test_health_and_model(server):
-    assert httpx.get(f"{server}/health").json() == {"status": "ok", "experiment": "shared_backbone", "version": 1,
-                                                     "backend": "onnx"}
+    health = httpx.get(f"{server}/health").json()
+    assert {key: health[key] for key in ("status", "experiment", "version", "backend")} == {
+        "status": "ok", "experiment": "shared_backbone", "version": 1, "backend": "onnx"}
+    assert health["edge_significant"] in (True, False) and "edge" in health["verdict"]
     model = httpx.get(f"{server}/model").json()
     assert model["inputs"]["feature_set"] == "core" and len(model["inputs"]["feature_names"]) == 11
     assert model["inputs"]["required_bars"] == 40 and model["label"]["name"] == "forward_return"
@@ -102,6 +105,41 @@ def test_prediction_endpoints(server, bars):
     assert not predictions["SP500"]["fallback"] and not predictions["SYN-01"]["fallback"]
     assert predictions["NEW"]["fallback"] and predictions["NEW"]["score"] == 0
     assert predictions["NEW"]["recommendation"] == "hold" and "needs 40 bars" in predictions["NEW"]["reason"]
+
+
+def test_seed_004_ensemble_endpoints(server, bars, trained_registry):
+    """Technical signals at the newest bar, the model's calibrated confidence, the signals it keeps, the verdict."""
+    from keras_synapse.evaluation.classical import classical_sides
+
+    card = json.loads((trained_registry / "metadata.json").read_text())
+    answer = httpx.post(f"{server}/predict/ensemble_signals", json={"symbol": "SYN-00", "bars": bars["SYN-00"]})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    frame = pd.DataFrame(bars["SYN-00"]).assign(timestamp=lambda f: pd.to_datetime(f["timestamp"], utc=True))
+    expected = classical_sides(frame.set_index("timestamp")).iloc[-1].to_dict()
+    assert body["technical_signals"] == expected and body["confidence_threshold"] == 0.6
+    calibration = card["calibration"]
+    assert body["probability_up"] == pytest.approx(
+        1 / (1 + np.exp(-(calibration["intercept"] + calibration["slope"] * body["score"]))))
+    for name, side in body["filtered_signals"].items():  # a kept signal is a technical one the model backs
+        wins = body["probability_up"] if expected[name] > 0 else 1 - body["probability_up"]
+        assert side == (expected[name] if expected[name] != 0 and wins > 0.6 else 0.0)
+    assert body["model"]["edge_significant"] == card["metrics"]["summary"]["edge_significant"]
+    assert ("warning" in body) == (any(body["filtered_signals"].values()) and not body["model"]["edge_significant"])
+    confidence = httpx.post(f"{server}/predict/pattern_confidence", json={"symbol": "SYN-00",
+                                                                          "bars": bars["SYN-00"]}).json()
+    assert confidence["confidence"] == pytest.approx(max(body["probability_up"], 1 - body["probability_up"]))
+    if confidence["recommendation"] != "hold" and not confidence["model"]["edge_significant"]:
+        assert "no detectable edge" in confidence["warning"]
+
+    multi = httpx.post(f"{server}/predict/multi_ticker_ensemble",
+                       json={"bars": {"SP500": bars["SP500"], "NEW": bars["SYN-01"][:25]}})
+    assert multi.status_code == 200, multi.text
+    rows = {row["symbol"]: row for row in multi.json()["predictions"]}
+    assert not rows["SP500"]["fallback"] and rows["NEW"]["fallback"]
+    assert not any(rows["NEW"]["filtered_signals"].values())  # no model, nothing kept
+    for path in ("/predict/ensemble_signals", "/predict/multi_ticker_ensemble"):
+        assert httpx.post(f"{server}{path}", json={"symbol": "SYN-00"}).status_code == 422
 
 
 def test_bad_input_gets_4xx_with_a_message(server, bars):

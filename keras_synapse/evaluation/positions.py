@@ -158,6 +158,30 @@ def _isotonic_probabilities(panel, scores, outcomes, included, period_scores, mi
     return probability
 
 
+def direction_calibration(scores, forward_returns):
+    """The logistic map `P(up) = sigmoid(intercept + slope * score)` of out-of-sample scores, in closed form.
+
+    The linear discriminant `_calibration` refits at every rebalance, fitted
+    once on all of `scores` (a run's test predictions) for the model card, so
+    a service can state a regression model's confidence. Zero returns are
+    left out; a score that never varied gives the base rate.
+
+    Returns:
+        `{"intercept", "slope", "n"}`.
+    """
+    scores, returns = np.asarray(scores, dtype=np.float64), np.asarray(forward_returns, dtype=np.float64)
+    keep = np.isfinite(scores) & np.isfinite(returns) & (returns != 0)
+    scores, up = scores[keep], returns[keep] > 0
+    if up.all() or not up.any():
+        raise BacktestError(f"A calibration needs both up and down outcomes. Received: {int(up.sum())} up of "
+                            f"{len(up)}")
+    mean_1, mean_0 = scores[up].mean(), scores[~up].mean()
+    variance = (((scores[up] - mean_1) ** 2).sum() + ((scores[~up] - mean_0) ** 2).sum()) / (len(scores) - 2)
+    slope = (mean_1 - mean_0) / variance if variance > 0 else 0.0
+    intercept = np.log(up.sum() / (~up).sum()) - slope * (mean_1 + mean_0) / 2
+    return {"intercept": float(intercept), "slope": float(slope), "n": int(len(scores))}
+
+
 def _payoff_ratios(panel, sides, min_history):
     """Per rebalance, average win over average loss of the rule's past unit trades (default 1)."""
     trade_returns = sides * np.expm1(panel.frame["forward_return"].to_numpy(dtype=np.float64))

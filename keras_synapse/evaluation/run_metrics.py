@@ -88,6 +88,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     from keras_synapse.evaluation.backtest import backtest
     from keras_synapse.evaluation.classical import COLUMN_PREFIX, classical_columns
     from keras_synapse.evaluation.intervals import bootstrap_metrics
+    from keras_synapse.evaluation.positions import direction_calibration
     from keras_synapse.evaluation.panel_metrics import information_coefficients
     from keras_synapse.evaluation.summary import (
         best_baseline,
@@ -169,6 +170,11 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
                                "rule": f"{what}, {entry}, held one horizon, non-overlapping",
                                "same_books": {"baseline_always_up": "buy_and_hold"}}
+        # For a service to state a regression model's confidence: P(up | score), fitted out of sample.
+        metrics["calibration"] = {**direction_calibration(test_predictions["prediction"],
+                                                          test_predictions["forward_return"]),
+                                  "fitted_on": "the run's test predictions (out of sample)",
+                                  "map": "P(up) = 1 / (1 + exp(-(intercept + slope * score)))"}
         if config.ab_test:
             from keras_synapse.evaluation.strategy_ab import classical_ab
 

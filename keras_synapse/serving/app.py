@@ -9,6 +9,12 @@ Endpoints (bars are lists of `{timestamp, open, high, low, close, volume}`):
 - `POST /predict/signals` `{"symbol", "bars"}`: the score of every window;
 - `POST /predict/multi_ticker` `{"bars": {"SYM": [...], ...}}`: the newest
   window of each symbol (a symbol whose data fails gets the neutral signal);
+- `POST /predict/ensemble_signals` `{"symbol", "bars"}` (seed 004): each
+  technical signal (`keras_synapse.evaluation.classical`) at the newest bar,
+  the model's calibrated `probability_up`, and the signals the model's
+  confidence keeps (`filtered_signals`, the A/B's meta-label filter);
+- `POST /predict/multi_ticker_ensemble` `{"bars": {...}}`: the same for each
+  symbol;
 - `GET /health`, `GET /model` (experiment, version, label, features,
   metrics summary, ONNX parity).
 
@@ -17,6 +23,10 @@ that fail validation (the `validate_bars` message naming the symbol, column
 and first bad timestamp), for too little history, and for missing reference
 symbols. A model failure is not an error: the answer is the neutral signal
 (score 0, `fallback: true`, `reason`), as for the streaming predictor.
+
+Every answer carries the model's recorded verdict (`model.edge_significant`,
+`model.verdict`), and a recommendation or filtered signal from a model
+without a detectable edge comes with a `warning` saying so.
 
 The recommendation is a display convenience, not a trading rule: scores
 inside `hold_band` of zero read "hold" (directional labels: "buy" above,
@@ -197,19 +207,28 @@ def recommend(score, task, fallback, hold_band=DEFAULT_HOLD_BAND):
     return "take" if not fallback and score > hold_band else "skip"
 
 
-def confidence_of(row, task):
-    """The model's confidence: P(class 1) for binary, the top class probability for multiclass, none for regression."""
+def confidence_of(row, task, calibration=None):
+    """The model's confidence: P(class 1) for binary, the top class probability for multiclass; for regression,
+    the probability that the score's direction is right, from the card's out-of-sample calibration (else none)."""
     if task.kind == "binary":
         return float(row[f"probability_{task.classes[-1]}"])
     if task.kind == "multiclass":
         return float(max(row[f"probability_{name}"] for name in task.classes))
-    return None
+    probability = probability_up(float(row["score"]), calibration)
+    return None if probability is None else max(probability, 1 - probability)
+
+
+def probability_up(score, calibration):
+    """P(up | score) from the model card's logistic calibration, or `None` without one."""
+    if not calibration:
+        return None
+    return float(1 / (1 + np.exp(-np.clip(calibration["intercept"] + calibration["slope"] * score, -500, 500))))
 
 
 def confidence_level(confidence, task):
     if confidence is None:
         return None
-    chance = 1 / max(len(task.classes), 2)
+    chance = 1 / max(len(task.classes), 2) if task.kind != "regression" else 0.5
     edge = (confidence - chance) / (1 - chance)
     return "high" if edge >= 0.4 else "medium" if edge >= 0.15 else "low"
 
@@ -226,12 +245,50 @@ def _json_value(value):
     return value
 
 
+def model_verdict(predictor):
+    """What the model showed on its test folds, as every answer carries it."""
+    summary = predictor.metadata.get("metrics", {}).get("summary", {})
+    return {"edge_significant": bool(summary.get("edge_significant", False)), "verdict": summary.get("verdict")}
+
+
+NO_EDGE_WARNING = ("this model showed no detectable edge on its test folds: its recommendation is not evidence of "
+                   "one; do not trade on it alone")
+
+
 def _row_json(symbol, row, predictor, hold_band):
     task = predictor.task
-    confidence = confidence_of(row, task)
+    confidence = confidence_of(row, task, predictor.metadata.get("calibration"))
     answer = {"symbol": symbol, **{str(key): _json_value(value) for key, value in row.items()}}
+    recommendation = recommend(float(row["score"]), task, bool(row["fallback"]), hold_band)
     answer.update({"confidence": confidence, "confidence_level": confidence_level(confidence, task),
-                   "recommendation": recommend(float(row["score"]), task, bool(row["fallback"]), hold_band)})
+                   "recommendation": recommendation})
+    if recommendation not in ("hold", "skip") and not model_verdict(predictor)["edge_significant"]:
+        answer["warning"] = NO_EDGE_WARNING
+    return answer
+
+
+def ensemble_json(symbol, bars, row, predictor):
+    """Seed 004's ensemble: each technical signal at the newest bar, the model's confidence, the filtered signals.
+
+    A technical side is kept where the model's calibrated probability that
+    it wins exceeds the card's `filter_confidence` (the meta-label filter the
+    run's A/B measured), and is 0 otherwise or when the model fell back.
+    """
+    from keras_synapse.evaluation.classical import classical_sides
+
+    sides = classical_sides(bars).iloc[-1]
+    up = None if bool(row["fallback"]) else probability_up(float(row["score"]), predictor.metadata.get("calibration"))
+    threshold = float(predictor.metadata.get("filter_confidence", 0.6))
+    filtered = {}
+    for name, side in sides.items():
+        wins = None if up is None or side == 0 else (up if side > 0 else 1 - up)
+        filtered[name] = float(side) if wins is not None and wins > threshold else 0.0
+    answer = {"symbol": symbol, "timestamp": _json_value(row["timestamp"]), "score": _json_value(row["score"]),
+              "fallback": bool(row["fallback"]), "reason": row["reason"], "probability_up": up,
+              "technical_signals": {name: float(side) for name, side in sides.items()},
+              "confidence_threshold": threshold, "filtered_signals": filtered}
+    if any(filtered.values()) and not model_verdict(predictor)["edge_significant"]:
+        answer["warning"] = NO_EDGE_WARNING
     return answer
 
 
@@ -265,7 +322,8 @@ def create_app(predictor, hold_band=DEFAULT_HOLD_BAND, limits=ServiceLimits()):
         return JSONResponse(status_code=422, content={"detail": plain_validation_errors(error.errors())})
 
     required = predictor.inputs.required_bars
-    model_info = {"experiment": predictor.experiment, "version": predictor.version, "backend": predictor.backend}
+    model_info = {"experiment": predictor.experiment, "version": predictor.version, "backend": predictor.backend,
+                  **model_verdict(predictor)}
 
     def panel_of(frames):
         try:
@@ -323,6 +381,21 @@ def create_app(predictor, hold_band=DEFAULT_HOLD_BAND, limits=ServiceLimits()):
     def multi_ticker(request: MultiTickerBars):
         rows = latest_of({symbol: bars_frame(bars) for symbol, bars in request.bars.items()})
         return {"model": model_info, "predictions": [_row_json(symbol, row, predictor, hold_band)
+                                                     for symbol, row in rows.iterrows()]}
+
+    @app.post("/predict/ensemble_signals")
+    def ensemble_signals(request: SymbolBars):
+        require_history(request.symbol, len(request.bars))
+        frames = {request.symbol: bars_frame(request.bars)}
+        rows = latest_of(frames)
+        return {**ensemble_json(request.symbol, frames[request.symbol], rows.loc[request.symbol], predictor),
+                "model": model_info}
+
+    @app.post("/predict/multi_ticker_ensemble")
+    def multi_ticker_ensemble(request: MultiTickerBars):
+        frames = {symbol: bars_frame(bars) for symbol, bars in request.bars.items()}
+        rows = latest_of(frames)
+        return {"model": model_info, "predictions": [ensemble_json(symbol, frames[symbol], row, predictor)
                                                      for symbol, row in rows.iterrows()]}
 
     return app

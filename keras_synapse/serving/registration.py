@@ -73,6 +73,8 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
                               "already built", "symbols": list(panel.symbols), "fingerprint": panel.fingerprint(),
                  "start": str(panel.start), "end": str(panel.end)},
         "metrics": {"folds": metrics["folds"], "summary": metrics["summary"]},
+        "calibration": metrics.get("calibration"),
+        "filter_confidence": config.filter_confidence,
         "packages": _package_versions(),
         "parameters": int(model.count_params()),
     }
