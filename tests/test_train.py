@@ -246,7 +246,8 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     assert (rules["signal"], rules["primary_side_column"], rules["sizing"], rules["drawdown_limit"]) == (
         "meta_label", "classical_rsi_reversion", "kelly", 0.3)
     assert metrics["backtest"]["rule"].startswith("strategy signal=meta_label;")
-    assert metrics["ab_test"]["books"]["rsi_reversion_filtered"]["num_periods"] > 0
+    ab = metrics["backtest"]["ab_test"]  # the rules used and one book per strategy of the A/B
+    assert ab["books"]["rsi_reversion_filtered"]["num_periods"] > 0 and "model - " in "".join(ab["sharpe_differences"])
     paths = metrics["cpcv"]
     assert len(metrics["folds"]) == 6 and paths["num_paths"] == 3 and len(paths["paths"]) == 3
     assert all(path["n"] == len(predictions) for path in paths["paths"])

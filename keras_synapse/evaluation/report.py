@@ -185,11 +185,11 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
         ranked = metrics["backtest_top_k"]
         backtest_html += (f"<h3>Top-{ranked['rules']['top_k']} long-short book</h3><p>{html.escape(ranked['rule'])}"
                           f"</p>{books_table(ranked)}")
-    if "ab_test" in metrics:
+    if "ab_test" in metrics["backtest"]:
         from keras_synapse.evaluation.strategy_ab import format_ab
 
         backtest_html += f"<h3>A/B: classical strategies alone and filtered by the model</h3><pre>" \
-                         f"{html.escape(format_ab(metrics['ab_test']).strip())}</pre>"
+                         f"{html.escape(format_ab(metrics['backtest']['ab_test']).strip())}</pre>"
     confusion_html = ""
     if "confusion_matrix" in metrics["folds"][0]["metrics"]:
         classes = metrics["label"]["classes"]
@@ -338,10 +338,10 @@ def format_summary(metrics):
         if "backtest_top_k" in metrics:
             top_k = metrics["backtest_top_k"]["rules"]["top_k"]
             lines.append(format_books(metrics["backtest_top_k"], f"top-{top_k} long-short"))
-        if "ab_test" in metrics:
+        if "ab_test" in backtest:
             from keras_synapse.evaluation.strategy_ab import format_ab
 
-            lines.append(format_ab(metrics["ab_test"]))
+            lines.append(format_ab(backtest["ab_test"]))
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
     if metrics.get("cpcv"):

@@ -178,9 +178,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         if config.ab_test:
             from keras_synapse.evaluation.strategy_ab import classical_ab
 
-            metrics["ab_test"] = classical_ab(test_predictions, data.panel, config.horizon, config.cost_bps, calendar,
-                                              _bars_per_year(calendar), own_calendars, rules,
-                                              config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed)
+            metrics["backtest"]["ab_test"] = classical_ab(test_predictions, data.panel, config.horizon, config.cost_bps, calendar,
+                                                          _bars_per_year(calendar), own_calendars, rules,
+                                                          config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed)
         if config.top_k:
             # The cross-sectional view: does the ranking pay, whatever the market does?
             ranked, _ = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
