@@ -21,7 +21,9 @@ Conventions, chosen so that a skeptic can check every number by hand:
   path-dependent risk controls read only the net returns of earlier periods.
 - **Risk controls** (seed 002), each on its own: `max_position` slots per
   symbol, `max_gross_exposure` (the book is scaled down to it), a per-period
-  loss limit, a peak-to-trough drawdown limit and a circuit breaker. Only
+  loss limit, a peak-to-trough drawdown limit, a circuit breaker on a loss
+  streak and an accuracy shutdown (seed 003: too few winning periods
+  lately). Only
   period returns are observed, so a breach can act on the *next* period,
   never inside the one that breached (a stop inside the period would assume
   fills that gaps deny).
@@ -65,7 +67,8 @@ class Book:
         weights: `[periods, symbols]` weights held, after the risk controls.
         symbol_returns: `[periods, symbols]` simple returns (0 where unknown).
         gross_returns, costs, net_returns, turnover: `[periods]`.
-        halted: `[periods]` True where the circuit breaker kept the book flat.
+        halted: `[periods]` True where the circuit breaker (a loss streak, or
+            the accuracy shutdown) kept the book flat.
         flattened: `[periods]` True where the period loss limit kept the book flat.
         stopped: `[periods]` True where the drawdown limit kept the book flat.
         probability_source: where win probabilities came from (`None`
@@ -96,6 +99,8 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
     """Applies the path-dependent controls period by period; each period's symbols are vectorized."""
     period_loss_limit, drawdown_limit = getattr(rules, "period_loss_limit", None), getattr(rules, "drawdown_limit", None)
     max_loss_streak, cooldown_periods = getattr(rules, "max_loss_streak", None), getattr(rules, "cooldown_periods", 1)
+    min_win_rate, win_rate_window = getattr(rules, "min_win_rate", None), getattr(rules, "win_rate_window", 20)
+    recent_wins = []  # win (True) or loss of the latest periods with positions, for the accuracy shutdown
     num_periods = len(target_weights)
     weights = np.zeros_like(target_weights)
     returns = np.nan_to_num(panel.simple_returns)
@@ -123,14 +128,18 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
         weights[period], previous = target, target
         if target.any():
             loss_streak = loss_streak + 1 if net_return < 0 else 0
+            recent_wins = (recent_wins + [net_return > 0])[-win_rate_window:]
+        # Seed 003's shutdown: the latest `win_rate_window` trading periods won too rarely.
+        accuracy_failed = (min_win_rate is not None and len(recent_wins) == win_rate_window
+                           and np.mean(recent_wins) < min_win_rate)
         flatten_next = False
         equity *= 1 + net_return
         # While stopped the peak follows the equity, so trading resumes measured from where it stopped.
         peak = equity if stopped[period] else max(peak, equity)
         if drawdown_limit is not None and equity / peak - 1 < -drawdown_limit:
             stop_remaining, peak = cooldown_periods, equity
-        elif max_loss_streak is not None and loss_streak >= max_loss_streak:
-            halt_remaining, loss_streak = cooldown_periods, 0
+        elif (max_loss_streak is not None and loss_streak >= max_loss_streak) or accuracy_failed:
+            halt_remaining, loss_streak, recent_wins = cooldown_periods, 0, []
         elif period_loss_limit is not None and net_return < -period_loss_limit:
             flatten_next = True
     costs = cost_rate * turnover

@@ -109,6 +109,13 @@ class BacktestRules:
             with positions and a negative net return) trading halts for
             `cooldown_periods` periods, >= 1; `None` turns the circuit
             breaker off. Defaults to `None`.
+        min_win_rate: when fewer than this share of the latest
+            `win_rate_window` periods with positions had a positive net
+            return, trading halts for `cooldown_periods` (seed 003's
+            shutdown below 40% accuracy), in (0, 1); `None` turns it off.
+            Defaults to `None`.
+        win_rate_window: trading periods the accuracy shutdown looks back
+            over, >= 2. Defaults to `20`.
         cooldown_periods: periods the circuit breaker (or the drawdown
             limit) keeps the book flat, after which the loss streak starts
             again from zero, >= 1. Defaults to `5`.
@@ -137,6 +144,8 @@ class BacktestRules:
     period_loss_limit: float | None = None
     drawdown_limit: float | None = None
     max_loss_streak: int | None = None
+    min_win_rate: float | None = None
+    win_rate_window: int = 20
     cooldown_periods: int = 5
     execution_lag: int = 0
     top_k: int = 3
@@ -151,7 +160,8 @@ class BacktestRules:
         check_range("max_position", self.max_position, 0, np.inf, "> 0", low_open=True)
         check_range("max_gross_exposure", self.max_gross_exposure, 0, np.inf, "> 0", low_open=True)
         check_range("slippage_bps", self.slippage_bps, 0, np.inf, ">= 0")
-        for name in ("period_loss_limit", "drawdown_limit"):
+        check_integer("win_rate_window", self.win_rate_window, 2)
+        for name in ("period_loss_limit", "drawdown_limit", "min_win_rate"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0, 1, "(0, 1) or None", low_open=True, high_open=True)
         check_integer("min_history", self.min_history, 2)

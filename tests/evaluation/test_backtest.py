@@ -76,6 +76,18 @@ def test_circuit_breaker_halts_after_the_loss_streak_and_resumes_after_the_coold
     assert results["strategy"]["periods_halted"] == 2 and results["strategy"]["exposure"] == 0.75
 
 
+def test_the_accuracy_shutdown_halts_when_too_few_recent_periods_won():
+    # Windows of 4 trading periods, at least 50% won: periods 0-3 win 2 of 4 (fine), periods 1-4 win 1 of 4
+    # (25% < 50%): periods 5 and 6 are flat, and the count starts afresh at 7.
+    returns = [0.01, -0.01, 0.02, -0.01, -0.01, 0.03, 0.03, 0.01, -0.02, 0.01]
+    frame = make_frame({"A": returns}, prediction=[1.0] * len(returns))
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, min_win_rate=0.5, win_rate_window=4,
+                               cooldown_periods=2)
+    assert equity["halted"].tolist() == [False] * 5 + [True, True] + [False] * 3
+    np.testing.assert_allclose(equity["strategy"], np.cumprod(1 + np.array(returns[:5] + [0, 0] + returns[7:])))
+    assert results["strategy"]["periods_halted"] == 2
+
+
 def test_the_drawdown_limit_is_measured_peak_to_trough():
     # Equity 1.10 (the peak), 1.045 (-5%), 0.9405 (-14.5%, beyond 12%): flat for two periods, then it trades
     # again measured from 0.9405. No single period lost 12%: a per-period limit would never have acted.
