@@ -96,10 +96,14 @@ class Book:
 
 
 def _run_book(panel, target_weights, cost_rate, rules=None):
-    """Applies the path-dependent controls period by period; each period's symbols are vectorized."""
-    period_loss_limit, drawdown_limit = getattr(rules, "period_loss_limit", None), getattr(rules, "drawdown_limit", None)
-    max_loss_streak, cooldown_periods = getattr(rules, "max_loss_streak", None), getattr(rules, "cooldown_periods", 1)
-    min_win_rate, win_rate_window = getattr(rules, "min_win_rate", None), getattr(rules, "win_rate_window", 20)
+    """Applies the path-dependent controls period by period; each period's symbols are vectorized.
+
+    `rules` `None` (buy-and-hold) applies none: the default rules have every control off.
+    """
+    rules = rules if rules is not None else BacktestRules()
+    period_loss_limit, drawdown_limit = rules.period_loss_limit, rules.drawdown_limit
+    max_loss_streak, cooldown_periods = rules.max_loss_streak, rules.cooldown_periods
+    min_win_rate, win_rate_window = rules.min_win_rate, rules.win_rate_window
     recent_wins = []  # win (True) or loss of the latest periods with positions, for the accuracy shutdown
     num_periods = len(target_weights)
     weights = np.zeros_like(target_weights)
@@ -341,8 +345,8 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
     rules = _resolve_rules(rules, options)
     check_range("bars_per_year", bars_per_year, 0, np.inf, "> 0", low_open=True)
     score_columns = list(score_columns)
-    taken = {"strategy", "buy_and_hold", "rules", "periods_per_year", "sleeves", "drawdown", "net_return", "gross_exposure",
-             "turnover", "halted", "flattened", "stopped", "period_end", prediction_column}
+    taken = {"strategy", "buy_and_hold", "rules", "periods_per_year", "sleeves", "drawdown", "net_return",
+             "gross_exposure", "turnover", "halted", "flattened", "stopped", "period_end", prediction_column}
     for column in score_columns:
         if column in taken or score_columns.count(column) > 1:
             raise BacktestError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "

@@ -149,6 +149,13 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         metrics["ic_decay"] = ic_decay(test_predictions, data.panel, config.horizons, config.execution_lag,
                                        BOOTSTRAP_RESAMPLES, config.seed)
     metrics["cv"] = splitter_record(config)
+    rules = strategy_rules(config)
+
+    def with_sides(frame):  # the classical strategy's side, when the strategy trades one
+        if (rules.primary_side_column or "").startswith(COLUMN_PREFIX):
+            return frame.assign(**classical_columns(frame, data.panel))
+        return frame
+
     equity = None
     if task.directional:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
@@ -156,12 +163,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         traded = [column for column in baseline_columns if column != "baseline_always_up"]
         # Symbols on different calendars are held as sleeves, each on its own dates.
         own_calendars = data.windowed.symbol_calendars()
-        rules = strategy_rules(config)
-        traded_frame = test_predictions
-        if (rules.primary_side_column or "").startswith(COLUMN_PREFIX):  # a classical strategy's side
-            traded_frame = test_predictions.assign(**classical_columns(test_predictions, data.panel))
-        results, equity = backtest(traded_frame, "prediction", config.horizon, config.cost_bps, calendar,
-                                   _bars_per_year(calendar), rules=rules, score_columns=traded,
+        results, equity = backtest(with_sides(test_predictions), "prediction", config.horizon, config.cost_bps,
+                                   calendar, _bars_per_year(calendar), rules=rules, score_columns=traded,
                                    symbol_calendars=own_calendars)
         entry = (f"entered at the open {config.execution_lag} bar(s) after the signal and left at the open one "
                  "horizon later (closes-only symbols: at the closes)" if config.execution_lag
@@ -178,9 +181,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         if config.ab_test:
             from keras_synapse.evaluation.strategy_ab import classical_ab
 
-            metrics["backtest"]["ab_test"] = classical_ab(test_predictions, data.panel, config.horizon, config.cost_bps, calendar,
-                                                          _bars_per_year(calendar), own_calendars, rules,
-                                                          config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed)
+            metrics["backtest"]["ab_test"] = classical_ab(
+                test_predictions, data.panel, config.horizon, config.cost_bps, calendar, _bars_per_year(calendar),
+                own_calendars, rules, config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed)
         if config.top_k:
             # The cross-sectional view: does the ranking pay, whatever the market does?
             ranked, _ = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
@@ -196,9 +199,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         def trade(frame):
             if not task.directional:
                 return None
-            return backtest(frame, "prediction", config.horizon, config.cost_bps, calendar, _bars_per_year(calendar),
-                            symbol_calendars=data.windowed.symbol_calendars(),
-                            execution_lag=config.execution_lag)[0]["strategy"]
+            return backtest(with_sides(frame), "prediction", config.horizon, config.cost_bps, calendar,
+                            _bars_per_year(calendar), rules=rules,
+                            symbol_calendars=data.windowed.symbol_calendars())[0]["strategy"]
 
         metrics["cpcv"] = path_distribution(fold_predictions, path_masks, lambda frame: fold_metrics(frame, task),
                                             trade)

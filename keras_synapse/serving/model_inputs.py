@@ -191,7 +191,8 @@ class ModelInputs:
         for symbol, (frame, static_frame) in frames.items():
             values = frame.to_numpy(dtype=np.float32)
             static_values = None if static_frame is None else static_frame.to_numpy(dtype=np.float32)
-            ok = complete_windows(frame.index.as_unit("ns").asi8, self.sequence_length, self.max_gap_factor, self.sessions)
+            ok = complete_windows(frame.index.as_unit("ns").asi8, self.sequence_length, self.max_gap_factor,
+                                  self.sessions)
             bad_rows = ~np.isfinite(values).all(axis=1)
             if static_values is not None:
                 bad_rows |= ~np.isfinite(static_values).all(axis=1)
