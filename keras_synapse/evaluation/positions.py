@@ -158,6 +158,26 @@ def _isotonic_probabilities(panel, scores, outcomes, included, period_scores, mi
     return probability
 
 
+def _volatility_sizes(panel, rules):
+    """`[periods, symbols]` slots of `volatility_target` over each symbol's realized period-return volatility.
+
+    The volatility is the sample standard deviation of the symbol's simple
+    returns over one horizon whose outcome was realized by the rebalance;
+    one slot (capped) until `min_history` of them exist.
+    """
+    returns = np.expm1(panel.frame["forward_return"].to_numpy(dtype=np.float64))
+    symbols = panel.frame["symbol"].to_numpy()
+    sizes = np.full((len(panel.positions), len(panel.symbols)), min(1.0, rules.max_position))
+    for column, symbol in enumerate(panel.symbols):
+        count, total, squares = _realized_sums(panel, symbols == symbol, [np.ones_like(returns), returns, returns**2])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            deviation = np.sqrt(np.maximum(squares - total**2 / count, 0.0) / (count - 1))
+            sized = np.minimum(rules.volatility_target / deviation, rules.max_position)
+        known = (count >= rules.min_history) & (deviation > 0)
+        sizes[known, column] = sized[known]
+    return sizes
+
+
 def direction_calibration(scores, forward_returns):
     """The logistic map `P(up) = sigmoid(intercept + slope * score)` of out-of-sample scores, in closed form.
 
@@ -266,6 +286,8 @@ def position_targets(panel, score_column, rules, probability_source):
         if rules.sizing == "kelly":
             payoff_ratio = _payoff_ratios(panel, frame_sides, rules.min_history)[:, None]
             size = kelly_position_size(probability, payoff_ratio, rules.kelly_fraction, rules.max_position)
+    if rules.sizing == "volatility":
+        size = _volatility_sizes(panel, rules)
     available = np.isfinite(panel.simple_returns)
     num_available = np.maximum(available.sum(axis=1, keepdims=True), 1)
     weights = np.where(available, sides * size, 0.0) / num_available

@@ -10,7 +10,7 @@ from keras_synapse.errors import BacktestError
 SIGNALS = ("sign", "meta_label", "top_k")
 
 
-SIZINGS = ("fixed", "kelly")
+SIZINGS = ("fixed", "kelly", "volatility")
 
 
 PROBABILITY_SOURCES = ("calibrated", "isotonic", "column", "score")
@@ -82,8 +82,13 @@ class BacktestRules:
         probability_column: the probability column for
             `probability_source="column"`, e.g. `"probability_UP"`.
             Defaults to `None`.
-        sizing: `"fixed"` (one slot, capped at `max_position`) or `"kelly"`.
+        sizing: `"fixed"` (one slot, capped at `max_position`), `"kelly"`,
+            or `"volatility"` (`volatility_target` over the standard
+            deviation of the symbol's period returns realized so far,
+            capped at `max_position`; one slot until `min_history` of them).
             Defaults to `"fixed"`.
+        volatility_target: the period volatility a `"volatility"`-sized
+            position aims at, > 0. Defaults to `0.02`.
         kelly_fraction: fraction of the full Kelly bet, in (0, 1]; a quarter
             Kelly gives up little growth for much less variance. Defaults to
             `0.25`.
@@ -137,6 +142,7 @@ class BacktestRules:
     probability_column: str | None = None
     sizing: str = "fixed"
     kelly_fraction: float = 0.25
+    volatility_target: float = 0.02
     max_position: float = 1.0
     max_gross_exposure: float = 1.0
     min_history: int = 50
@@ -157,6 +163,7 @@ class BacktestRules:
                 raise BacktestError(f"`{name}` must be one of {choices}. Received: {name}={getattr(self, name)!r}")
         check_range("confidence_threshold", self.confidence_threshold, 0, 1, "[0, 1]")
         check_range("kelly_fraction", self.kelly_fraction, 0, 1, "(0, 1]", low_open=True)
+        check_range("volatility_target", self.volatility_target, 0, np.inf, "> 0", low_open=True)
         check_range("max_position", self.max_position, 0, np.inf, "> 0", low_open=True)
         check_range("max_gross_exposure", self.max_gross_exposure, 0, np.inf, "> 0", low_open=True)
         check_range("slippage_bps", self.slippage_bps, 0, np.inf, ">= 0")

@@ -238,7 +238,7 @@ def test_results_and_equity_layout_with_baseline_columns():
 
 @pytest.mark.parametrize("options, message", [
     ({"confidence_threshold": 1.5}, "`confidence_threshold` must be in [0, 1]. Received: confidence_threshold=1.5"),
-    ({"sizing": "half"}, "`sizing` must be one of ('fixed', 'kelly'). Received: sizing='half'"),
+    ({"sizing": "half"}, "`sizing` must be one of ('fixed', 'kelly', 'volatility'). Received: sizing='half'"),
     ({"kelly_fraction": 0}, "Received: kelly_fraction=0"),
     ({"max_loss_streak": 0}, "Received: max_loss_streak=0"),
     ({"drawdown_limit": 1.2}, "Received: drawdown_limit=1.2"),
@@ -352,3 +352,13 @@ def test_an_experiments_strategy_text_becomes_typed_rules():
                            ({"execution_lag": "2"}, r"the run itself sets \['execution_lag'\]")):
         with pytest.raises(SynapseError, match=message):
             rules_from_text(pairs, execution_lag=0)
+
+
+def test_volatility_sizing_aims_each_position_at_the_target_from_realized_returns_only():
+    returns = [0.01, -0.03, 0.02, 0.04, -0.02, 0.01, 0.03, -0.01]
+    frame = make_frame({"A": returns}, prediction=[1.0] * len(returns))
+    book = simulate_book(frame, "prediction", 1, 0, CALENDAR, sizing="volatility", volatility_target=0.01,
+                         min_history=3, max_position=2.0)
+    # Period k sees the returns of periods before k (a one-bar label is realized at the next rebalance).
+    expected = [1.0, 1.0, 1.0] + [min(0.01 / np.std(returns[:k], ddof=1), 2.0) for k in range(3, len(returns))]
+    np.testing.assert_allclose(book.weights[:, 0], expected, rtol=1e-9)
