@@ -56,6 +56,7 @@ def classical_ab(test_predictions, panel, horizon, cost_bps, calendar, bars_per_
     Returns:
         A dict: `books` (name -> `book_metrics`: `model`, `buy_and_hold`,
         each strategy and `<strategy>_filtered`), `sharpe_differences`,
+        `interval_level` (each interval's, for 95% over all of them),
         `confidence_threshold`, `periods_per_year` and `rule` in words.
     """
     frame = test_predictions.assign(**classical_columns(test_predictions, panel))
