@@ -22,8 +22,8 @@ Conventions, chosen so that a skeptic can check every number by hand:
 - **Risk controls** (seed 002), each on its own: `max_position` slots per
   symbol, `max_gross_exposure` (the book is scaled down to it), a per-period
   loss limit, a peak-to-trough drawdown limit, a circuit breaker on a loss
-  streak and an accuracy shutdown (seed 003: too few winning periods
-  lately). Only
+  streak, an accuracy shutdown (seed 003: too few winning periods lately)
+  and a volatility-spike size cut. Only
   period returns are observed, so a breach can act on the *next* period,
   never inside the one that breached (a stop inside the period would assume
   fills that gaps deny).
@@ -71,6 +71,7 @@ class Book:
             the accuracy shutdown) kept the book flat.
         flattened: `[periods]` True where the period loss limit kept the book flat.
         stopped: `[periods]` True where the drawdown limit kept the book flat.
+        cut: `[periods]` True where a volatility spike scaled the book down.
         probability_source: where win probabilities came from (`None`
             when the rules need none).
     """
@@ -88,6 +89,7 @@ class Book:
     halted: np.ndarray
     flattened: np.ndarray
     stopped: np.ndarray
+    cut: np.ndarray
     probability_source: str | None
 
     def weights_frame(self):
@@ -105,13 +107,14 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
     max_loss_streak, cooldown_periods = rules.max_loss_streak, rules.cooldown_periods
     min_win_rate, win_rate_window = rules.min_win_rate, rules.win_rate_window
     recent_wins = []  # win (True) or loss of the latest periods with positions, for the accuracy shutdown
+    active_returns = []  # net returns of the periods with positions, for the volatility-spike cut
     num_periods = len(target_weights)
     weights = np.zeros_like(target_weights)
     returns = np.nan_to_num(panel.simple_returns)
     turnover, gross_returns = np.zeros(num_periods), np.zeros(num_periods)
-    halted, flattened, stopped = (np.zeros(num_periods, bool) for _ in range(3))
+    halted, flattened, stopped, cut = (np.zeros(num_periods, bool) for _ in range(4))
     previous = np.zeros(target_weights.shape[1])
-    halt_remaining, stop_remaining, loss_streak, flatten_next = 0, 0, 0, False
+    halt_remaining, stop_remaining, loss_streak, flatten_next, cut_next = 0, 0, 0, False, False
     equity = peak = 1.0
     for period in range(num_periods):
         target = target_weights[period]
@@ -121,6 +124,8 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
             halted[period], target, halt_remaining = True, np.zeros_like(target), halt_remaining - 1
         elif flatten_next:
             flattened[period], target = True, np.zeros_like(target)
+        elif cut_next:
+            cut[period], target = True, target * rules.spike_scale
         if panel.contiguous[period]:
             turnover[period] = np.abs(target - previous).sum()
         else:  # the book was closed at the previous period's end, and is reopened
@@ -133,6 +138,8 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
         if target.any():
             loss_streak = loss_streak + 1 if net_return < 0 else 0
             recent_wins = (recent_wins + [net_return > 0])[-win_rate_window:]
+            active_returns.append(net_return)
+        cut_next = _volatility_spike(active_returns, rules)
         # Seed 003's shutdown: the latest `win_rate_window` trading periods won too rarely.
         accuracy_failed = (min_win_rate is not None and len(recent_wins) == win_rate_window
                            and np.mean(recent_wins) < min_win_rate)
@@ -147,7 +154,17 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
         elif period_loss_limit is not None and net_return < -period_loss_limit:
             flatten_next = True
     costs = cost_rate * turnover
-    return weights, returns, gross_returns, costs, gross_returns - costs, turnover, halted, flattened, stopped
+    return weights, returns, gross_returns, costs, gross_returns - costs, turnover, halted, flattened, stopped, cut
+
+
+def _volatility_spike(active_returns, rules):
+    """Seed 003's size cut: the latest `spike_window` trading periods' volatility over `volatility_spike` x that of
+    every trading period before them (at least twice as many)."""
+    window = rules.spike_window
+    if rules.volatility_spike is None or len(active_returns) < 3 * window:
+        return False
+    recent, before = np.std(active_returns[-window:], ddof=1), np.std(active_returns[:-window], ddof=1)
+    return bool(recent > rules.volatility_spike * before)
 
 
 def simulate_book(frame, score_column, horizon, cost_bps, calendar, rules=None, **options):
@@ -251,7 +268,8 @@ def book_metrics(book, periods_per_year):
         `average_gross_exposure`; `num_trades` (symbol-periods with a
         position); `total_costs` (sum of the per-period costs, in returns);
         `periods_halted` (circuit breaker); `periods_flattened` (period loss
-        limit); `periods_stopped` (drawdown limit);
+        limit); `periods_stopped` (drawdown limit); `periods_cut` (volatility
+        spike);
         `num_periods`. Undefined values are NaN.
     """
     net = book.net_returns
@@ -288,6 +306,7 @@ def book_metrics(book, periods_per_year):
         "periods_halted": int(book.halted.sum()),
         "periods_flattened": int(book.flattened.sum()),
         "periods_stopped": int(book.stopped.sum()),
+        "periods_cut": int(book.cut.sum()),
         "num_periods": int(num_periods),
     }
 
@@ -336,7 +355,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
         the end of that period: `strategy`, `buy_and_hold` and one column
         per score column (equity from 1, after costs), `drawdown` (of the
         strategy), and the strategy's `net_return`, `gross_exposure`,
-        `turnover`, `halted`, `flattened`, `stopped`, and `period_end`.
+        `turnover`, `halted`, `flattened`, `stopped`, `cut`, and `period_end`.
 
     Raises:
         ValueError: for invalid options, missing columns, timestamps off the
@@ -346,7 +365,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
     check_range("bars_per_year", bars_per_year, 0, np.inf, "> 0", low_open=True)
     score_columns = list(score_columns)
     taken = {"strategy", "buy_and_hold", "rules", "periods_per_year", "sleeves", "drawdown", "net_return",
-             "gross_exposure", "turnover", "halted", "flattened", "stopped", "period_end", prediction_column}
+             "gross_exposure", "turnover", "halted", "flattened", "stopped", "cut", "period_end", prediction_column}
     for column in score_columns:
         if column in taken or score_columns.count(column) > 1:
             raise BacktestError(f"`score_columns` must be distinct from each other, `prediction_column` and the result "
@@ -381,6 +400,7 @@ def backtest(frame, prediction_column, horizon, cost_bps, calendar, bars_per_yea
     equity["halted"] = strategy.halted
     equity["flattened"] = strategy.flattened
     equity["stopped"] = strategy.stopped
+    equity["cut"] = strategy.cut
     equity["period_end"] = strategy.period_ends
     return results, equity
 

@@ -75,7 +75,7 @@ def combine_sleeves(sleeves, shares, book_type):
     periods = len(timestamps)
     arrays = {name: np.zeros((periods, len(symbols))) for name in ("target_weights", "weights", "symbol_returns")}
     series = {name: np.zeros(periods) for name in ("gross_returns", "costs", "net_returns", "turnover")}
-    flags = {name: np.zeros(periods, bool) for name in ("halted", "flattened", "stopped")}
+    flags = {name: np.zeros(periods, bool) for name in ("halted", "flattened", "stopped", "cut")}
     period_ends = np.full(periods, np.iinfo(np.int64).min)  # NaT, below every time
     column = 0
     for sleeve, share in zip(sleeves, shares):

@@ -121,6 +121,15 @@ class BacktestRules:
             Defaults to `None`.
         win_rate_window: trading periods the accuracy shutdown looks back
             over, >= 2. Defaults to `20`.
+        volatility_spike: when the net returns of the latest `spike_window`
+            trading periods are more than this multiple as volatile as all
+            trading periods before them (at least `2 * spike_window`), the
+            next period's book is scaled by `spike_scale` (seed 003's size
+            cut), > 1; `None` turns it off. Defaults to `None`.
+        spike_window: trading periods the spike is measured over, >= 2.
+            Defaults to `10`.
+        spike_scale: the cut book's share of its size, in (0, 1).
+            Defaults to `0.5`.
         cooldown_periods: periods the circuit breaker (or the drawdown
             limit) keeps the book flat, after which the loss streak starts
             again from zero, >= 1. Defaults to `5`.
@@ -152,6 +161,9 @@ class BacktestRules:
     max_loss_streak: int | None = None
     min_win_rate: float | None = None
     win_rate_window: int = 20
+    volatility_spike: float | None = None
+    spike_window: int = 10
+    spike_scale: float = 0.5
     cooldown_periods: int = 5
     execution_lag: int = 0
     top_k: int = 3
@@ -168,6 +180,10 @@ class BacktestRules:
         check_range("max_gross_exposure", self.max_gross_exposure, 0, np.inf, "> 0", low_open=True)
         check_range("slippage_bps", self.slippage_bps, 0, np.inf, ">= 0")
         check_integer("win_rate_window", self.win_rate_window, 2)
+        check_integer("spike_window", self.spike_window, 2)
+        check_range("spike_scale", self.spike_scale, 0, 1, "(0, 1)", low_open=True, high_open=True)
+        if self.volatility_spike is not None:
+            check_range("volatility_spike", self.volatility_spike, 1, np.inf, "> 1 or None", low_open=True)
         for name in ("period_loss_limit", "drawdown_limit", "min_win_rate"):
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name), 0, 1, "(0, 1) or None", low_open=True, high_open=True)

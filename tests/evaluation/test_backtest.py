@@ -88,6 +88,18 @@ def test_the_accuracy_shutdown_halts_when_too_few_recent_periods_won():
     assert results["strategy"]["periods_halted"] == 2
 
 
+def test_a_volatility_spike_halves_the_next_book():
+    # Six calm periods (+-0.1%), then three of +-5%: the last three are 53x as volatile as the six before, so
+    # period 9 trades half size; with it the last three are still 2.7x the seven before, so period 10 does too.
+    returns = [0.001, -0.001] * 3 + [0.05, -0.05, 0.05] + [0.02, 0.02]
+    frame = make_frame({"A": returns}, prediction=[1.0] * len(returns))
+    results, equity = backtest(frame, "prediction", 1, 0, CALENDAR, volatility_spike=2.0, spike_window=3)
+    assert equity["cut"].tolist() == [False] * 9 + [True, True]
+    np.testing.assert_allclose(equity["gross_exposure"], [1.0] * 9 + [0.5, 0.5])
+    np.testing.assert_allclose(equity["strategy"], np.cumprod(1 + np.array(returns[:9] + [0.01, 0.01])))
+    assert results["strategy"]["periods_cut"] == 2
+
+
 def test_the_drawdown_limit_is_measured_peak_to_trough():
     # Equity 1.10 (the peak), 1.045 (-5%), 0.9405 (-14.5%, beyond 12%): flat for two periods, then it trades
     # again measured from 0.9405. No single period lost 12%: a per-period limit would never have acted.
@@ -232,7 +244,7 @@ def test_results_and_equity_layout_with_baseline_columns():
     # Always long on the same periods with the same costs is buy-and-hold.
     np.testing.assert_allclose(equity["baseline_always_up"], equity["buy_and_hold"])
     assert list(equity.columns) == ["strategy", "buy_and_hold", "baseline_always_up", "drawdown", "net_return",
-                                    "gross_exposure", "turnover", "halted", "flattened", "stopped",
+                                    "gross_exposure", "turnover", "halted", "flattened", "stopped", "cut",
                                     "period_end"]
 
 
