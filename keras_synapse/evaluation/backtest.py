@@ -51,7 +51,7 @@ import pandas as pd
 
 from keras_synapse.errors import BacktestError
 from keras_synapse.evaluation.calendars import calendar_groups, combine_sleeves
-from keras_synapse.evaluation.positions import build_trading_panel, position_targets
+from keras_synapse.evaluation.positions import build_trading_panel, naive_utc, position_targets
 from keras_synapse.evaluation.trading_rules import BacktestRules, check_integer, check_range
 
 
@@ -420,8 +420,7 @@ def _books(frame, prediction_column, score_columns, horizon, cost_bps, calendar,
 def _sleeve_books(frame, prediction_column, score_columns, horizon, cost_bps, calendar, bars_per_year, rules, groups,
                   symbol_calendars):
     """Each calendar's symbols simulated as a sleeve on their own dates, then combined into one book per name."""
-    union = pd.DatetimeIndex(calendar)
-    union = union.tz_convert("UTC").tz_localize(None) if union.tz is not None else union
+    union = naive_utc(calendar)
     num_symbols = sum(len(group) for group in groups)
     per_sleeve, shares, sleeves = [], [], []
     for group in groups:
@@ -437,10 +436,7 @@ def _sleeve_books(frame, prediction_column, score_columns, horizon, cost_bps, ca
         sleeves.append({"symbols": list(group), "share": shares[-1], "periods_per_year": float(own_periods_per_year),
                         **{name: book_metrics(book, own_periods_per_year) for name, book in books.items()}})
     combined = {name: combine_sleeves([books[name] for books in per_sleeve], shares, Book) for name in per_sleeve[0]}
-    grid = _naive(combined["strategy"].timestamps)
+    grid = naive_utc(combined["strategy"].timestamps)
     spanned = union.searchsorted(grid[-1]) + horizon - union.searchsorted(grid[0])
     return combined, len(grid) * bars_per_year / max(spanned, 1), sleeves
 
-
-def _naive(index):
-    return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index

@@ -32,7 +32,8 @@ def non_overlapping_timestamps(timestamps, calendar, horizon):
     return pd.DatetimeIndex(kept)
 
 
-def _naive_utc(values):
+def naive_utc(values):
+    """Timestamps as a naive UTC `DatetimeIndex` (time-zone aware ones converted first)."""
     index = pd.DatetimeIndex(values)
     return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
 
@@ -62,8 +63,8 @@ class _Panel:
 
 def build_trading_panel(frame, horizon, calendar, execution_lag=0):
     time_zone = pd.DatetimeIndex(frame["timestamp"]).tz
-    calendar = _naive_utc(calendar)
-    timestamps = _naive_utc(frame["timestamp"])
+    calendar = naive_utc(calendar)
+    timestamps = naive_utc(frame["timestamp"])
     positions = calendar.searchsorted(timestamps)
     off_calendar = (positions >= len(calendar)) | (calendar[np.minimum(positions, len(calendar) - 1)] != timestamps)
     if off_calendar.any():
@@ -120,6 +121,17 @@ def _calibration(panel, scores, outcomes, included, min_history):
     negative = included & (outcomes <= 0)
     count_1, sum_1, square_1 = _realized_sums(panel, positive, [np.ones_like(scores), scores, scores**2])
     count_0, sum_0, square_0 = _realized_sums(panel, negative, [np.ones_like(scores), scores, scores**2])
+    intercept, slope = _discriminant(count_1, sum_1, square_1, count_0, sum_0, square_0)
+    valid = (count_1 >= 1) & (count_0 >= 1) & (count_1 + count_0 >= min_history)
+    return np.where(valid, intercept, 0.0), np.where(valid, slope, 0.0), valid
+
+
+def _discriminant(count_1, sum_1, square_1, count_0, sum_0, square_0):
+    """The logistic map's `(intercept, slope)` from each class's count, sum and sum of squares of the score.
+
+    Linear-discriminant coefficients: class means, pooled variance. Arrays
+    (one entry per rebalance) or scalars.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_1, mean_0 = sum_1 / count_1, sum_0 / count_0
         variance = (square_1 - count_1 * mean_1**2 + square_0 - count_0 * mean_0**2) / (count_1 + count_0 - 2)
@@ -128,8 +140,12 @@ def _calibration(panel, scores, outcomes, included, min_history):
         varied = variance > 1e-12 * (square_1 + square_0) / (count_1 + count_0)
         slope = np.where(varied, (mean_1 - mean_0) / variance, 0.0)
         intercept = np.log(count_1 / count_0) - np.where(varied, (mean_1**2 - mean_0**2) / (2 * variance), 0.0)
-    valid = (count_1 >= 1) & (count_0 >= 1) & (count_1 + count_0 >= min_history)
-    return np.where(valid, intercept, 0.0), np.where(valid, slope, 0.0), valid
+    return intercept, slope
+
+
+def logistic(values):
+    """`1 / (1 + exp(-values))`, clipped so that no value overflows."""
+    return 1 / (1 + np.exp(-np.clip(values, -500, 500)))
 
 
 # The isotonic map is refitted every this many rebalances (each fit sorts every realized row).
@@ -181,9 +197,10 @@ def _volatility_sizes(panel, rules):
 def direction_calibration(scores, forward_returns):
     """The logistic map `P(up) = sigmoid(intercept + slope * score)` of out-of-sample scores, in closed form.
 
-    The linear discriminant `_calibration` refits at every rebalance, fitted
-    once on all of `scores` (a run's test predictions) for the model card, so
-    a service can state a regression model's confidence. Zero returns are
+    The linear discriminant `_calibration` refits at every rebalance
+    (`_discriminant`), fitted once on all of `scores` (a run's test
+    predictions) for the model card, so a service can state a regression
+    model's confidence. Zero returns are
     left out; a score that never varied gives the base rate.
 
     Returns:
@@ -195,10 +212,8 @@ def direction_calibration(scores, forward_returns):
     if up.all() or not up.any():
         raise BacktestError(f"A calibration needs both up and down outcomes. Received: {int(up.sum())} up of "
                             f"{len(up)}")
-    mean_1, mean_0 = scores[up].mean(), scores[~up].mean()
-    variance = (((scores[up] - mean_1) ** 2).sum() + ((scores[~up] - mean_0) ** 2).sum()) / (len(scores) - 2)
-    slope = (mean_1 - mean_0) / variance if variance > 0 else 0.0
-    intercept = np.log(up.sum() / (~up).sum()) - slope * (mean_1 + mean_0) / 2
+    intercept, slope = _discriminant(*(float(total) for side in (scores[up], scores[~up])
+                                       for total in (len(side), side.sum(), (side**2).sum())))
     return {"intercept": float(intercept), "slope": float(slope), "n": int(len(scores))}
 
 
@@ -246,7 +261,7 @@ def _win_probabilities(panel, score_column, sides, rules, probability_source):
         else:
             intercept, slope, valid = _calibration(panel, scores, outcomes, included, rules.min_history)
             logits = intercept[:, None] + slope[:, None] * panel.column(score_column)
-            probability = np.where(valid[:, None], 1 / (1 + np.exp(-np.clip(logits, -500, 500))), 0.5)
+            probability = np.where(valid[:, None], logistic(logits), 0.5)
     if rules.confidence_target == "direction":
         probability = np.where(panel.gather(sides) < 0, 1 - probability, probability)
     return np.nan_to_num(probability, nan=0.5)

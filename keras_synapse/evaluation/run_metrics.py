@@ -150,6 +150,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
                                        BOOTSTRAP_RESAMPLES, config.seed)
     metrics["cv"] = splitter_record(config)
     rules = strategy_rules(config)
+    # Symbols on different calendars are held as sleeves, each on its own dates.
+    own_calendars = data.windowed.symbol_calendars()
 
     def with_sides(frame):  # the classical strategy's side, when the strategy trades one
         if (rules.primary_side_column or "").startswith(COLUMN_PREFIX):
@@ -161,8 +163,6 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
         # Always-up trades exactly as buy-and-hold: its book would only be drawn over that one.
         traded = [column for column in baseline_columns if column != "baseline_always_up"]
-        # Symbols on different calendars are held as sleeves, each on its own dates.
-        own_calendars = data.windowed.symbol_calendars()
         results, equity = backtest(with_sides(test_predictions), "prediction", config.horizon, config.cost_bps,
                                    calendar, _bars_per_year(calendar), rules=rules, score_columns=traded,
                                    symbol_calendars=own_calendars)
@@ -200,8 +200,7 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
             if not task.directional:
                 return None
             return backtest(with_sides(frame), "prediction", config.horizon, config.cost_bps, calendar,
-                            _bars_per_year(calendar), rules=rules,
-                            symbol_calendars=data.windowed.symbol_calendars())[0]["strategy"]
+                            _bars_per_year(calendar), rules=rules, symbol_calendars=own_calendars)[0]["strategy"]
 
         metrics["cpcv"] = path_distribution(fold_predictions, path_masks, lambda frame: fold_metrics(frame, task),
                                             trade)

@@ -112,21 +112,12 @@ def entry_return(bars, horizon, lag=0):
 
     `lag` 0 trades at the signal bar's close: `log(close[t + horizon] /
     close[t])`. A later trade fills at the open of bar t + lag and exits at
-    the open of bar t + lag + horizon. Bars without opens (open equal to
-    close on every bar: closes-only data) trade at the close of bar t + lag
-    instead, the nearest price they have.
+    the open of bar t + lag + horizon. Closes-only bars (open = close on every
+    bar) thereby trade at the closes, the nearest price they have.
     """
-    log_close = log_close_of(bars)
     if lag == 0:
-        return forward_log_return(log_close, horizon)
-    if has_no_opens(bars):
-        return forward_log_return(log_close, horizon).shift(-lag)
+        return forward_log_return(log_close_of(bars), horizon)
     return forward_log_return(np.log(bars["open"].astype("float64")), horizon).shift(-lag)
-
-
-def has_no_opens(bars):
-    """True for bars whose open is their close on every bar (closes-only data)."""
-    return bool((bars["open"].to_numpy() == bars["close"].to_numpy()).all())
 
 
 def require(condition, name, value, expectation):

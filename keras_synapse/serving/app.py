@@ -220,9 +220,11 @@ def confidence_of(row, task, calibration=None):
 
 def probability_up(score, calibration):
     """P(up | score) from the model card's logistic calibration, or `None` without one."""
+    from keras_synapse.evaluation.positions import logistic
+
     if not calibration:
         return None
-    return float(1 / (1 + np.exp(-np.clip(calibration["intercept"] + calibration["slope"] * score, -500, 500))))
+    return float(logistic(calibration["intercept"] + calibration["slope"] * score))
 
 
 def confidence_level(confidence, task):

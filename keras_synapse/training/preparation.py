@@ -51,8 +51,9 @@ def require_columns_for_features(panel, config):
         other_columns = [column for column in get_feature_set(name).columns if column != "close"]
         if other_columns:
             raise DataError(f"{len(close_only)} symbol(s) hold closes only ({symbols_text(close_only)}: open = high "
-                            f"= low = close on every bar); feature set '{name}' also reads {', '.join(other_columns)}, which would "
-                            "be constant there. Use the set that reads closes alone: --set features=close")
+                            f"= low = close on every bar); feature set '{name}' also reads "
+                            f"{', '.join(other_columns)}, which would be constant there. Use the set that reads "
+                            "closes alone: --set features=close")
 
 
 def prepare_data(config, quick):
