@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keras_synapse.data.panel import Panel
-from keras_synapse.features import FEATURE_SETS, REFERENCE_ROLES
+from keras_synapse.features import FEATURE_SETS
+from keras_synapse.features.references import REFERENCE_ROLES
 from keras_synapse.labels import LABELS, compute_labels
 
 panels = st.fixed_dictionaries({

@@ -4,6 +4,8 @@
 
 - `sample`: the offline default (real index data shipped with `arch` plus a
   seeded synthetic universe; see `keras_synapse.data.sample`);
+- `sample:references`: the sample's synthetic universe with its reference
+  series (`MARKET`, `SECTOR-0..2`, `VIX`, `VIX3M`) for cross-asset features;
 - `yfinance:AAPL,MSFT`: Yahoo Finance daily bars, cached on disk;
 - `alpaca:AAPL,BTC/USD`: Alpaca bars (stock keys from `APCA_API_KEY_ID` and
   `APCA_API_SECRET_KEY`; crypto needs none), cached on disk;
@@ -27,7 +29,7 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
     """Loads the bars named by a `--data` spec.
 
     Args:
-        spec: `"sample"`, `"yfinance:SYM,SYM"`, `"alpaca:SYM,SYM"` (either
+        spec: `"sample"`, `"sample:references"`, `"yfinance:SYM,SYM"`, `"alpaca:SYM,SYM"` (either
             with an `@INTERVAL` suffix for intraday or weekly bars:
             `yfinance:AAPL@1h`, `alpaca:AAPL,MSFT@15Min`) or a path.
         quick: for `sample`, return the small smoke-run panel. Defaults to
@@ -51,10 +53,12 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
 
 
 def _load(spec, quick, sample_signal_strength):
-    if spec == "sample":
+    if spec in ("sample", "sample:references"):
         from keras_synapse.data.sample import load_sample
 
-        return load_sample(quick=quick, signal_strength=sample_signal_strength)
+        return load_sample(quick=quick, signal_strength=sample_signal_strength, references=spec != "sample")
+    if spec.startswith("sample:"):
+        raise DataError(f"`--data {spec}`: the sample is `sample` or `sample:references`.")
     source, separator, symbol_list = spec.partition(":")
     if source == "synthetic":
         from keras_synapse.data.synthetic import generate_universe

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 
 from keras_synapse.data.panel import Panel, standardize_columns, validate_bars
+from keras_synapse.data.reference_series import sector_symbol
 from keras_synapse.data.synthetic import generate_universe
 from keras_synapse.errors import ConfigError, DataError
 
@@ -20,9 +21,10 @@ logger = logging.getLogger(__name__)
 _REAL_SOURCES = {"SP500": "sp500", "NASDAQ": "nasdaq"}
 _QUICK_NUM_BARS = 1500
 _QUICK_NUM_SYNTHETIC = 4
+_NUM_SECTORS = 3  # generate_universe's default
 
 
-def load_sample(*, num_synthetic=10, signal_strength=0.0, seed=7, quick=False):
+def load_sample(*, num_synthetic=10, signal_strength=0.0, seed=7, quick=False, references=False):
     """Loads the offline sample panel: real S&P 500 and NASDAQ bars plus synthetic ones.
 
     Real bars: the daily OHLCV of the S&P 500 (`SP500`) and the NASDAQ
@@ -57,9 +59,18 @@ def load_sample(*, num_synthetic=10, signal_strength=0.0, seed=7, quick=False):
             (2013-01 .. 2018-12) of the two real series and of the first
             `min(num_synthetic, 4)` synthetic ones. These are the same bars
             as in the full sample. Defaults to `False`.
+        references: the sample for cross-asset features (`--data
+            sample:references`): the synthetic symbols with the universe's
+            reference series `MARKET`, `SECTOR-0` .. `SECTOR-2`, `VIX` and
+            `VIX3M` (`keras_synapse.data.reference_series`; the sector of
+            `SYN-i` is `SECTOR-(i % 3)`, see `sample_sector_symbols`), and
+            without the real indexes: no VIX, VIX3M or sector series ship
+            for their dates (`arch` has the VIX from 2014 only). Defaults to
+            `False`.
 
     Returns:
-        A `Panel`: `SP500`, `NASDAQ`, then `SYN-00` ... in that order.
+        A `Panel`: `SP500`, `NASDAQ`, then `SYN-00` ... in that order (with
+        `references`: `SYN-00` ..., then the reference series).
 
     Raises:
         ConfigError: for `num_synthetic` < 0 or a bad `signal_strength`.
@@ -75,6 +86,8 @@ def load_sample(*, num_synthetic=10, signal_strength=0.0, seed=7, quick=False):
         raise ConfigError(f"`num_synthetic` must be an integer >= 0. Received: num_synthetic={num_synthetic!r}")
     frames = {symbol: _load_real(symbol, module) for symbol, module in _REAL_SOURCES.items()}
     dates = frames["SP500"].index
+    if references:
+        frames = {}
     if quick:
         num_synthetic = min(num_synthetic, _QUICK_NUM_SYNTHETIC)
     if num_synthetic:
@@ -86,12 +99,21 @@ def load_sample(*, num_synthetic=10, signal_strength=0.0, seed=7, quick=False):
             seed=seed,
             signal_strength=signal_strength,
             start=dates[0],
+            num_sectors=_NUM_SECTORS,
         )
         for symbol, frame in universe.panel.items():
             frames[symbol] = frame.set_axis(dates, axis=0)
+        if references:
+            frames.update({symbol: frame.set_axis(dates, axis=0) for symbol, frame in universe.references.items()})
     if quick:
         frames = {symbol: frame.iloc[-_QUICK_NUM_BARS:] for symbol, frame in frames.items()}
     return Panel(frames, validate=True)
+
+
+def sample_sector_symbols(num_synthetic=10, quick=False):
+    """The `sector_symbol` pairs of `--data sample:references`: `"SYN-00=SECTOR-0;SYN-01=SECTOR-1;..."`."""
+    count = min(num_synthetic, _QUICK_NUM_SYNTHETIC) if quick else num_synthetic
+    return ";".join(f"SYN-{position:02d}={sector_symbol(position % _NUM_SECTORS)}" for position in range(count))
 
 
 def _load_real(symbol, module_name):

@@ -88,7 +88,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from keras_synapse.data import planted
+from keras_synapse.data import planted, reference_series
 from keras_synapse.data.panel import Panel
 from keras_synapse.errors import ConfigError
 
@@ -123,6 +123,9 @@ class SyntheticUniverse:
         regime: `pandas.Series` on the panel's index, 0 where the market is
             calm and 1 where it is turbulent.
         sector: symbol -> the sector number the symbol belongs to.
+        references: symbol -> bars of the universe's reference series
+            (`MARKET`, `SECTOR-0` ..., `VIX`, `VIX3M`; see
+            `keras_synapse.data.reference_series`), for cross-asset features.
         signal: the planted kind (see `keras_synapse.data.planted`).
         signal_strength: the kind's coefficient (0: nothing planted).
         oracle_ic: the population correlation of the oracle with the
@@ -134,6 +137,7 @@ class SyntheticUniverse:
     expected_return: dict
     regime: pd.Series
     sector: dict
+    references: dict = dataclasses.field(default_factory=dict)
     signal: str = "volume"
     signal_strength: float = 0.0
     oracle_ic: float = 0.0
@@ -283,6 +287,9 @@ def generate_universe(
         },
         regime=pd.Series(regime, index=index, name="regime"),
         sector={symbol: int(sector_of_symbol[position]) for position, symbol in enumerate(symbols)},
+        references=reference_series.reference_frames(
+            index, volatility_multiplier[:, 0], _MARKET_VOLATILITY * market_shocks, _SECTOR_VOLATILITY * sector_shocks,
+            _MARKET_VOLATILITY, (calm_to_turbulent, turbulent_to_calm, turbulent_volatility_ratio, regime), seed),
         signal=signal,
         signal_strength=float(signal_strength),
         oracle_ic=planted.population_oracle_ic(signal, signal_strength, horizon, share),

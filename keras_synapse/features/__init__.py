@@ -22,15 +22,8 @@ from keras_synapse.features.pattern import (
     single_asset_pattern_features,
 )
 from keras_synapse.features.raw_ohlcv import RAW_OHLCV_WARMUP, raw_ohlcv_features
+from keras_synapse.features.references import resolve_references
 from keras_synapse.features.technical import TECHNICAL_WARMUP, technical_features
-
-# Roles a cross-asset feature can ask for, and what to give it.
-REFERENCE_ROLES = {
-    "market": "a broad market index (e.g. SP500 in the sample, SPY from yfinance)",
-    "sector": "the symbol's sector index or ETF (e.g. XLK)",
-    "vix": "the CBOE VIX index (e.g. ^VIX from yfinance)",
-    "vix3m": "the CBOE 3-month VIX index (e.g. ^VIX3M from yfinance)",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +36,7 @@ class FeatureSet:
             whose value at t uses bars at or before t only; `references` maps
             each role in `references` to that series' canonical bars.
         warmup: bars of history needed before the first valid row.
-        references: roles (keys of `REFERENCE_ROLES`) the set needs.
+        references: roles (keys of `keras_synapse.features.references.REFERENCE_ROLES`) the set needs.
         definitions: feature name -> its definition (`kind`, parameters and
             `formula`), stated in the model card so an app without
             keras_synapse can rebuild the inputs; empty for sets too
@@ -121,61 +114,26 @@ def get_feature_set(name):
     )
 
 
-def resolve_references(feature_set, panel, reference_symbols):
-    """Maps each reference role the feature set needs to that symbol's bars.
-
-    Args:
-        feature_set: a `FeatureSet`.
-        panel: the `Panel` holding the reference symbols.
-        reference_symbols: dict role -> symbol (empty or missing roles are
-            unset).
-
-    Returns:
-        A dict role -> canonical bars.
-
-    Raises:
-        ConfigError: naming each missing series, what it is, and how to
-            supply it. Missing references are never zero-filled.
-    """
-    missing = []
-    references = {}
-    for role in feature_set.references:
-        symbol = reference_symbols.get(role) or ""
-        if symbol and symbol in panel:
-            references[role] = panel[symbol]
-        else:
-            missing.append((role, symbol))
-    if missing:
-        lines = [
-            f"  '{role}' ({REFERENCE_ROLES[role]}): "
-            + (f"symbol '{symbol}' is not in the data" if symbol else "no symbol set")
-            + f"; add it to --data and pass --set {role}_symbol=SYMBOL"
-            for role, symbol in missing
-        ]
-        raise ConfigError(
-            f"Feature set '{feature_set.name}' needs reference series that are missing:\n"
-            + "\n".join(lines)
-            + "\nOr choose a feature set without cross-asset features (e.g. pattern14 instead of pattern17)."
-        )
-    return references
-
-
-def compute_features(panel, name, reference_symbols=None):
+def compute_features(panel, name, reference_symbols=None, sources=None):
     """Computes feature set `name` for every symbol of `panel`.
 
     Args:
         panel: a `Panel`.
         name: a registered feature set name or a `+` union.
-        reference_symbols: dict role -> symbol for cross-asset sets. Defaults
-            to `None` (no references).
+        reference_symbols: dict role -> symbol for cross-asset sets (see
+            `keras_synapse.features.references`). Defaults to `None` (no
+            references).
+        sources: where the reference series are, a `Panel` or dict symbol
+            -> bars. Defaults to `None`: `panel`.
 
     Returns:
         A dict symbol -> float64 frame indexed like the symbol's bars, with the
         warm-up rows dropped.
     """
     feature_set = get_feature_set(name)
-    references = resolve_references(feature_set, panel, reference_symbols or {})
+    sources = panel if sources is None else sources
     return {
-        symbol: feature_set.compute(bars, references).iloc[feature_set.warmup - 1 :]
+        symbol: feature_set.compute(bars, resolve_references(feature_set, sources, reference_symbols, symbol))
+        .iloc[feature_set.warmup - 1 :]
         for symbol, bars in panel.items()
     }

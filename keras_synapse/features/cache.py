@@ -52,7 +52,8 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.features import get_feature_set, resolve_references
+from keras_synapse.features import get_feature_set
+from keras_synapse.features.references import resolve_references, symbol_roles
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def default_num_workers():
 
 
 def compute_features_cached(panel, name, reference_symbols=None, cache_directory=None, num_workers=None,
-                            stats=None):
+                            stats=None, sources=None):
     """`compute_features`, per symbol in parallel and through an on-disk cache.
 
     Args:
@@ -194,6 +195,8 @@ def compute_features_cached(panel, name, reference_symbols=None, cache_directory
             here).
         stats: a dict to fill with `cached`, `computed`, `workers` and
             `seconds`. Defaults to `None`.
+        sources: where the reference series are, a `Panel` or dict symbol
+            -> bars. Defaults to `None`: `panel`.
 
     Returns:
         A dict symbol -> float64 frame indexed like the symbol's bars, with the
@@ -207,34 +210,39 @@ def compute_features_cached(panel, name, reference_symbols=None, cache_directory
     if num_workers is not None and num_workers < 1:
         raise ConfigError(f"`num_workers` must be >= 1. Received: num_workers={num_workers}")
     feature_set = get_feature_set(name)
-    references = resolve_references(feature_set, panel, reference_symbols or {})
+    sources = panel if sources is None else sources
+    # Per symbol (each may have its own sector), as role -> reference symbol, the series once in `series`.
+    references = {symbol: resolve_references(feature_set, sources, reference_symbols, symbol)
+                  for symbol in panel.symbols}
+    roles = {symbol: symbol_roles(reference_symbols, symbol) for symbol in panel.symbols}
+    series = {roles[symbol][role]: bars for symbol in panel.symbols for role, bars in references[symbol].items()}
     directory = resolve_cache_directory(cache_directory) if isinstance(cache_directory, str) else cache_directory
     cache = FeatureCache(directory) if directory else None
     frames, keys = {}, {}
     if cache is not None:
         for symbol, bars in panel.items():
-            keys[symbol] = cache_key(feature_set.name, bars, references)
+            keys[symbol] = cache_key(feature_set.name, bars, references[symbol])
             frame = cache.load(feature_set.name, keys[symbol])
             if frame is not None:
                 frames[symbol] = frame
-    missing = [(symbol, panel[symbol], keys.get(symbol)) for symbol in panel.symbols if symbol not in frames]
+    missing = [(symbol, panel[symbol], keys.get(symbol), {role: roles[symbol][role] for role in references[symbol]})
+               for symbol in panel.symbols if symbol not in frames]
     workers = min(num_workers or default_num_workers(), len(missing))
     computed = []
     if workers > 1 and num_workers is None and len(missing) > 2:
         # Compute (and store) two symbols here, the first warming up, and
         # judge from the second whether the rest are worth the workers.
-        computed = _compute_chunk(feature_set.name, missing[:1], references, directory)
+        computed = _compute_chunk(feature_set.name, missing[:1], series, directory)
         probe_started = time.perf_counter()
-        computed += _compute_chunk(feature_set.name, missing[1:2], references, directory)
+        computed += _compute_chunk(feature_set.name, missing[1:2], series, directory)
         if (time.perf_counter() - probe_started) * (len(missing) - 2) < MIN_SECONDS_FOR_WORKERS:
             workers = 1
     remaining = missing[len(computed):]
     if workers > 1 and len(remaining) > 1:
-        computed += _compute_in_workers(feature_set.name, remaining, references, directory,
-                                        min(workers, len(remaining)))
+        computed += _compute_in_workers(feature_set.name, remaining, series, directory, min(workers, len(remaining)))
     else:
         workers = min(workers, 1)
-        computed += _compute_chunk(feature_set.name, remaining, references, directory)
+        computed += _compute_chunk(feature_set.name, remaining, series, directory)
     frames.update(computed)
     if stats is not None:
         stats.update(cached=len(panel) - len(missing), computed=len(missing), workers=workers,
@@ -246,12 +254,16 @@ def compute_features_cached(panel, name, reference_symbols=None, cache_directory
     return {symbol: frames[symbol] for symbol in panel.symbols}
 
 
-def _compute_chunk(name, items, references, directory=None):
-    """Computes (and caches) feature set `name` for `(symbol, bars, key)` items, in a worker or in-process."""
+def _compute_chunk(name, items, series, directory=None):
+    """Computes (and caches) feature set `name` for `(symbol, bars, key, roles)` items, here or in a worker.
+
+    `roles` maps each reference role to a symbol of `series` (symbol -> bars).
+    """
     feature_set = get_feature_set(name)
     cache = FeatureCache(directory) if directory else None
     results = []
-    for symbol, bars, key in items:
+    for symbol, bars, key, roles in items:
+        references = {role: series[reference] for role, reference in roles.items()}
         frame = feature_set.compute(bars, references).iloc[feature_set.warmup - 1 :]
         if cache is not None:
             cache.store(feature_set.name, key, frame)  # in the worker, so the writes run in parallel too
@@ -259,7 +271,7 @@ def _compute_chunk(name, items, references, directory=None):
     return results
 
 
-def _compute_in_workers(name, items, references, directory, num_workers):
+def _compute_in_workers(name, items, series, directory, num_workers):
     # A few chunks per worker balance uneven symbols without paying per-task
     # pickling of the reference series for every symbol.
     chunk_size = max(1, math.ceil(len(items) / (num_workers * 4)))
@@ -270,6 +282,6 @@ def _compute_in_workers(name, items, references, directory, num_workers):
     forkable = "tensorflow" not in sys.modules and "fork" in multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if forkable else "spawn")
     with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context) as executor:
-        results = executor.map(_compute_chunk, [name] * len(chunks), chunks, [references] * len(chunks),
+        results = executor.map(_compute_chunk, [name] * len(chunks), chunks, [series] * len(chunks),
                                [directory] * len(chunks))
         return [item for chunk in results for item in chunk]

@@ -145,7 +145,7 @@ class ModelInputs:
         return list(expected)
 
     def feature_frames(self, panel):
-        """Computes the model's features for every symbol of `panel` with the training code.
+        """Computes the model's features for every symbol of `panel` but its reference series, as in training.
 
         Returns:
             A dict symbol -> `(sequence_frame, static_frame or None)`, rows
@@ -158,12 +158,18 @@ class ModelInputs:
             FeatureMismatchError: when the computed columns are not the
                 model's.
         """
-        from keras_synapse.features import compute_features
+        from keras_synapse.features import compute_features, get_feature_set
         from keras_synapse.features.cross_section import cross_sectional_inputs
+        from keras_synapse.features.references import reference_inputs
 
-        sequence = cross_sectional_inputs(compute_features(panel, self.feature_set, self.references),
+        # The reference series are inputs, as in training: not predicted.
+        roles = {role for name in self.feature_sets for role in get_feature_set(name).references}
+        inputs_only = reference_inputs(roles, self.references, panel.symbols)
+        traded = panel.select([symbol for symbol in panel.symbols if symbol not in inputs_only])
+        sequence = cross_sectional_inputs(compute_features(traded, self.feature_set, self.references, panel),
                                           self.universe_features, self.feature_cross_section)
-        static = compute_features(panel, self.static_feature_set, self.references) if self.static_feature_set else None
+        static = (compute_features(traded, self.static_feature_set, self.references, panel)
+                  if self.static_feature_set else None)
         frames = {}
         for symbol, frame in sequence.items():
             frame = frame[self.check_columns(frame.columns, "sequence")]

@@ -290,20 +290,19 @@ class PredictionStream:
 
     def _per_symbol_features(self, symbols, reasons):
         """Features symbol by symbol on each buffer, with reference series from the buffers."""
-        from keras_synapse.features import get_feature_set, resolve_references
+        from keras_synapse.features import get_feature_set
+        from keras_synapse.features.references import resolve_references, symbol_roles
 
         inputs = self.predictor.inputs
         length = inputs.sequence_length
-        frames = {}
-        references = {}
-        for role, symbol in inputs.references.items():
-            if symbol in self._timestamps:
-                frames[symbol] = self.bars(symbol)
+        names = {name for symbol in symbols for name in symbol_roles(inputs.references, symbol).values()}
+        frames = {name: self.bars(name) for name in names if name in self._timestamps}
         sets = [(get_feature_set(inputs.feature_set), "sequence")]
         if inputs.static_feature_set:
             sets.append((get_feature_set(inputs.static_feature_set), "static"))
-        for feature_set, _ in sets:
-            references[feature_set.name] = resolve_references(feature_set, frames, inputs.references)
+        # A missing reference fails the call, not one symbol: no symbol could be served without it.
+        references = {(feature_set.name, symbol): resolve_references(feature_set, frames, inputs.references, symbol)
+                      for feature_set, _ in sets for symbol in symbols}
         sequence, static, timestamps = {}, {} if inputs.static_feature_set else None, {}
         for symbol in symbols:
             bars = frames.get(symbol)
@@ -312,7 +311,7 @@ class PredictionStream:
             try:
                 computed = []
                 for feature_set, part in sets:
-                    frame = feature_set.compute(bars, references[feature_set.name])
+                    frame = feature_set.compute(bars, references[feature_set.name, symbol])
                     computed.append(frame[inputs.check_columns(frame.columns, part)])
             except SynapseError as error:
                 if isinstance(error, FeatureMismatchError):

@@ -86,14 +86,16 @@ def prepare_data(config, quick):
             f"feature warm-up {warmup} + sequence_length {config.sequence_length} + horizon {config.horizon}",
         )
         references = reference_symbols(config)
+        sources = panel
+        panel, inputs_only = split_reference_inputs(panel, config)
         # Per symbol, in parallel for large panels, through the on-disk cache when `feature_cache` is set.
         from keras_synapse.features.cache import compute_features_cached
         from keras_synapse.features.cross_section import cross_sectional_inputs
 
-        features = compute_features_cached(panel, config.features, references, config.feature_cache)
+        features = compute_features_cached(panel, config.features, references, config.feature_cache, sources=sources)
         features = cross_sectional_inputs(features, config.universe_features, config.feature_cross_section)
-        static = (compute_features_cached(panel, config.static_features, references, config.feature_cache)
-                  if config.static_features else None)
+        static = (compute_features_cached(panel, config.static_features, references, config.feature_cache,
+                                          sources=sources) if config.static_features else None)
         labels = cross_sectional_labels(
             compute_labels(panel, config.label, config.horizon, config.label_scaling, config.execution_lag,
                            **label_options(config)), config.label_cross_section)
@@ -117,6 +119,8 @@ def prepare_data(config, quick):
     print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
           + (f" + {len(windowed.static_feature_names)} static" if static else "")
           + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")
+    if inputs_only:
+        print(f"references (inputs only, not trained, scored or traded): {', '.join(inputs_only)}")
     print(calendar_summary(panel))
     return PreparedData(panel=panel, windowed=windowed, task=task, head_tasks=head_tasks or None,
                         primary_head=primary_head)
@@ -136,6 +140,32 @@ def quiet_tensorflow():
 class _ExpectedRetracing(logging.Filter):
     def filter(self, record):
         return "triggered tf.function retracing" not in record.getMessage()
+
+
+def split_reference_inputs(panel, config):
+    """The panel without the series the feature sets read as references, and those series' symbols.
+
+    A symbol named by a reference role the run's feature sets use (the
+    market, a sector, the VIX) is an input only (see
+    `keras_synapse.features.references`); a role no feature set reads leaves
+    its symbol an ordinary one.
+
+    Raises:
+        DataError: when every symbol is a reference.
+    """
+    from keras_synapse.config import reference_symbols
+    from keras_synapse.features import get_feature_set
+    from keras_synapse.features.references import reference_inputs
+
+    roles = {role for name in (config.features, config.static_features) if name
+             for role in get_feature_set(name).references}
+    inputs_only = reference_inputs(roles, reference_symbols(config), panel.symbols)
+    traded = [symbol for symbol in panel.symbols if symbol not in inputs_only]
+    if not traded:
+        raise DataError(f"Every symbol of the data is a reference series of feature set(s) "
+                        f"'{config.features}' ({symbols_text(inputs_only)}): there is nothing to train on. Add the "
+                        "symbols to trade to --data.")
+    return (panel.select(traded) if inputs_only else panel), inputs_only
 
 
 def make_folds(config, calendar):
