@@ -1,5 +1,7 @@
 """Shared fixtures: small, valid bar frames to corrupt one way at a time; the `slow` marker."""
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,3 +102,51 @@ def model_card_fields(**changes):
               "metrics": {"summary": {}}}
     fields.update(changes)
     return fields
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(version, log_path):
+    """Starts `python -m keras_synapse.serve version` on a free port; yields `(url, process)` once it answers."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    port = _free_port()
+    log = Path(log_path).open("w")
+    command = [sys.executable, "-m", "keras_synapse.serve", str(version), "--port", str(port)]
+    # A file, not a pipe: a pipe nobody reads would block the server once full.
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.time() > deadline:
+                pytest.fail(f"server did not start: {Path(log_path).read_text()}")
+            time.sleep(0.2)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def bar_records(frame):
+    """Bars as the service takes them: `[{"timestamp", "open", ...}, ...]`."""
+    return [{"timestamp": timestamp.isoformat(), **{key: float(value) for key, value in row.items()}}
+            for timestamp, row in frame.iterrows()]

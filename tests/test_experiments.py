@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from keras_synapse.train import parse_args, run
@@ -17,8 +18,8 @@ def test_the_experiments_directory_holds_every_model():
 
 # shared_backbone runs as a user would (a subprocess, full --quick) in tests/test_train.py; planted_signal
 # and random_walk run there too, in tests/test_edge_truth.py, where their verdicts are checked; finetune below,
-# on a registered backbone.
-RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune")
+# on a registered backbone, pattern_meta_label below, with its own checks.
+RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune", "pattern_meta_label")
 
 
 @pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name not in RUN_ELSEWHERE])
@@ -61,3 +62,67 @@ def test_a_base_model_missing_from_the_registry_is_said(tmp_path, capsys):
     said = capsys.readouterr().out
     assert f"`base_model` shared_backbone/latest is not registered in {tmp_path / 'empty_registry'}" in said
     assert "the backbone is refit before the head" in said
+
+
+def test_seed_004s_pattern_meta_label_filter_runs_on_the_sample_with_reference_inputs(tmp_path, request, capsys):
+    path = request.config.rootpath / "experiments" / "pattern_meta_label.py"
+    run_dir = run(parse_args([str(path), "--quick", "--epochs", "1", "--output", str(tmp_path / "runs"),
+                              "--registry", str(tmp_path / "saved_models")]))
+    printed = capsys.readouterr().out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "python -m keras_synapse.train experiments/pattern_meta_label.py" in path.read_text()
+    assert metrics["label"]["name"] == "momentum_persistence" and len(metrics["folds"]) == 3
+    card = json.loads((Path(metrics["model"]["keras"]).parent / "metadata.json").read_text())
+    assert len(card["inputs"]["sequence"]["feature_names"]) == 17
+    assert card["config"]["sector_symbol"] == "SYN-00=SECTOR-0;SYN-01=SECTOR-1;SYN-02=SECTOR-2;SYN-03=SECTOR-0"
+    # The market, sector and VIX series feed the cross-asset features; they are neither trained nor scored.
+    assert "references (inputs only, not trained, scored or traded): MARKET, SECTOR-0, SECTOR-1, SECTOR-2, VIX, " \
+           "VIX3M" in printed
+    assert set(metrics["per_symbol"]) == {"SYN-00", "SYN-01", "SYN-02", "SYN-03"}
+    # The traded book is the 0.6 filter over the momentum strategy, calibrated on that side winning.
+    backtest = metrics["backtest"]
+    assert backtest["rules"]["signal"] == "meta_label" and backtest["rules"]["confidence_target"] == "event"
+    assert backtest["rules"]["confidence_threshold"] == 0.6
+    ab = backtest["ab_test"]
+    assert "model" not in ab["books"] and ab["confidence_target"] == "event"
+    assert ab["books"]["momentum_filtered"] == backtest["strategy"]
+    difference = ab["sharpe_differences"]["momentum_filtered - momentum"]
+    assert difference["ci_low"] <= difference["difference"] <= difference["ci_high"]
+    assert "filtered - alone" in printed and "momentum" in printed
+    serve_the_event_model(Path(metrics["model"]["keras"]).parent, card, tmp_path)
+
+
+def serve_the_event_model(version, card, tmp_path):
+    """Seed 004's endpoints on a pattern model: references sent beside the symbols, a map per strategy."""
+    import httpx
+    from conftest import bar_records, running_server
+
+    from keras_synapse.data import load_panel
+    from keras_synapse.evaluation.classical import classical_sides
+
+    panel = load_panel("sample:references", quick=True)
+    bars = {symbol: bar_records(panel[symbol].iloc[-400:]) for symbol in panel.symbols}
+    maps = card["calibration"]["strategies"]
+    assert card["calibration"]["target"] == "event" and "momentum" in maps
+    with running_server(version, tmp_path / "server.log") as (url, _):
+        answer = httpx.post(f"{url}/predict/multi_ticker_ensemble", json={"bars": bars}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        rows = {row["symbol"]: row for row in answer.json()["predictions"]}
+        assert answer.json()["model"]["edge_significant"] == card["metrics"]["summary"]["edge_significant"]
+        # The reference series feed the features and get no prediction of their own.
+        assert set(rows) == {"SYN-00", "SYN-01", "SYN-02", "SYN-03"}
+        for symbol, row in rows.items():
+            assert not row["fallback"], row["reason"]
+            sides = classical_sides(panel[symbol].iloc[-400:]).iloc[-1]
+            assert row["probability_up"] is None  # an event model states no direction
+            for name, side in sides.items():
+                expected = (None if side == 0 or name not in maps else
+                            1 / (1 + np.exp(-(maps[name]["intercept"] + maps[name]["slope"] * row["score"]))))
+                assert row["win_probabilities"][name] == (pytest.approx(expected) if expected is not None else None)
+                assert row["filtered_signals"][name] == (side if expected is not None and expected > 0.6 else 0.0)
+        # One symbol's bars cannot carry the market, sector and VIX the model reads: a 422 naming them.
+        alone = httpx.post(f"{url}/predict/ensemble_signals", json={"symbol": "SYN-00", "bars": bars["SYN-00"]},
+                           timeout=60)
+        assert alone.status_code == 422 and "'market'" in alone.json()["detail"]
+        confidence = httpx.post(f"{url}/predict/pattern_confidence", json={"symbol": "SYN-00"}, timeout=60)
+        assert confidence.status_code == 422

@@ -2,9 +2,7 @@
 
 import collections
 import concurrent.futures
-import contextlib
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_version, damage_onnx_weights
+from conftest import bar_records, copy_version, damage_onnx_weights, running_server
 
 from keras_synapse.data import load_panel
 
@@ -23,49 +21,11 @@ REQUESTS_PER_CLIENT = 250
 SERVER_PIDS = {}
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_server(version, log_path):
-    """Starts `python -m keras_synapse.serve version` on a free port; yields `(url, process)` once it answers."""
-    port = _free_port()
-    log = Path(log_path).open("w")
-    command = [sys.executable, "-m", "keras_synapse.serve", str(version), "--port", str(port)]
-    # A file, not a pipe: a pipe nobody reads would block the server once full.
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                pytest.fail(f"server did not start: {Path(log_path).read_text()}")
-            time.sleep(0.2)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
-
-
 @pytest.fixture(scope="module")
 def server(trained_registry, tmp_path_factory):
     with running_server(trained_registry, tmp_path_factory.mktemp("serve") / "server.log") as (url, process):
         SERVER_PIDS[url] = process.pid
         yield url
-
-
-def bar_records(frame):
-    return [{"timestamp": timestamp.isoformat(), **{key: float(value) for key, value in row.items()}}
-            for timestamp, row in frame.iterrows()]
 
 
 @pytest.fixture(scope="module")

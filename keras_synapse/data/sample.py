@@ -84,7 +84,9 @@ def load_sample(*, num_synthetic=10, signal_strength=0.0, seed=7, quick=False, r
     """
     if isinstance(num_synthetic, bool) or not isinstance(num_synthetic, (int, np.integer)) or num_synthetic < 0:
         raise ConfigError(f"`num_synthetic` must be an integer >= 0. Received: num_synthetic={num_synthetic!r}")
-    frames = {symbol: _load_real(symbol, module) for symbol, module in _REAL_SOURCES.items()}
+    # With references the real series only lend their trading dates.
+    frames = {symbol: _load_real(symbol, module) for symbol, module in _REAL_SOURCES.items()
+              if not references or symbol == "SP500"}
     dates = frames["SP500"].index
     if references:
         frames = {}

@@ -338,12 +338,12 @@ def format_summary(metrics):
         if "backtest_top_k" in metrics:
             top_k = metrics["backtest_top_k"]["rules"]["top_k"]
             lines.append(format_books(metrics["backtest_top_k"], f"top-{top_k} long-short"))
-        if "ab_test" in backtest:
-            from keras_synapse.evaluation.strategy_ab import format_ab
-
-            lines.append(format_ab(backtest["ab_test"]))
     else:
         lines.append(f"\nbacktest: {backtest['skipped']}")
+    if "ab_test" in backtest:
+        from keras_synapse.evaluation.strategy_ab import format_ab
+
+        lines.append(format_ab(backtest["ab_test"]))
     if metrics.get("cpcv"):
         from keras_synapse.evaluation.cpcv_paths import format_paths
 

@@ -88,8 +88,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     from keras_synapse.evaluation.backtest import backtest
     from keras_synapse.evaluation.classical import COLUMN_PREFIX, classical_columns
     from keras_synapse.evaluation.intervals import bootstrap_metrics
-    from keras_synapse.evaluation.positions import direction_calibration
     from keras_synapse.evaluation.panel_metrics import information_coefficients
+    from keras_synapse.evaluation.positions import direction_calibration
     from keras_synapse.evaluation.summary import (
         best_baseline,
         edge_verdict,
@@ -159,10 +159,13 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         return frame
 
     equity = None
-    if task.directional:
+    # An event model (pattern validation, a meta-label) trades only as a filter on a primary side.
+    trades = task.directional or rules.signal == "meta_label"
+    if trades:
         # The baselines trade under the same rules, so the strategy is judged against them, not only the market.
         # Always-up trades exactly as buy-and-hold: its book would only be drawn over that one.
-        traded = [column for column in baseline_columns if column != "baseline_always_up"]
+        traded = ([column for column in baseline_columns if column != "baseline_always_up"] if task.directional
+                  else [])
         results, equity = backtest(with_sides(test_predictions), "prediction", config.horizon, config.cost_bps,
                                    calendar, _bars_per_year(calendar), rules=rules, score_columns=traded,
                                    symbol_calendars=own_calendars)
@@ -171,19 +174,14 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
                  else "entered at the signal bar's close")
         what = f"strategy {config.strategy}" if config.strategy else "sign(score), equal weight"
         metrics["backtest"] = {**results, "cost_bps": config.cost_bps,
-                               "rule": f"{what}, {entry}, held one horizon, non-overlapping",
-                               "same_books": {"baseline_always_up": "buy_and_hold"}}
+                               "rule": f"{what}, {entry}, held one horizon, non-overlapping"}
+    if task.directional:
+        metrics["backtest"]["same_books"] = {"baseline_always_up": "buy_and_hold"}
         # For a service to state a regression model's confidence: P(up | score), fitted out of sample.
         metrics["calibration"] = {**direction_calibration(test_predictions["prediction"],
                                                           test_predictions["forward_return"]),
                                   "fitted_on": "the run's test predictions (out of sample)",
                                   "map": "P(up) = 1 / (1 + exp(-(intercept + slope * score)))"}
-        if config.ab_test:
-            from keras_synapse.evaluation.strategy_ab import classical_ab
-
-            metrics["backtest"]["ab_test"] = classical_ab(
-                test_predictions, data.panel, config.horizon, config.cost_bps, calendar, _bars_per_year(calendar),
-                own_calendars, rules, config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed)
         if config.top_k:
             # The cross-sectional view: does the ranking pay, whatever the market does?
             ranked, _ = backtest(test_predictions, "prediction", config.horizon, config.cost_bps, calendar,
@@ -193,22 +191,57 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
                                          "rule": f"long the {config.top_k} highest scores and short the "
                                                  f"{config.top_k} lowest at each rebalance, 1/{2 * config.top_k} "
                                                  f"each, {entry}, held one horizon, non-overlapping"}
+    else:
+        metrics["calibration"] = event_calibrations(test_predictions, data.panel)
+    if not trades:
+        metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
+            f"'{task.label}' predicts whether an event resolves, not a direction; it trades as a filter on a primary "
+            "side: --set strategy=\"signal=meta_label;primary_side_column=momentum;confidence_target=event\" (the "
+            "A/B filters each classical strategy so)")}
+    if config.ab_test:
+        from keras_synapse.evaluation.strategy_ab import classical_ab
+
+        metrics["backtest"]["ab_test"] = classical_ab(
+            test_predictions, data.panel, config.horizon, config.cost_bps, calendar, _bars_per_year(calendar),
+            own_calendars, rules, config.filter_confidence, BOOTSTRAP_RESAMPLES, config.seed, task.directional)
     if path_masks is not None:
         from keras_synapse.evaluation.cpcv_paths import path_distribution
 
         def trade(frame):
-            if not task.directional:
+            if not trades:
                 return None
             return backtest(with_sides(frame), "prediction", config.horizon, config.cost_bps, calendar,
                             _bars_per_year(calendar), rules=rules, symbol_calendars=own_calendars)[0]["strategy"]
 
         metrics["cpcv"] = path_distribution(fold_predictions, path_masks, lambda frame: fold_metrics(frame, task),
                                             trade)
-    if not task.directional:
-        metrics["backtest"] = {"cost_bps": config.cost_bps, "skipped": (
-            f"'{task.label}' predicts whether an event resolves, not a direction; trade it as a meta-label filter "
-            "on a primary signal instead")}
     return metrics, equity
+
+
+def event_calibrations(test_predictions, panel):
+    """For an event model's service: P(each classical strategy's side wins | score), fitted out of sample.
+
+    The walk-forward filter of the backtest refits this map at every
+    rebalance; the service has one map per strategy, fitted once on all the
+    run's test windows where the strategy took a side.
+    """
+    from keras_synapse.errors import BacktestError
+    from keras_synapse.evaluation.classical import CLASSICAL_STRATEGIES, COLUMN_PREFIX, classical_columns
+    from keras_synapse.evaluation.positions import direction_calibration
+
+    sides = classical_columns(test_predictions, panel)
+    strategies = {}
+    for name in CLASSICAL_STRATEGIES:
+        side = sides[f"{COLUMN_PREFIX}{name}"]
+        taken = side != 0
+        try:
+            strategies[name] = direction_calibration(test_predictions["prediction"].to_numpy()[taken],
+                                                     (side * test_predictions["forward_return"].to_numpy())[taken])
+        except BacktestError:
+            continue  # the side never won or never lost on the test windows: no map to state
+    return {"target": "event", "strategies": strategies,
+            "fitted_on": "the run's test predictions (out of sample), where the strategy took a side",
+            "map": "P(the strategy's side wins) = 1 / (1 + exp(-(intercept + slope * score)))"}
 
 
 def splitter_record(config):

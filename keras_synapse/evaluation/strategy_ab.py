@@ -28,6 +28,7 @@ from keras_synapse.evaluation.ab_test import sharpe_differences
 from keras_synapse.evaluation.backtest import backtest
 from keras_synapse.evaluation.classical import CLASSICAL_STRATEGIES, COLUMN_PREFIX, classical_columns
 from keras_synapse.evaluation.trading_rules import BacktestRules
+
 FAMILY_LEVEL = 0.95
 
 
@@ -37,7 +38,7 @@ def _net_returns(equity_column):
 
 
 def classical_ab(test_predictions, panel, horizon, cost_bps, calendar, bars_per_year, symbol_calendars=None,
-                 rules=None, confidence_threshold=0.6, num_resamples=1000, seed=0):
+                 rules=None, confidence_threshold=0.6, num_resamples=1000, seed=0, directional=True):
     """The A/B books and the Sharpe differences with their intervals.
 
     Args:
@@ -52,41 +53,58 @@ def classical_ab(test_predictions, panel, horizon, cost_bps, calendar, bars_per_
         confidence_threshold: the filter's least win probability. Defaults
             to `0.6` (seed 004).
         num_resamples, seed: for the paired bootstrap.
+        directional: the model's score is a direction (a return or class
+            forecast): it trades alone as the `model` book and its
+            confidence is the calibrated P(up) of the side's direction.
+            `False` for an event model (seed 004's pattern validation, a
+            meta-label): no `model` book, and the confidence is the
+            calibrated probability that the strategy's own side wins
+            (`confidence_target="event"`). Defaults to `True`.
 
     Returns:
-        A dict: `books` (name -> `book_metrics`: `model`, `buy_and_hold`,
-        each strategy and `<strategy>_filtered`), `sharpe_differences`,
+        A dict: `books` (name -> `book_metrics`: `model` when directional,
+        `buy_and_hold`, each strategy and `<strategy>_filtered`),
+        `sharpe_differences`,
         `interval_level` (each interval's, for 95% over all of them),
         `confidence_threshold`, `periods_per_year` and `rule` in words.
     """
     frame = test_predictions.assign(**classical_columns(test_predictions, panel))
     columns = [f"{COLUMN_PREFIX}{name}" for name in CLASSICAL_STRATEGIES]
-    rules = dataclasses.replace(rules or BacktestRules(), signal="sign", primary_side_column=None)
+    rules = dataclasses.replace(rules or BacktestRules(), signal="sign", primary_side_column=None,
+                                confidence_target="direction")
+    confidence_target = "direction" if directional else "event"
     options = dict(symbol_calendars=symbol_calendars, rules=rules)
+    # The classical books trade their own side whatever the model says; the model's score moves only the filter.
     results, equity = backtest(frame, "prediction", horizon, cost_bps, calendar, bars_per_year, score_columns=columns,
                                **options)
-    books = {"model": results["strategy"], "buy_and_hold": results["buy_and_hold"]}
-    returns = {"model": _net_returns(equity["strategy"])}
+    books = {"model": results["strategy"]} if directional else {}
+    books["buy_and_hold"] = results["buy_and_hold"]
+    returns = {"model": _net_returns(equity["strategy"])} if directional else {}
     for name, column in zip(CLASSICAL_STRATEGIES, columns):
         books[name] = results[column]
         returns[name] = _net_returns(equity[column])
         filtered, filtered_equity = backtest(frame, "prediction", horizon, cost_bps, calendar, bars_per_year,
                                              signal="meta_label", primary_side_column=column,
-                                             confidence_threshold=confidence_threshold, **options)
+                                             confidence_threshold=confidence_threshold,
+                                             confidence_target=confidence_target, **options)
         books[f"{name}_filtered"] = filtered["strategy"]
         returns[f"{name}_filtered"] = _net_returns(filtered_equity["strategy"])
-    best_classical = max(CLASSICAL_STRATEGIES, key=lambda name: np.nan_to_num(books[name]["sharpe"], nan=-np.inf))
-    pairs = [(f"{name}_filtered", name) for name in CLASSICAL_STRATEGIES] + [("model", best_classical)]
-    # Six comparisons: each interval at 1 - 0.05 / 6 (Bonferroni), so noise says "better" in 5% of runs, not 26%.
+    pairs = [(f"{name}_filtered", name) for name in CLASSICAL_STRATEGIES]
+    if directional:
+        best_classical = max(CLASSICAL_STRATEGIES, key=lambda name: np.nan_to_num(books[name]["sharpe"], nan=-np.inf))
+        pairs.append(("model", best_classical))
+    # Six comparisons (five for an event model): each interval at 1 - 0.05 / 6 (Bonferroni), so noise says
+    # "better" in 5% of runs, not 26%.
     family_level = 1 - (1 - FAMILY_LEVEL) / len(pairs)
     differences = sharpe_differences(pd.DataFrame(returns), pairs, results["periods_per_year"], num_resamples, seed,
                                      level=family_level)
+    probability = "P(up) of the side's direction" if directional else "probability that the side wins"
     return {"books": books, "sharpe_differences": differences, "confidence_threshold": confidence_threshold,
-            "interval_level": family_level,
+            "confidence_target": confidence_target, "interval_level": family_level,
             "periods_per_year": results["periods_per_year"],
-            "rule": (f"each classical strategy's side, traded alone and only where the model's calibrated "
-                     f"probability that the side wins exceeds {confidence_threshold:g}; same dates, rules and "
-                     "costs as the backtest")}
+            "rule": (f"each classical strategy's side, traded alone and only where the model's walk-forward "
+                     f"calibrated {probability} exceeds {confidence_threshold:g}; same dates, rules and costs as "
+                     "the backtest")}
 
 
 def format_ab(ab):
@@ -105,7 +123,9 @@ def format_ab(ab):
         lines.append(f"{name:<22}{item['sharpe_b']:>+8.2f}{item['sharpe_a']:>+10.2f}{trades:>14}   "
                      f"{item['difference']:+.2f} [{item['ci_low']:+.2f}, {item['ci_high']:+.2f}]"
                      + ("  better" if item["better"] else ""))
-    model = next(item for key, item in differences.items() if key.startswith("model - "))
+    model = next((item for key, item in differences.items() if key.startswith("model - ")), None)
+    if model is None:  # an event model: a filter, not a strategy of its own
+        return "\n".join(lines)
     lines.append(f"model alone vs the best classical ({model['b']}): Sharpe {model['sharpe_a']:+.2f} vs "
                  f"{model['sharpe_b']:+.2f}, difference {model['difference']:+.2f} [{model['ci_low']:+.2f}, "
                  f"{model['ci_high']:+.2f}]" + ("  better" if model["better"] else ""))

@@ -11,8 +11,11 @@ Endpoints (bars are lists of `{timestamp, open, high, low, close, volume}`):
   window of each symbol (a symbol whose data fails gets the neutral signal);
 - `POST /predict/ensemble_signals` `{"symbol", "bars"}` (seed 004): each
   technical signal (`keras_synapse.evaluation.classical`) at the newest bar,
-  the model's calibrated `probability_up`, and the signals the model's
-  confidence keeps (`filtered_signals`, the A/B's meta-label filter);
+  the model's calibrated probability that each side wins
+  (`win_probabilities`; a directional model's `probability_up` read for the
+  side, an event model's map per strategy from the model card), and the
+  signals the model's confidence keeps (`filtered_signals`, the A/B's
+  meta-label filter);
 - `POST /predict/multi_ticker_ensemble` `{"bars": {...}}`: the same for each
   symbol;
 - `GET /health`, `GET /model` (experiment, version, label, features,
@@ -274,21 +277,33 @@ def ensemble_json(symbol, bars, row, predictor):
 
     A technical side is kept where the model's calibrated probability that
     it wins exceeds the card's `filter_confidence` (the meta-label filter the
-    run's A/B measured), and is 0 otherwise or when the model fell back.
+    run's A/B measured), and is 0 otherwise or when the model fell back. A
+    directional model's probability is its P(up) read for the side; an event
+    model's (seed 004's pattern confidence) comes from the card's map of the
+    score to each strategy's side winning.
     """
     from keras_synapse.evaluation.classical import classical_sides
 
     sides = classical_sides(bars).iloc[-1]
-    up = None if bool(row["fallback"]) else probability_up(float(row["score"]), predictor.metadata.get("calibration"))
+    calibration = predictor.metadata.get("calibration") or {}
+    per_strategy = calibration.get("strategies")
+    fallback = bool(row["fallback"])
+    score = float(row["score"])
+    up = None if fallback or per_strategy is not None else probability_up(score, calibration)
     threshold = float(predictor.metadata.get("filter_confidence", 0.6))
-    filtered = {}
+    wins, filtered = {}, {}
     for name, side in sides.items():
-        wins = None if up is None or side == 0 else (up if side > 0 else 1 - up)
-        filtered[name] = float(side) if wins is not None and wins > threshold else 0.0
+        if fallback or side == 0:
+            wins[name] = None
+        elif per_strategy is not None:
+            wins[name] = probability_up(score, per_strategy.get(name))
+        else:
+            wins[name] = None if up is None else (up if side > 0 else 1 - up)
+        filtered[name] = float(side) if wins[name] is not None and wins[name] > threshold else 0.0
     answer = {"symbol": symbol, "timestamp": _json_value(row["timestamp"]), "score": _json_value(row["score"]),
-              "fallback": bool(row["fallback"]), "reason": row["reason"], "probability_up": up,
+              "fallback": fallback, "reason": row["reason"], "probability_up": up,
               "technical_signals": {name: float(side) for name, side in sides.items()},
-              "confidence_threshold": threshold, "filtered_signals": filtered}
+              "win_probabilities": wins, "confidence_threshold": threshold, "filtered_signals": filtered}
     if any(filtered.values()) and not model_verdict(predictor)["edge_significant"]:
         answer["warning"] = NO_EDGE_WARNING
     return answer

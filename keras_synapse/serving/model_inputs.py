@@ -105,6 +105,14 @@ class ModelInputs:
 
         return any(get_feature_set(name).references for name in self.feature_sets)
 
+    def reference_inputs(self, symbols):
+        """The symbols among `symbols` the model reads as reference series: inputs, never predicted."""
+        from keras_synapse.features import get_feature_set
+        from keras_synapse.features.references import reference_inputs
+
+        roles = {role for name in self.feature_sets for role in get_feature_set(name).references}
+        return reference_inputs(roles, self.references, symbols)
+
     @property
     def stackable(self):
         """True when every feature set is a fixed-length trailing-window function (`FeatureSet.stackable`)."""
@@ -158,13 +166,11 @@ class ModelInputs:
             FeatureMismatchError: when the computed columns are not the
                 model's.
         """
-        from keras_synapse.features import compute_features, get_feature_set
+        from keras_synapse.features import compute_features
         from keras_synapse.features.cross_section import cross_sectional_inputs
-        from keras_synapse.features.references import reference_inputs
 
         # The reference series are inputs, as in training: not predicted.
-        roles = {role for name in self.feature_sets for role in get_feature_set(name).references}
-        inputs_only = reference_inputs(roles, self.references, panel.symbols)
+        inputs_only = self.reference_inputs(panel.symbols)
         traded = panel.select([symbol for symbol in panel.symbols if symbol not in inputs_only])
         sequence = cross_sectional_inputs(compute_features(traded, self.feature_set, self.references, panel),
                                           self.universe_features, self.feature_cross_section)

@@ -90,7 +90,8 @@ class PredictionStream:
 
         Returns:
             A frame like `Predictor.predict_latest`, one row per symbol in
-            `new_bars`.
+            `new_bars` but the model's reference series (the market, sector
+            or VIX a cross-asset feature reads: inputs, not predicted).
 
         Raises:
             DataError: for unparsable input, or invalid bars with
@@ -109,7 +110,8 @@ class PredictionStream:
         for symbol, (timestamps, values) in arrays.items():
             if symbol not in rejected:
                 self._append(symbol, timestamps, values)
-        rows = self.latest([symbol for symbol in arrays if symbol not in rejected])
+        references = set(self.predictor.inputs.reference_inputs(tuple(self._timestamps)))
+        rows = self.latest([symbol for symbol in arrays if symbol not in rejected and symbol not in references])
         if rejected:
             neutral = self._neutral_rows(list(rejected), [f"invalid bars: {reason}" for reason in rejected.values()])
             rows = pd.concat([rows, neutral]).loc[list(arrays)]
@@ -149,8 +151,11 @@ class PredictionStream:
             A frame indexed by `symbol` with `timestamp`, `score`,
             probabilities for classifiers, `fallback` and `reason`.
         """
-        symbols = list(self._timestamps if symbols is None else symbols)
         inputs = self.predictor.inputs
+        if symbols is None:  # the reference series are inputs, not predicted
+            references = set(inputs.reference_inputs(tuple(self._timestamps)))
+            symbols = [symbol for symbol in self._timestamps if symbol not in references]
+        symbols = list(symbols)
         length = inputs.sequence_length
         reasons = {}
         ready = []

@@ -114,6 +114,7 @@ def prepare_data(config, quick):
                                         config.max_gap_factor, head_labels=per_head or None)
         progress.update()
     task = Task.from_labels(config.label, labels)
+    require_strategy_for_task(config, task)
     head_tasks = {head: Task.from_labels(split_head_horizon(heads[head], config.horizon)[0], head_label)
                   for head, head_label in per_head.items()}
     print(f"data: {panel!r}; {len(windowed.feature_names)} sequence features"
@@ -140,6 +141,31 @@ def quiet_tensorflow():
 class _ExpectedRetracing(logging.Filter):
     def filter(self, record):
         return "triggered tf.function retracing" not in record.getMessage()
+
+
+def require_strategy_for_task(config, task):
+    """Refuses a strategy that reads an event model's score as a direction.
+
+    An event model's score (seed 004's pattern validation, a meta-label)
+    says whether an event resolves, not which way the price goes: its filter
+    must calibrate it against the primary side winning.
+
+    Raises:
+        ConfigError: for an event label traded by sign or top-k, or filtered
+            with `confidence_target=direction`.
+    """
+    from keras_synapse.config import strategy_rules
+    from keras_synapse.errors import ConfigError
+
+    if task.directional or not config.strategy:
+        return
+    rules = strategy_rules(config)
+    if rules.signal != "meta_label" or rules.confidence_target != "event":
+        raise ConfigError(
+            f"Label '{config.label}' predicts whether an event resolves, not a direction, so it can only filter a "
+            f"primary side: strategy needs signal=meta_label and confidence_target=event (the probability that the "
+            f"primary side wins). Received: strategy={config.strategy!r} (signal={rules.signal}, "
+            f"confidence_target={rules.confidence_target})")
 
 
 def split_reference_inputs(panel, config):

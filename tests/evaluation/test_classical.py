@@ -78,3 +78,25 @@ def test_the_ab_says_a_filter_that_knows_helps_and_one_that_does_not_does_not():
     panel, frame = _predictions(strength=0.0)  # a coin flip
     ab = classical_ab(frame, panel, 5, 5, calendar, 252, num_resamples=300)
     assert not any(item["better"] for item in ab["sharpe_differences"].values())
+
+
+def test_an_event_models_filter_is_calibrated_on_the_side_winning_and_has_no_book_of_its_own():
+    from keras_synapse.evaluation.strategy_ab import classical_ab, format_ab
+
+    panel, frame = _predictions(strength=0.0, seed=1)
+    momentum_side = classical_columns(frame, panel)["classical_momentum"]
+    # An event score: high where the momentum side pays over the next five bars, whatever the direction.
+    winning = np.nan_to_num(momentum_side * frame["forward_return"].to_numpy())
+    calendar = pd.DatetimeIndex(sorted(set(frame["timestamp"])))
+    knows = frame.assign(prediction=winning / winning.std() + frame["prediction"])
+    ab = classical_ab(knows, panel, 5, 5, calendar, 252, num_resamples=300, directional=False)
+    assert "model" not in ab["books"] and ab["confidence_target"] == "event"
+    assert len(ab["sharpe_differences"]) == len(CLASSICAL_STRATEGIES)
+    assert ab["sharpe_differences"]["momentum_filtered - momentum"]["better"]
+    assert "95% over the 5 comparisons" in format_ab(ab) and "model alone" not in format_ab(ab)
+    # The same score read as a direction (P(up)) says little about the momentum side winning.
+    as_direction = classical_ab(knows, panel, 5, 5, calendar, 252, num_resamples=300)
+    assert (as_direction["books"]["momentum_filtered"]["sharpe"]
+            < ab["books"]["momentum_filtered"]["sharpe"])
+    noise = classical_ab(frame, panel, 5, 5, calendar, 252, num_resamples=300, directional=False)
+    assert not any(item["better"] for item in noise["sharpe_differences"].values())
