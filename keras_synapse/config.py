@@ -133,6 +133,9 @@ class ExperimentConfig:
     learning_rate_schedule: str = "reduce_on_plateau"
     sample_weighting: str = "none"
     seed: int = 42
+    # A seed ensemble: each fit trains this many networks (seeds differ) and
+    # averages them into one model; their spread and agreement are reported.
+    ensemble_seeds: int = 1
     # Backtest: costs and slippage per unit of turnover, in basis points.
     cost_bps: float = 5.0
     # Every run's A/B: each classical strategy (RSI, MACD, Bollinger, VWAP,
@@ -192,6 +195,9 @@ class ExperimentConfig:
         _require(self.cv != "purged_kfold" or self.n_splits >= 2, "n_splits", self.n_splits,
                  ">= 2 for cv='purged_kfold'")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        _require(self.ensemble_seeds >= 1, "ensemble_seeds", self.ensemble_seeds, ">= 1")
+        _require(self.ensemble_seeds == 1 or not self.finetune_symbol, "ensemble_seeds", self.ensemble_seeds,
+                 "1 with finetune_symbol (a new head on one frozen backbone)")
         _require(self.cost_bps >= 0, "cost_bps", self.cost_bps, ">= 0")
         _require(0 <= self.filter_confidence < 1, "filter_confidence", self.filter_confidence, "in [0, 1)")
         strategy_rules(self)  # an unknown setting or a bad value is refused before any data is loaded
@@ -262,8 +268,8 @@ CONFIG_GROUPS = {
               "causal_mask", "pooling"),
     # `stride` picks which training windows a fit sees; it does not change the windows themselves.
     "fitting": ("stride", "batch_size", "epochs", "learning_rate", "clipnorm", "patience", "monitor", "loss",
-                "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "finetune_symbol",
-                "base_model"),
+                "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "ensemble_seeds",
+                "finetune_symbol", "base_model"),
     "backtest": ("cost_bps", "top_k", "ab_test", "filter_confidence", "strategy"),
     "runtime": ("name", "distribute", "feature_cache"),
 }

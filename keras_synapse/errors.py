@@ -32,3 +32,7 @@ class BacktestError(SynapseError, ValueError):
     Also a `ValueError`, which is what callers of `keras_synapse.evaluation.backtest`
     caught before it joined `SynapseError`.
     """
+
+
+class ExportError(SynapseError):
+    """The ONNX graph could not be produced or does not match the model it was made from."""

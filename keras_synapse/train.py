@@ -22,6 +22,7 @@ from keras_synapse.evaluation.importance import importance_of_run, permuted_scor
 from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
 from keras_synapse.serving.registration import register_model
 from keras_synapse.training.preparation import fold_windows, make_folds, prepare_data, symbol_split
+from keras_synapse.training.seed_ensemble import member_columns
 from keras_synapse.training.trainer import (
     FoldTrainer,
     check_fit_settings,
@@ -112,7 +113,9 @@ def run(args):
             model, history = trainer.fit(split, f"fold_{fold.index}_finetune", base_model=shared_model)
         histories[f"fold {fold.index}"] = history
         frame = predict_windows(model, data, split["test"], config.batch_size)
-        frame = frame.assign(fold=fold.index, **baseline_columns(data, split, config.seed + fold.index))
+        frame = frame.assign(fold=fold.index, **baseline_columns(data, split, config.seed + fold.index),
+                             **member_columns(model, lambda member: predict_windows(
+                                 member, data, split["test"], config.batch_size)["prediction"]))
         if shared_model is not None:
             # The same windows scored by the shared backbone before fine-tuning.
             frame["baseline_shared_backbone"] = predict_windows(shared_model, data, split["test"],
@@ -140,6 +143,10 @@ def run(args):
 
     for fold in metrics["folds"]:  # beside each fold's training curves
         log_test_metrics(run_dir, f"fold_{fold['index']}", fold["metrics"], fold["intervals"], fold["epochs_trained"])
+    if config.ensemble_seeds > 1:
+        from keras_synapse.evaluation.agreement import agreement_record
+
+        metrics["ensemble"] = agreement_record(test_predictions, config.horizon, BOOTSTRAP_RESAMPLES, config.seed)
     if permuted:
         metrics["feature_importance"] = importance_of_run(test_predictions, pd.concat(permuted, ignore_index=True),
                                                           config.horizon, BOOTSTRAP_RESAMPLES, config.seed)

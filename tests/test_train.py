@@ -50,10 +50,10 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     summary = metrics["summary"]
     assert isinstance(summary["edge_significant"], bool)
     assert summary["edge_significant"] == (summary["ic"]["ci_low"] > 0)
-    assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "ridge_window", "random"}
+    assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "ridge_window", "lightgbm", "random"}
     # How large an edge the run could have seen, and the model against every baseline with a defined IC.
     assert 0 < summary["minimum_detectable_ic"] < 1
-    assert set(summary["versus_baselines"]) == {"momentum", "ridge", "ridge_window", "random"}
+    assert set(summary["versus_baselines"]) == {"momentum", "ridge", "ridge_window", "lightgbm", "random"}
     for name, item in summary["versus_baselines"].items():
         baseline_ic = metrics["baselines"][name]["summary"]["ic"]["pooled"]
         assert item["ic_difference"] == pytest.approx(summary["ic"]["pooled"] - baseline_ic)
@@ -216,9 +216,10 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
 @pytest.mark.parametrize("cv", ["purged_kfold", "cpcv"])
 def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     """`--set cv=purged_kfold`: each block tested once, trained on both sides; `--set cv=cpcv`: the backtest paths."""
-    # The k-fold run also builds dollar bars from the sample's daily bars (`--set bars=dollar:2x`).
-    # and the CPCV run trades a strategy from the experiment (seed 004's filter, quarter-Kelly, a 30% stop).
-    bars = ["--set", "bars=dollar:2x"] if cv == "purged_kfold" else [
+    # The k-fold run also builds dollar bars from the sample's daily bars (`--set bars=dollar:2x`) and trains
+    # a seed ensemble of two; the CPCV run trades a strategy from the experiment (seed 004's filter,
+    # quarter-Kelly, a 30% stop).
+    bars = ["--set", "bars=dollar:2x", "--set", "ensemble_seeds=2"] if cv == "purged_kfold" else [
         "--set", "strategy=signal=meta_label;primary_side_column=rsi_reversion;sizing=kelly;drawdown_limit=0.3"]
     result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--epochs", "1", "--set", f"cv={cv}",
                        "--set", "cv_groups=4", "--set", "embargo=5", *bars,
@@ -235,6 +236,13 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
         assert "bars: dollar:2x built from the source's 9000 bars:" in result.stdout
         card = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
         assert card["data"]["bars"] == "dollar:2x" and card["config"]["bars"] == "dollar:2x"
+        # The ensemble is one model (registered past the ONNX parity gate); its members' scores ride along.
+        ensemble = metrics["ensemble"]
+        assert ensemble["members"] == 2 and len(ensemble["member_ic"]) == 2 and 0.5 <= ensemble["mean_agreement"] <= 1
+        assert {"member_0", "member_1"} <= set(predictions.columns)
+        np.testing.assert_allclose(predictions[["member_0", "member_1"]].mean(axis=1), predictions["prediction"],
+                                   atol=1e-5)
+        assert "seed ensemble of 2: member ICs" in result.stdout
         # predict builds the same bars from the source's before scoring.
         predicted = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(tmp_path / "models" /
                                     "shared_backbone" / "latest"), "--data", "sample", "--quick", "--latest"],

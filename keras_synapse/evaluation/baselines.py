@@ -2,9 +2,9 @@
 
 A model's number means little alone: these say what the same folds give to
 "always up", to yesterday's trend, to linear models on the same inputs and to
-a coin. Anything fitted (the ridges) is fitted on the fold's training windows
-only, at every bar, and its penalty is chosen on the fold's early-stopping
-carve-out, as the network's epochs are.
+a coin. Anything fitted (the ridges, the trees) is fitted on the fold's training windows
+only, at every bar, and its penalty (or the trees' number) is chosen on the
+fold's early-stopping carve-out, as the network's epochs are.
 
 - `always_up`: a constant "up" (its IC is undefined; it trades as buy-and-hold).
 - `momentum`: the past `horizon`-bar log return.
@@ -12,12 +12,15 @@ carve-out, as the network's epochs are.
 - `ridge_window`: ridge regression on the whole window, flattened: exactly the
   inputs the network sees, so a network that cannot beat it has learned
   nothing a linear model could not.
+- `lightgbm`: gradient-boosted trees on each window's last bar and its
+  means and spreads (`keras_synapse.evaluation.lightgbm_baseline`), the
+  baseline of the field's benchmarks, early-stopped on the carve-out.
 - `random`: standard normal noise, what luck looks like.
 """
 
 import numpy as np
 
-BASELINE_NAMES = ("always_up", "momentum", "ridge", "ridge_window", "random")
+BASELINE_NAMES = ("always_up", "momentum", "ridge", "ridge_window", "lightgbm", "random")
 
 # Penalties tried on standardized inputs, as multiples of the number of fit
 # windows (so the grid means the same for small and large folds): from
@@ -176,11 +179,14 @@ def baseline_predictions(windowed, fit_ends, validation_ends, test_ends, seed=0)
     Returns:
         A dict baseline name -> `[len(test_ends)]` predictions.
     """
+    from keras_synapse.evaluation.lightgbm_baseline import lightgbm_predictions
+
     rng = np.random.default_rng(seed)
     return {
         "always_up": np.ones(len(test_ends)),
         "momentum": np.nan_to_num(windowed.past_returns[test_ends]),
         "ridge": tuned_ridge_predictions(windowed, fit_ends, validation_ends, test_ends)[0],
         "ridge_window": tuned_ridge_predictions(windowed, fit_ends, validation_ends, test_ends, flatten=True)[0],
+        "lightgbm": lightgbm_predictions(windowed, fit_ends, validation_ends, test_ends, seed)[0],
         "random": rng.standard_normal(len(test_ends)),
     }

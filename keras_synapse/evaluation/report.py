@@ -190,6 +190,11 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
 
         backtest_html += f"<h3>A/B: classical strategies alone and filtered by the model</h3><pre>" \
                          f"{html.escape(format_ab(metrics['backtest']['ab_test']).strip())}</pre>"
+    if metrics.get("ensemble"):
+        from keras_synapse.evaluation.agreement import format_agreement
+
+        backtest_html += (f"<h3>Seed ensemble: the members and their agreement</h3><pre>"
+                          f"{html.escape(format_agreement(metrics['ensemble']).strip())}</pre>")
     confusion_html = ""
     if "confusion_matrix" in metrics["folds"][0]["metrics"]:
         classes = metrics["label"]["classes"]
@@ -344,6 +349,10 @@ def format_summary(metrics):
         from keras_synapse.evaluation.strategy_ab import format_ab
 
         lines.append(format_ab(backtest["ab_test"]))
+    if metrics.get("ensemble"):
+        from keras_synapse.evaluation.agreement import format_agreement
+
+        lines.append(format_agreement(metrics["ensemble"]))
     if metrics.get("cpcv"):
         from keras_synapse.evaluation.cpcv_paths import format_paths
 

@@ -9,7 +9,7 @@ import importlib
 from keras_synapse.errors import ConfigError
 from keras_synapse.models.blocks import ModelSpec  # noqa: F401  (re-exported)
 
-MODEL_NAMES = ("shared_backbone", "multitask", "lstm_attention", "transformer")
+MODEL_NAMES = ("shared_backbone", "gru", "multitask", "lstm_attention", "transformer")
 
 
 def get_model_builder(name):

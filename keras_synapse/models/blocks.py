@@ -76,8 +76,8 @@ def prediction_head(x, spec, head_activation="tanh", name="prediction"):
     return keras.layers.Dense(1, activation=head_activation, name=name)(x)
 
 
-def lstm_backbone(sequence, lstm_units, dropout, recurrent_dropout, return_sequences=False):
-    """Stacked LSTMs with BatchNorm and dropout between them (seed 004).
+def lstm_backbone(sequence, lstm_units, dropout, recurrent_dropout, return_sequences=False, cell="lstm"):
+    """Stacked LSTMs (or GRUs) with BatchNorm and dropout between them (seed 004).
 
     Args:
         sequence: `[batch, L, F]`.
@@ -86,19 +86,22 @@ def lstm_backbone(sequence, lstm_units, dropout, recurrent_dropout, return_seque
         recurrent_dropout: recurrent dropout of the first layer (as the seed).
         return_sequences: return the last layer's full sequence instead of
             its final state. Defaults to `False`.
+        cell: `"lstm"` or `"gru"` (seed 001's next step); layers are named
+            `<cell>_<depth>`. Defaults to `"lstm"`.
     """
+    layer = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
     x = sequence
     for depth, units in enumerate(lstm_units):
         last = depth == len(lstm_units) - 1
-        x = keras.layers.LSTM(
+        x = layer(
             units,
             return_sequences=return_sequences or not last,
             recurrent_dropout=recurrent_dropout if depth == 0 else 0.0,
-            name=f"lstm_{depth}",
+            name=f"{cell}_{depth}",
         )(x)
-        x = keras.layers.BatchNormalization(name=f"lstm_{depth}_batch_norm")(x)
+        x = keras.layers.BatchNormalization(name=f"{cell}_{depth}_batch_norm")(x)
         if not last:
-            x = keras.layers.Dropout(dropout, name=f"lstm_{depth}_dropout")(x)
+            x = keras.layers.Dropout(dropout, name=f"{cell}_{depth}_dropout")(x)
     return x
 
 

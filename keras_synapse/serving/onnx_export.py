@@ -14,14 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_synapse.errors import SynapseError
+from keras_synapse.errors import ExportError, SynapseError
 
 DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-4
-
-
-class ExportError(SynapseError):
-    """The ONNX graph could not be produced or does not match the Keras model."""
 
 
 def convert_to_onnx(model, opset=DEFAULT_OPSET):

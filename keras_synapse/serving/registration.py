@@ -44,8 +44,13 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         names = ["model.keras", "model.onnx"] + [f"folds/fold_{index}.keras" for index in range(len(fold_models))]
         metadata["files"] = {name: file_digest(directory / name) for name in names}
 
+    from keras_synapse.training.seed_ensemble import ensemble_members
+
+    # A seed ensemble's members share the final refit's fit rows, so the first member's statistics are everyone's.
+    normalized = (ensemble_members(model) or [model])[0]
+
     def statistics(layer_name):
-        layer = model.get_layer(layer_name)
+        layer = normalized.get_layer(layer_name)
         return {"mean": np.asarray(layer.mean).ravel().tolist(), "variance": np.asarray(layer.variance).ravel().tolist()}
 
     inputs = {"sequence": {"shape": [None, config.sequence_length, len(windowed.feature_names)],

@@ -60,12 +60,14 @@ class FoldTrainer:
         return ModelSpec(config.sequence_length, len(windowed.feature_names), len(windowed.static_feature_names),
                          task.kind, task.num_classes, heads)
 
-    def build(self, split):
-        """A fresh model for the task, its normalization adapted on the fit rows only."""
+    def build(self, split, name=None):
+        """A fresh model for the task (named `name`, default the config's), normalization adapted on fit rows only."""
+        import dataclasses
+
         from keras_synapse.models import fit_normalization, get_model_builder
 
         config, windowed = self.config, self.data.windowed
-        model = get_model_builder(config.model)(config, self.spec())
+        model = get_model_builder(config.model)(dataclasses.replace(config, name=name or config.name), self.spec())
         fit_rows = split["fit_rows"]
         fit_normalization(model, windowed.features[fit_rows],
                           None if windowed.static_features is None else windowed.static_features[fit_rows])
@@ -94,10 +96,27 @@ class FoldTrainer:
     def fit(self, split, name, base_model=None):
         """Trains a model on `split` (or a new head on `base_model`'s frozen backbone).
 
+        With `ensemble_seeds` K > 1, K members are trained (each its own
+        checkpoints and seed) and averaged into one model
+        (`keras_synapse.training.seed_ensemble`).
+
         Returns:
             `(model, history)`; the history covers every epoch, including
-            those before a resume.
+            those before a resume (the first member's, for an ensemble).
         """
+        if self.config.ensemble_seeds == 1 or base_model is not None:
+            return self._fit_one(split, name, base_model)
+        from keras_synapse.training.seed_ensemble import average_members, member_name
+
+        members, histories = [], []
+        for member in range(self.config.ensemble_seeds):
+            model, history = self._fit_one(split, f"{name}_member_{member}",
+                                           model_name=member_name(self.config.name, member))
+            members.append(model)
+            histories.append(history)
+        return average_members(members, self.config.name), histories[0]
+
+    def _fit_one(self, split, name, base_model=None, model_name=None):
         import keras
         import pandas as pd
 
@@ -115,14 +134,15 @@ class FoldTrainer:
 
         config, windowed = self.config, self.data.windowed
         self.num_fits += 1
-        keras.utils.clear_session()
+        if model_name is None:  # an ensemble's members must outlive the next member's fit
+            keras.utils.clear_session()
         keras.utils.set_random_seed(config.seed + self.num_fits)
         from keras_synapse.training.distribute import distribution_scope
 
         # Build, adapt and compile under the config's tf.distribute strategy (a no-op for distribute="none").
         with distribution_scope(config.distribute):
             if base_model is None:
-                model = self.build(split)
+                model = self.build(split, model_name)
             else:
                 from keras_synapse.models import get_head_layers
                 from keras_synapse.models.finetuning import frozen_backbone_copy

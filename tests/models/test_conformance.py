@@ -32,7 +32,7 @@ CASES = [
 ] + [("multitask", "heads", 0), ("multitask", "heads", NUM_STATIC), ("transformer_sinusoidal_causal", "regression", 0)]
 # The inner loop (`-m "not slow"`) trains one case per model; the other tasks, input kinds and variants,
 # and the fresh-process reload of them all, run in the full suite.
-FIRST_CASES = [("shared_backbone", "regression", 0), ("lstm_attention", "regression", 0),
+FIRST_CASES = [("shared_backbone", "regression", 0), ("gru", "regression", 0), ("lstm_attention", "regression", 0),
                ("transformer", "regression", 0), ("multitask", "heads", 0)]
 TRAINING_CASES = [case if case in FIRST_CASES else pytest.param(*case, marks=pytest.mark.slow) for case in CASES]
 # Named variants of a model with config overrides.

@@ -6,7 +6,8 @@ import pytest
 from onnx import numpy_helper
 
 from keras_synapse.config import ExperimentConfig
-from keras_synapse.serving.onnx_export import ExportError, check_parity, convert_to_onnx, export_onnx
+from keras_synapse.errors import ExportError
+from keras_synapse.serving.onnx_export import check_parity, convert_to_onnx, export_onnx
 from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
 
 NUM_FEATURES = 8
