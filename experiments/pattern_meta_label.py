@@ -27,7 +27,7 @@ VIX3M; `keras_synapse.data.reference_series`), which feed the three
 cross-asset features and are neither trained on nor scored. Each symbol reads
 its own sector's index.
 
-Result on the offline sample (the command above, seed 42, 49 s on the 2-core
+Result on the offline sample (the command above, seed 42, 49-54 s on the 2-core
 CPU): no detectable edge. 20% of fired patterns persisted; test IC -0.001
 [95% CI -0.044, +0.039] on 8,980 windows, minimum detectable IC 0.059,
 balanced accuracy 0.500 (the classifier calls every pattern "faded"), no

@@ -46,7 +46,8 @@ GOALS = {"single_p50_us": 100.0, "speedup_vs_predict": 100.0, "batched_per_s": 1
 
 def add_arguments(parser):
     """Adds this benchmark's options to an argparse parser (for `python -m keras_synapse.bench inference`)."""
-    parser.add_argument("--models", default="shared_backbone,transformer", help="comma-separated model names")
+    parser.add_argument("--models", default="shared_backbone,gru,shared_backbone*3,transformer",
+                        help="comma-separated model names; NAME*K is a seed ensemble of K")
     parser.add_argument("--sequence-length", type=int, default=20)
     parser.add_argument("--features", type=int, default=17)
     parser.add_argument("--single-repeats", type=int, default=2000, help="single-window calls per ONNX contender")
@@ -109,17 +110,23 @@ def _ort_session(path, threads):
 
 
 def build_model(name, sequence_length, num_features, seed=0):
-    """A model of the zoo with its normalization fitted on random rows."""
+    """A model of the zoo with its normalization fitted on random rows; `"NAME*K"` is a seed ensemble of K."""
     import keras
 
     from keras_synapse.config import ExperimentConfig
     from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
+    from keras_synapse.training.seed_ensemble import average_members, member_name
 
-    keras.utils.set_random_seed(seed)
-    model = get_model_builder(name)(ExperimentConfig(model=name), ModelSpec(sequence_length, num_features))
-    rows = np.random.default_rng(seed).normal(0.0, 1.0, (2000, num_features)).astype(np.float32)
-    fit_normalization(model, rows)
-    return model
+    model_name, _, count = name.partition("*")
+    members = []
+    for member in range(int(count or 1)):
+        keras.utils.set_random_seed(seed + member)
+        config = ExperimentConfig(model=model_name, name=member_name(model_name, member) if count else model_name)
+        model = get_model_builder(model_name)(config, ModelSpec(sequence_length, num_features))
+        rows = np.random.default_rng(seed).normal(0.0, 1.0, (2000, num_features)).astype(np.float32)
+        fit_normalization(model, rows)
+        members.append(model)
+    return average_members(members, model_name) if count else members[0]
 
 
 def bench_model(name, args, directory):
@@ -132,8 +139,9 @@ def bench_model(name, args, directory):
     rng = np.random.default_rng(1)
     windows = rng.normal(0.0, 1.0, (args.batched_windows, args.sequence_length, args.features)).astype(np.float32)
     parity = {"sequence": windows[:256]}
-    paths = {"keras": directory / f"{name}.keras", "onnx": directory / f"{name}.onnx",
-             "onnx_plain": directory / f"{name}.plain.onnx", "onnx_int8": directory / f"{name}.int8.onnx"}
+    stem = name.replace("*", "x")
+    paths = {"keras": directory / f"{stem}.keras", "onnx": directory / f"{stem}.onnx",
+             "onnx_plain": directory / f"{stem}.plain.onnx", "onnx_int8": directory / f"{stem}.int8.onnx"}
     model.save(paths["keras"])
     export_info = export_onnx(model, paths["onnx"], parity)
     paths["onnx_plain"].write_bytes(convert_to_onnx(model).SerializeToString())

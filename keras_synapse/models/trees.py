@@ -391,30 +391,42 @@ def export_tree_onnx(model, kind, num_features, path, sample_x, tolerance=PARITY
             from the native ones by more than `tolerance`, naming the kind,
             the difference and the tolerance; nothing is written then.
     """
-    import onnxruntime
-
     _check_kind(kind)
     sample_x = _as_features(sample_x, "sample_x")
     num_features = int(num_features)
     if sample_x.shape[1] != num_features or not len(sample_x):
         raise ConfigError(f"`sample_x` must have rows and num_features={num_features} columns. "
                           f"Received: shape={sample_x.shape}")
+    return _checked_export(kind, path, lambda staging: _convert(model, kind, num_features, staging),
+                           {"input": sample_x}, lambda: model.predict(sample_x), tolerance)
+
+
+def _checked_export(kind, path, build, feeds, native, tolerance):
+    """Writes the graph `build(staging)` to `path` if ONNX Runtime reproduces `native()` on `feeds`.
+
+    The file is staged beside `path` (`build` may write there too) and moved
+    into place only after the parity check passes; a refused export leaves
+    nothing, and an older file at `path` stays as it was. Returns the dict
+    `export_tree_onnx` documents; `tree_windows` exports through this too.
+    """
+    import onnxruntime
+
     path = Path(path)
     descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(descriptor)
     staging = Path(staging)
     try:
         try:
-            proto = _convert(model, kind, num_features, staging)
+            proto = build(staging)
             serialized = proto.SerializeToString()
             session = onnxruntime.InferenceSession(serialized, providers=["CPUExecutionProvider"])
-            onnx_predictions = session.run(None, {"input": sample_x})[0]
+            onnx_predictions = session.run(None, feeds)[0]
         except SynapseError:
             raise
         except Exception as error:  # the converters and onnxruntime raise their own untyped errors
             raise ExportError(f"The {kind} model could not be exported to ONNX: {error}") from None
-        onnx_predictions = np.asarray(onnx_predictions, dtype=np.float64).reshape(len(sample_x), -1)[:, 0]
-        native = np.asarray(model.predict(sample_x), dtype=np.float64).ravel()
+        native = np.asarray(native(), dtype=np.float64).ravel()
+        onnx_predictions = np.asarray(onnx_predictions, dtype=np.float64).reshape(len(native), -1)[:, 0]
         difference = np.abs(onnx_predictions - native)
         largest = float(difference.max())
         if not largest <= tolerance:
