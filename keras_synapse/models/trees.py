@@ -50,7 +50,9 @@ toolkit's scaled forward returns are); `tolerance` can be raised for others.
 
 XGBoost, CatBoost and the converters (`onnxmltools`, `skl2onnx`) are
 optional, installed with `pip install -e ".[trees]"`, and imported only when
-a kind needs them.
+a kind needs them. `keras_synapse.models.tree_windows` puts the window
+summary in front of a tree graph, so that it takes raw windows as the Keras
+models do.
 """
 
 import importlib
