@@ -222,11 +222,12 @@ class ExperimentConfig:
     def _check_model_values(self):
         from keras_synapse.models import MODEL_NAMES
         from keras_synapse.models.transformer import POOLINGS, POSITIONAL_ENCODINGS
+        from keras_synapse.models.trees import TREE_MODELS
         from keras_synapse.training.callbacks import LEARNING_RATE_SCHEDULES
         from keras_synapse.training.losses import LOSS_NAMES
         from keras_synapse.windows.weights import WEIGHTINGS
 
-        _require(self.model in MODEL_NAMES, "model", self.model, f"one of {MODEL_NAMES}")
+        _require(self.model in MODEL_NAMES + TREE_MODELS, "model", self.model, f"one of {MODEL_NAMES + TREE_MODELS}")
         _require(len(self.lstm_units) > 0 and all(isinstance(units, int) and units >= 1 for units in self.lstm_units),
                  "lstm_units", self.lstm_units, "one or more layer sizes, each >= 1 (e.g. 64,32)")
         for name in ("dense_units", "num_heads", "model_dim", "num_blocks", "ff_dim"):

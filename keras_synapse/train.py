@@ -78,6 +78,10 @@ def run(args):
     # --- Data: bars -> features + labels -> stacked windows -------------------
     data = prepare_data(config, args.quick)
     check_fit_settings(config, data)  # before the run directory exists, so a refusal leaves nothing behind
+    from keras_synapse.training.tree_trainer import check_tree_settings, is_tree
+
+    if is_tree(config):
+        check_tree_settings(config, data)
     import keras
     import tensorflow as tf
     from tqdm import tqdm
@@ -96,7 +100,9 @@ def run(args):
         write_json(run_dir / "config.json", config_to_dict(config))
         write_json(run_dir / DATA_RECORD, data_record(data.panel))
         print(f"run directory: {run_dir}")
-    trainer = FoldTrainer(config, data, run_dir, resume=bool(args.resume))
+    from keras_synapse.training.tree_trainer import TreeTrainer, is_tree
+
+    trainer = (TreeTrainer if is_tree(config) else FoldTrainer)(config, data, run_dir, resume=bool(args.resume))
 
     # --- Folds: the experiment's splitter on the shared calendar ------------------
     calendar = data.windowed.calendar
@@ -168,7 +174,8 @@ def run(args):
                                      fold_models=fold_models)
         write_json(run_dir / REGISTERED_RECORD, {"version_dir": str(version_dir)})
     metrics["model"] = {
-        "keras": str(version_dir / "model.keras"),
+        # A tree model has no Keras file: its ONNX graph is the model (keras_synapse.serving.tree_registration).
+        **({} if is_tree(config) else {"keras": str(version_dir / "model.keras")}),
         "onnx": str(version_dir / "model.onnx"),
         "version": int(version_dir.name),
         "final_refit_epochs": len(final_history.get("loss", [])),
@@ -182,7 +189,8 @@ def run(args):
     write_report(run_dir / "report.html", metrics, histories, test_predictions, equity, config_to_dict(config))
     print()
     print(format_summary(metrics))
-    print(f"model: {metrics['model']['keras']} (+ model.onnx)")
+    print(f"model: {metrics['model']['onnx']}" if is_tree(config)
+          else f"model: {metrics['model']['keras']} (+ model.onnx)")
     print(f"run: {run_dir} ({time.time() - started:.0f} s)")
     return run_dir
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from keras_synapse.train import parse_args, run
@@ -18,8 +19,8 @@ def test_the_experiments_directory_holds_every_model():
 
 # shared_backbone runs as a user would (a subprocess, full --quick) in tests/test_train.py; planted_signal
 # and random_walk run there too, in tests/test_edge_truth.py, where their verdicts are checked; finetune below,
-# on a registered backbone, pattern_meta_label below, with its own checks.
-RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune", "pattern_meta_label")
+# on a registered backbone, pattern_meta_label and lightgbm below, with their own checks.
+RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune", "pattern_meta_label", "lightgbm")
 
 
 @pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name not in RUN_ELSEWHERE])
@@ -126,3 +127,40 @@ def serve_the_event_model(version, card, tmp_path):
         assert alone.status_code == 422 and "'market'" in alone.json()["detail"]
         confidence = httpx.post(f"{url}/predict/pattern_confidence", json={"symbol": "SYN-00"}, timeout=60)
         assert confidence.status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost", "catboost", "random_forest"])
+def test_every_tree_model_trains_registers_and_reproduces_its_folds(kind, tmp_path, request):
+    """A tree as a model of the run: the same folds and evaluation, one window-input ONNX graph, `predict --fold`."""
+    from keras_synapse.serving.inference import Predictor
+
+    path = request.config.rootpath / "experiments" / "lightgbm.py"
+    run_dir = run(parse_args([str(path), "--quick", "--set", f"model={kind}", "--output", str(tmp_path / "runs"),
+                              "--registry", str(tmp_path / "saved_models")]))
+    assert "python -m keras_synapse.train experiments/lightgbm.py" in path.read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["folds"]) == 3 and metrics["summary"]["verdict"] and "keras" not in metrics["model"]
+    version = Path(metrics["model"]["onnx"]).parent
+    card = json.loads((version / "metadata.json").read_text())
+    assert card["model_format"] == "tree" and card["tree"]["kind"] == kind and card["onnx"]["max_abs_diff"] < 1e-4
+    assert card["tree"]["num_trees"] in (25, 50, 100, 200, 400) and not (version / "model.keras").exists()
+    # Each fold's graph, loaded from the registry, gives that fold's test predictions again.
+    test_predictions = pd.read_csv(run_dir / "test_predictions.csv", parse_dates=["timestamp"])
+    fold = test_predictions[test_predictions["fold"] == 2]
+    predictor = Predictor.from_registry(version, fold=2)
+    from keras_synapse.data import load_panel
+
+    scores = predictor.predict_panel(load_panel("sample", quick=True))["score"]
+    expected = fold.set_index(["symbol", "timestamp"])["prediction"]
+    np.testing.assert_allclose(scores.loc[expected.index].to_numpy(), expected.to_numpy(), atol=1e-5)
+    with pytest.raises(Exception, match="ONNX Runtime only"):
+        Predictor.from_registry(version, backend="keras")
+
+
+def test_a_tree_refuses_what_only_a_network_can_do(tmp_path, request):
+    from keras_synapse.errors import ConfigError
+
+    path = request.config.rootpath / "experiments" / "lightgbm.py"
+    with pytest.raises(ConfigError, match=r"model='lightgbm' cannot train here: label 'direction' is multiclass"):
+        run(parse_args([str(path), "--quick", "--set", "label=direction", "--output", str(tmp_path / "runs")]))
+    assert not (tmp_path / "runs").exists()  # refused before anything was written

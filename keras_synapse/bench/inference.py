@@ -48,6 +48,8 @@ def add_arguments(parser):
     """Adds this benchmark's options to an argparse parser (for `python -m keras_synapse.bench inference`)."""
     parser.add_argument("--models", default="shared_backbone,gru,shared_backbone*3,transformer",
                         help="comma-separated model names; NAME*K is a seed ensemble of K")
+    parser.add_argument("--trees", default="lightgbm",
+                        help="comma-separated tree models (keras_synapse.models.trees.TREE_MODELS); '' for none")
     parser.add_argument("--sequence-length", type=int, default=20)
     parser.add_argument("--features", type=int, default=17)
     parser.add_argument("--single-repeats", type=int, default=2000, help="single-window calls per ONNX contender")
@@ -185,6 +187,51 @@ def bench_model(name, args, directory):
             "rebuilt_recurrent": export_info["rebuilt_recurrent"]}
 
 
+def bench_tree(kind, args, directory):
+    """A tree of `keras_synapse.models.trees` on window summaries: its window-input ONNX graph vs native `predict`.
+
+    Fitted (one thread) on half of `--batched-windows` random windows with a
+    product target so the trees have depth, its number of trees chosen on the
+    other half; the native contender computes the summaries in NumPy and
+    calls the library's `predict`, as a Python app would.
+    """
+    from keras_synapse.models.tree_windows import export_tree_window_onnx, float32_window_summaries
+    from keras_synapse.models.trees import fit_tree
+
+    rng = np.random.default_rng(1)
+    windows = rng.normal(0.0, 1.0, (args.batched_windows, args.sequence_length, args.features)).astype(np.float32)
+    summaries = float32_window_summaries(windows)
+    targets = summaries[:, 0] * summaries[:, 1] + rng.normal(0.0, 1.0, len(windows))
+    half = len(windows) // 2
+    model, info = fit_tree(kind, summaries[:half], targets[:half], summaries[half:], targets[half:], threads=1)
+    path = directory / f"{kind}.onnx"
+    export = export_tree_window_onnx(model, kind, args.sequence_length, args.features, path, windows[:256])
+    single, batched = _ort_session(path, 1), _ort_session(path, 0)
+    p50, p99 = _time_calls(lambda: single.run(None, {"sequence": windows[:1]}), args.single_repeats)
+    rates = [_throughput(lambda start, end: session.run(None, {"sequence": windows[start:end]}), args.batched_windows,
+                         args.batch_size) for session in (single, batched)]
+    results = {"onnx_runtime": {"p50_us": p50, "p99_us": p99, "windows_per_s": max(rates)}}
+
+    def native(batch):
+        return model.predict(float32_window_summaries(batch))
+
+    p50, p99 = _time_calls(lambda: native(windows[:1]), args.keras_repeats * 4, warmup=3)
+    results["native_predict"] = {"p50_us": p50, "p99_us": p99, "windows_per_s": _throughput(
+        lambda start, end: native(windows[start:end]), args.batched_windows, args.batch_size)}
+    return {"contenders": results, "sizes": {"onnx": path.stat().st_size}, "trees": info["num_trees"],
+            "parity": export["max_abs_diff"]}
+
+
+def _print_tree(kind, result, args):
+    native_p50 = result["contenders"]["native_predict"]["p50_us"]
+    print(f"\n{kind}: {result['trees']} trees on window summaries ({args.sequence_length}x{args.features} windows, "
+          f"summary in the graph); ONNX parity {result['parity']:.1e}, file {result['sizes']['onnx'] / 1024:,.0f} KiB")
+    print(f"{'contender':<30}{'1-window p50 us':>16}{'p99 us':>10}{'vs native':>12}{'batched windows/s':>19}")
+    for contender, figures in result["contenders"].items():
+        print(f"{contender:<30}{figures['p50_us']:>16,.0f}{figures['p99_us']:>10,.0f}"
+              f"{native_p50 / figures['p50_us']:>11.0f}x{figures['windows_per_s']:>19,.0f}")
+
+
 def write_streaming_entry(registry, num_symbols, num_bars, sequence_length=20, seed=0):
     """Registers a core-feature shared backbone (normalization fitted on the synthetic panel) for the stream bench."""
     import keras
@@ -270,6 +317,10 @@ def bench_inference(args=None):
         for name in [name.strip() for name in args.models.split(",") if name.strip()]:
             figures["models"][name] = bench_model(name, args, directory)
             _print_model(name, figures["models"][name], args)
+        figures["trees"] = {}
+        for kind in [kind.strip() for kind in args.trees.split(",") if kind.strip()]:
+            figures["trees"][kind] = bench_tree(kind, args, directory)
+            _print_tree(kind, figures["trees"][kind], args)
         version_dir = write_streaming_entry(directory / "registry", args.symbols, args.bars)
         streams = {}
         for threads in (1, 0):

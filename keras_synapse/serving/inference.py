@@ -153,6 +153,8 @@ class Predictor:
             raise SynapseError(f"`backend` must be one of {BACKENDS}. Received: backend={backend!r}")
         version_dir = resolve(path)
         metadata = read_metadata(version_dir)
+        if metadata.get("model_format") == "tree":
+            return cls._tree_from_registry(metadata, version_dir, backend, intra_op_threads, batch_size, fold)
         if fold is not None:
             fold_path = version_dir / "folds" / f"fold_{fold}.keras"
             if not fold_path.is_file():
@@ -178,6 +180,25 @@ class Predictor:
             raise ModelLoadError(f"Could not load a model from {version_dir}: {error}") from None
         check_probes(metadata, runner, "keras", version_dir / "model.keras")
         return cls(metadata, runner, "keras", version_dir, batch_size)
+
+    @classmethod
+    def _tree_from_registry(cls, metadata, version_dir, backend, intra_op_threads, batch_size, fold):
+        """A tree model: ONNX Runtime on `model.onnx` (or the fold's graph), with no Keras file to fall back to."""
+        if backend != "onnx":
+            raise SynapseError(f"{version_dir} holds a {metadata['tree']['kind']} tree model, which runs in ONNX "
+                               f"Runtime only (model.onnx). Received: backend={backend!r}; use backend='onnx'.")
+        name = "model.onnx" if fold is None else f"folds/fold_{fold}.onnx"
+        if not (version_dir / name).is_file():
+            raise SynapseError(f"{version_dir} has no {name}" + (f" (no model for fold {fold})." if fold is not None
+                                                                 else "."))
+        metadata.verify_file(version_dir, name)
+        try:
+            runner = OnnxRunner(version_dir / name, intra_op_threads)
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"Could not load {version_dir / name}: {error}") from None
+        if fold is None:
+            check_probes(metadata, runner, "onnx", version_dir / name)
+        return cls(metadata, runner, "onnx", version_dir, batch_size)
 
     def _check_input_shapes(self, shapes):
         expected = {"sequence": [self.inputs.sequence_length, len(self.inputs.feature_names)]}

@@ -344,6 +344,9 @@ def reexport(version, quantize=False, opset=DEFAULT_OPSET, tolerance=PARITY_TOLE
 
     version_dir = resolve(version)
     metadata = read_metadata(version_dir)
+    if metadata.get("model_format") == "tree":
+        raise SynapseError(f"{version_dir} holds a tree model, exported at registration from its fitted trees "
+                           "(there is no model.keras to re-export from); retrain to export it again.")
     if not (version_dir / "model.keras").is_file():
         raise SynapseError(f"{version_dir} has no model.keras to export from.")
     if parity_inputs in ("auto", "data"):

@@ -48,10 +48,11 @@ def average_members(members, name):
 
 
 def ensemble_members(model):
-    """The member models of an `average_members` ensemble (empty for a plain model)."""
+    """The member models of an `average_members` ensemble (empty for a plain model or a tree)."""
     import keras
 
-    return [layer for layer in model.layers if isinstance(layer, keras.Model) and MEMBER_PREFIX in layer.name]
+    return [layer for layer in getattr(model, "layers", ()) if isinstance(layer, keras.Model)
+            and MEMBER_PREFIX in layer.name]
 
 
 def member_columns(model, score_windows):

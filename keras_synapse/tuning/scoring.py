@@ -74,6 +74,12 @@ def score_folds(config, data, run_dir, objective):
     from keras_synapse.training.trainer import FoldTrainer
     from keras_synapse.windows.splitters import iso_utc
 
+    from keras_synapse.training.tree_trainer import is_tree
+
+    if is_tree(config):
+        raise ConfigError(f"`tune` searches a network's settings; model={config.model!r} is a tree, whose number of "
+                          "trees every run already chooses on the validation windows. Train it with "
+                          "python -m keras_synapse.train.")
     calendar = data.windowed.calendar
     trainer = FoldTrainer(config, data, run_dir)
     records = []
