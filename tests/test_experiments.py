@@ -155,6 +155,33 @@ def test_every_tree_model_trains_registers_and_reproduces_its_folds(kind, tmp_pa
     np.testing.assert_allclose(scores.loc[expected.index].to_numpy(), expected.to_numpy(), atol=1e-5)
     with pytest.raises(Exception, match="ONNX Runtime only"):
         Predictor.from_registry(version, backend="keras")
+    # The library's own file reloads into the same trees as the registered graph.
+    if kind != "random_forest":
+        from keras_synapse.models.tree_windows import float32_window_summaries
+        from keras_synapse.serving.tree_registration import NATIVE_FILES
+
+        windows = np.random.default_rng(0).normal(size=(64, *card["inputs"]["sequence"]["shape"][1:]))
+        windows = windows.astype(np.float32)
+        native = reload_native(kind, version / NATIVE_FILES[kind])
+        onnx_scores = Predictor.from_registry(version).run({"sequence": windows})["prediction"].ravel()
+        np.testing.assert_allclose(native(float32_window_summaries(windows)), onnx_scores, atol=1e-4)
+
+
+def reload_native(kind, path):
+    """The predict function of a tree reloaded by its own library from the registered file."""
+    if kind == "lightgbm":
+        import lightgbm
+
+        return lightgbm.Booster(model_file=str(path)).predict
+    if kind == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBRegressor()
+        model.load_model(str(path))
+        return model.predict
+    import catboost
+
+    return catboost.CatBoostRegressor().load_model(str(path)).predict
 
 
 def test_a_tree_refuses_what_only_a_network_can_do(tmp_path, request):

@@ -439,6 +439,10 @@ def _checked_export(kind, path, build, feeds, native, tolerance):
                 f"nothing was written to {path}."
             )
         staging.write_bytes(serialized)
+        # mkstemp makes the file private; a registry file is read by whoever serves it, as Keras's files are.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o666 & ~umask)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)

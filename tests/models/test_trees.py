@@ -1,6 +1,7 @@
 """Tree regressors: learn a product a linear fit cannot, choose their size on validation rows, export exactly."""
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -96,6 +97,9 @@ def test_onnx_export_matches_the_native_model_on_the_test_rows(fitted, tmp_path)
     assert result["tolerance"] <= 1e-4 and result["max_abs_diff"] <= result["tolerance"]
     assert isinstance(result["opset"], int)
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no staging file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file the process writes, not private
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (source,), outputs = session.get_inputs(), session.get_outputs()
