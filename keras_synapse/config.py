@@ -227,7 +227,11 @@ class ExperimentConfig:
         from keras_synapse.training.losses import LOSS_NAMES
         from keras_synapse.windows.weights import WEIGHTINGS
 
-        _require(self.model in MODEL_NAMES + TREE_MODELS, "model", self.model, f"one of {MODEL_NAMES + TREE_MODELS}")
+        from keras_synapse.training.stacking import is_stack, stack_members
+
+        stack_members(self.model) if is_stack(self.model) else _require(
+            self.model in MODEL_NAMES + TREE_MODELS, "model", self.model, f"one of {MODEL_NAMES + TREE_MODELS} or "
+            "stack:A+B+...")
         _require(len(self.lstm_units) > 0 and all(isinstance(units, int) and units >= 1 for units in self.lstm_units),
                  "lstm_units", self.lstm_units, "one or more layer sizes, each >= 1 (e.g. 64,32)")
         for name in ("dense_units", "num_heads", "model_dim", "num_blocks", "ff_dim"):

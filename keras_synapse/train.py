@@ -82,6 +82,10 @@ def run(args):
 
     if is_tree(config):
         check_tree_settings(config, data)
+    from keras_synapse.training.stacking import check_stack_settings, is_stack
+
+    if is_stack(config):
+        check_stack_settings(config, data)
     import keras
     import tensorflow as tf
     from tqdm import tqdm
@@ -100,16 +104,18 @@ def run(args):
         write_json(run_dir / "config.json", config_to_dict(config))
         write_json(run_dir / DATA_RECORD, data_record(data.panel))
         print(f"run directory: {run_dir}")
+    from keras_synapse.training.stacking import StackTrainer, is_stack
     from keras_synapse.training.tree_trainer import TreeTrainer, is_tree
 
-    trainer = (TreeTrainer if is_tree(config) else FoldTrainer)(config, data, run_dir, resume=bool(args.resume))
+    trainer_class = TreeTrainer if is_tree(config) else StackTrainer if is_stack(config) else FoldTrainer
+    trainer = trainer_class(config, data, run_dir, resume=bool(args.resume))
 
     # --- Folds: the experiment's splitter on the shared calendar ------------------
     calendar = data.windowed.calendar
     folds = make_folds(config, calendar)
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
-    fold_results, histories, predictions, fold_models, permuted = [], {}, [], [], []
+    fold_results, histories, predictions, fold_models, permuted, stack_records = [], {}, [], [], [], []
     for fold in tqdm(folds, desc="folds", unit="fold"):
         split = fold_windows(data.windowed, calendar, fold, config)
         model, history = trainer.fit(split, f"fold_{fold.index}")
@@ -132,6 +138,8 @@ def run(args):
                 lambda inputs: window_scores(model, data, inputs), data.windowed.gather(split["test"]),
                 input_feature_names(data), seed=config.seed + fold.index)))
         fold_models.append(model)
+        if getattr(model, "record", None):  # a stack: its members' weights and out-of-fold ICs
+            stack_records.append({"fold": fold.index, **model.record})
         fold_results.append(fold_record(fold, split, frame, history, data.task, data.head_tasks))
     fold_predictions = test_predictions = pd.concat(predictions, ignore_index=True)
     masks = None
@@ -149,6 +157,8 @@ def run(args):
 
     for fold in metrics["folds"]:  # beside each fold's training curves
         log_test_metrics(run_dir, f"fold_{fold['index']}", fold["metrics"], fold["intervals"], fold["epochs_trained"])
+    if stack_records:
+        metrics["stack"] = {"folds": stack_records}
     if config.ensemble_seeds > 1:
         from keras_synapse.evaluation.agreement import agreement_record
 
@@ -173,10 +183,13 @@ def run(args):
                                      drift_rows=data.windowed.timestamps <= final_split["fit_end"],
                                      fold_models=fold_models)
         write_json(run_dir / REGISTERED_RECORD, {"version_dir": str(version_dir)})
+    onnx_only = is_tree(config) or is_stack(config)
+    if is_stack(config):
+        metrics["stack"]["final"] = final_model.record
     metrics["model"] = {
-        # A tree model has no Keras file: its ONNX graph is the model (keras_synapse.serving.tree_registration).
-        **({} if is_tree(config) else {"keras": str(version_dir / "model.keras")}),
-        "onnx": str(version_dir / "model.onnx"),
+        # A tree has no Keras file, its ONNX graph is the model; a stack's members are in members/.
+        **({} if onnx_only else {"keras": str(version_dir / "model.keras")}),
+        "onnx": str(version_dir / ("members" if is_stack(config) else "model.onnx")),
         "version": int(version_dir.name),
         "final_refit_epochs": len(final_history.get("loss", [])),
     }
@@ -189,7 +202,7 @@ def run(args):
     write_report(run_dir / "report.html", metrics, histories, test_predictions, equity, config_to_dict(config))
     print()
     print(format_summary(metrics))
-    print(f"model: {metrics['model']['onnx']}" if is_tree(config)
+    print(f"model: {metrics['model']['onnx']}" if onnx_only
           else f"model: {metrics['model']['keras']} (+ model.onnx)")
     print(f"run: {run_dir} ({time.time() - started:.0f} s)")
     return run_dir

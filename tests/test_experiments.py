@@ -19,8 +19,9 @@ def test_the_experiments_directory_holds_every_model():
 
 # shared_backbone runs as a user would (a subprocess, full --quick) in tests/test_train.py; planted_signal
 # and random_walk run there too, in tests/test_edge_truth.py, where their verdicts are checked; finetune below,
-# on a registered backbone, pattern_meta_label and lightgbm below, with their own checks.
-RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune", "pattern_meta_label", "lightgbm")
+# on a registered backbone, pattern_meta_label, lightgbm and ensemble below, with their own checks.
+RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune", "pattern_meta_label", "lightgbm",
+                 "ensemble")
 
 
 @pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name not in RUN_ELSEWHERE])
@@ -191,3 +192,31 @@ def test_a_tree_refuses_what_only_a_network_can_do(tmp_path, request):
     with pytest.raises(ConfigError, match=r"model='lightgbm' cannot train here: label 'direction' is multiclass"):
         run(parse_args([str(path), "--quick", "--set", "label=direction", "--output", str(tmp_path / "runs")]))
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+def test_seed_003s_stack_trains_its_meta_learner_out_of_fold_registers_and_serves(tmp_path, request):
+    from keras_synapse.data import load_panel
+    from keras_synapse.serving.inference import Predictor
+
+    path = request.config.rootpath / "experiments" / "ensemble.py"
+    run_dir = run(parse_args([str(path), "--quick", "--epochs", "1", "--output", str(tmp_path / "runs"),
+                              "--registry", str(tmp_path / "saved_models")]))
+    assert "python -m keras_synapse.train experiments/ensemble.py" in path.read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    members = ["shared_backbone", "lightgbm", "xgboost", "catboost"]
+    assert [record["members"] for record in metrics["stack"]["folds"]] == [members, members]
+    assert set(metrics["stack"]["final"]["weights"]) == set(members) and metrics["summary"]["verdict"]
+    version = Path(metrics["model"]["onnx"]).parent
+    card = json.loads((version / "metadata.json").read_text())
+    assert card["model_format"] == "stack" and card["onnx"]["max_abs_diff"] < 1e-4
+    assert sorted(card["files"]) == [f"members/{member}.onnx" for member in sorted(members)]
+    scores = Predictor.from_registry(version).predict_latest(load_panel("sample", quick=True))["score"]
+    assert len(scores) == 6 and np.isfinite(scores).all()
+
+
+def test_a_stack_on_random_walks_claims_no_edge(tmp_path, request):
+    path = request.config.rootpath / "experiments" / "random_walk.py"
+    run_dir = run(parse_args([str(path), "--quick", "--set", "model=stack:lightgbm+xgboost", "--output",
+                              str(tmp_path / "runs"), "--registry", str(tmp_path / "saved_models")]))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["summary"]["edge_significant"] is False and "No detectable edge" in metrics["summary"]["verdict"]

@@ -353,6 +353,8 @@ def format_summary(metrics):
         from keras_synapse.evaluation.agreement import format_agreement
 
         lines.append(format_agreement(metrics["ensemble"]))
+    if metrics.get("stack"):
+        lines.append(format_stack(metrics["stack"]))
     if metrics.get("cpcv"):
         from keras_synapse.evaluation.cpcv_paths import format_paths
 
@@ -392,6 +394,16 @@ def format_symbol_table(per_symbol, shown=10):
         symbol, values = entry
         lines.append(f"{symbol:<22}{values['n']:>7}{_signed(values['ic']):>9}   {interval(values, 'ic'):<20}"
                      f"{_signed(values['directional_accuracy']):>8}   {interval(values, 'directional_accuracy')}")
+    return "\n".join(lines)
+
+
+def format_stack(stack):
+    """The stack's meta-learner per fold: each member's weight and out-of-fold IC."""
+    lines = ["\nstack: meta-learner weights on standardized member scores (out-of-fold IC of the member)"]
+    for record in stack["folds"] + ([{"fold": "final", **stack["final"]}] if stack.get("final") else []):
+        parts = ", ".join(f"{member} {record['weights'][member]:+.4f} ({record['out_of_fold_ic'][member]:+.4f})"
+                          for member in record["members"])
+        lines.append(f"fold {record['fold']}: {parts} on {record['out_of_fold_windows']} windows")
     return "\n".join(lines)
 
 

@@ -155,6 +155,8 @@ class Predictor:
         metadata = read_metadata(version_dir)
         if metadata.get("model_format") == "tree":
             return cls._tree_from_registry(metadata, version_dir, backend, intra_op_threads, batch_size, fold)
+        if metadata.get("model_format") == "stack":
+            return cls._stack_from_registry(metadata, version_dir, backend, intra_op_threads, batch_size, fold)
         if fold is not None:
             fold_path = version_dir / "folds" / f"fold_{fold}.keras"
             if not fold_path.is_file():
@@ -198,6 +200,23 @@ class Predictor:
             raise ModelLoadError(f"Could not load {version_dir / name}: {error}") from None
         if fold is None:
             check_probes(metadata, runner, "onnx", version_dir / name)
+        return cls(metadata, runner, "onnx", version_dir, batch_size)
+
+    @classmethod
+    def _stack_from_registry(cls, metadata, version_dir, backend, intra_op_threads, batch_size, fold):
+        """A stack: its members' ONNX graphs combined by the card's weights (`serving.stack_registration`)."""
+        from keras_synapse.serving.stack_registration import StackRunner
+
+        if backend != "onnx" or fold is not None:
+            raise SynapseError(f"{version_dir} holds a stack, served from its members' ONNX graphs of the final refit "
+                               f"only. Received: backend={backend!r}, fold={fold!r}; use backend='onnx' and no fold.")
+        for name in metadata["stack"]["files"].values():
+            metadata.verify_file(version_dir, name)
+        try:
+            runner = StackRunner(version_dir, metadata["stack"], intra_op_threads)
+        except Exception as error:  # onnxruntime raises its own untyped errors
+            raise ModelLoadError(f"Could not load the stack's members in {version_dir}: {error}") from None
+        check_probes(metadata, runner, "onnx", version_dir / "members")
         return cls(metadata, runner, "onnx", version_dir, batch_size)
 
     def _check_input_shapes(self, shapes):

@@ -25,15 +25,20 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     from keras_synapse.serving.registry import register
     from keras_synapse.serving.runners import KerasRunner, OnnxRunner
 
+    from keras_synapse.serving.stack_registration import write_stack_files
     from keras_synapse.serving.tree_registration import fit_row_moments, tree_card_fields, write_tree_files
+    from keras_synapse.training.stacking import StackModel
     from keras_synapse.training.tree_trainer import TreeModel
 
     windowed, panel = data.windowed, data.panel
-    tree = isinstance(model, TreeModel)
+    tree, stack = isinstance(model, TreeModel), isinstance(model, StackModel)
 
     def write_files(directory):
         if tree:
             write_tree_files(directory, model, fold_models, parity_inputs, metadata)
+            return
+        if stack:
+            write_stack_files(directory, model, parity_inputs, metadata)
             return
         # An uncompiled copy (same layers and weights): a compiled model would
         # carry keras_synapse's custom loss and metrics, and plain
@@ -64,9 +69,9 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
                            "feature_set": config.features, "feature_names": list(windowed.feature_names),
                            "definitions": feature_definitions(config.features, windowed.feature_names)}}
     normalization = {"fitted_on": "the final refit's fit rows (training data only)",
-                     "sequence": (fit_row_moments(windowed.features[drift_rows]) if tree
+                     "sequence": (fit_row_moments(windowed.features[drift_rows]) if tree or stack
                                   else statistics("feature_normalization"))}
-    if tree:
+    if tree or stack:
         normalization["used"] = "none: trees split on the raw features; the fit rows' moments, for parity inputs"
     if windowed.static_features is not None:
         inputs["static"] = {"shape": [None, len(windowed.static_feature_names)], "feature_set": config.static_features,
@@ -92,7 +97,7 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         "filter_confidence": config.filter_confidence,
         "packages": _package_versions(),
         "parameters": int(model.count_params()),
-        **(tree_card_fields(model) if tree else {}),
+        **(tree_card_fields(model) if tree else {"model_format": "stack"} if stack else {}),
     }
     rows, names = windowed.features[drift_rows], list(windowed.feature_names)
     if windowed.static_features is not None:  # the same columns as Predictor.feature_rows
