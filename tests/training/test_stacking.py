@@ -82,6 +82,16 @@ def test_an_edge_planted_only_in_the_test_period_moves_no_weight_and_no_score(pr
     assert max(trained.record["out_of_fold_ic"].values()) > 0.5
 
 
+def test_a_stack_of_random_walks_claims_no_edge(prepared):
+    from keras_synapse.evaluation.summary import metric_intervals
+
+    _, scores = stack(prepared)  # the fixture's universe has no planted edge
+    frame = prepared.windowed.window_frame(outer_split(prepared.windowed)["test"]).assign(prediction=scores)
+    frame = frame.assign(reference=prepared.task.reference(frame))
+    low, high = metric_intervals(frame, "prediction", HORIZON, 300, 0)["ic"]
+    assert low <= 0 <= high  # the verdict's rule: an edge only when the IC's interval lies above zero
+
+
 def test_stack_members_are_checked():
     assert stack_members("stack:shared_backbone+lightgbm") == ("shared_backbone", "lightgbm")
     for text in ("stack:lightgbm", "stack:lightgbm+lightgbm", "stack:lightgbm+prophet"):
