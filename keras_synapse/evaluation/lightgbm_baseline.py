@@ -17,8 +17,8 @@ worse on weak edges: a planted nonlinear edge takes ~100 trees to show, and
 the validation score of the first few trees, noise, stopped it there. Nothing
 else is tuned, so the baseline costs a few seconds a fold.
 
-Settings (fixed, `LIGHTGBM_PARAMETERS`): 31 leaves, learning rate 0.05, at
-least 200 windows per leaf (overlapping windows make small leaves fit label
+Settings (fixed, `keras_synapse.models.trees`'s for `lightgbm`): 31 leaves,
+learning rate 0.05, at least 200 windows per leaf (overlapping windows make small leaves fit label
 noise), 80% of rows and features per tree, L2 penalty 1, deterministic
 two-thread histograms, the run's seed.
 """
@@ -27,22 +27,6 @@ import os
 
 import numpy as np
 
-LIGHTGBM_PARAMETERS = {
-    "objective": "regression",
-    "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 200,
-    "subsample": 0.8,
-    "subsample_freq": 1,
-    "colsample_bytree": 0.8,
-    "reg_lambda": 1.0,
-    "n_estimators": 400,
-    "deterministic": True,
-    "force_col_wise": True,
-    "verbose": -1,
-}
-# The number of trees is chosen among these by the validation windows' IC.
-TREE_COUNTS = (25, 50, 100, 200, 400)
 _CHUNK = 8192
 
 
@@ -79,10 +63,11 @@ def lightgbm_predictions(windowed, fit_ends, validation_ends, test_ends, seed=0)
     Returns:
         `(predictions, num_trees)`: `[len(test_ends)]` and the trees kept.
     """
-    import lightgbm
+    from keras_synapse.models.trees import TREE_COUNTS, tree_regressor
 
     threads = min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    model = lightgbm.LGBMRegressor(**LIGHTGBM_PARAMETERS, random_state=seed, n_jobs=threads)
+    # The same trees as `model=lightgbm`; the baseline keeps float64 summaries and its own selection below.
+    model = tree_regressor("lightgbm", seed=seed, threads=threads)
     model.fit(window_summaries(windowed, fit_ends), windowed.targets[fit_ends].astype(np.float64))
     validation = window_summaries(windowed, validation_ends)
     targets = windowed.targets[validation_ends].astype(np.float64)
