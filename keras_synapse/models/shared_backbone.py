@@ -39,10 +39,15 @@ def build_model(config, spec):
         An uncompiled `keras.Model` with inputs `{"sequence"[, "static"]}` and
         output `prediction`.
     """
+    return build_backbone(config, spec, "lstm")
+
+
+def build_backbone(config, spec, cell):
+    """The shared backbone with `cell` (`"lstm"` or `"gru"`) recurrent layers; see `build_model`."""
     inputs, sequence, static = model_inputs(spec)
     x = keras.layers.BatchNormalization(name="input_batch_norm")(sequence)
     x = append_static_to_steps(x, static, spec.sequence_length)
-    x = lstm_backbone(x, config.lstm_units, config.dropout, config.recurrent_dropout)
+    x = lstm_backbone(x, config.lstm_units, config.dropout, config.recurrent_dropout, cell=cell)
     x = dense_block(x, config.dense_units, config.l2, config.dense_dropout)
     return keras.Model(inputs, prediction_head(x, spec, config.head_activation), name=config.name)
 
