@@ -36,3 +36,18 @@ class BacktestError(SynapseError, ValueError):
 
 class ExportError(SynapseError):
     """The ONNX graph could not be produced or does not match the model it was made from."""
+
+
+class BrokerError(SynapseError):
+    """The broker refused a request, or could not be reached.
+
+    `transient` is True for failures worth retrying later (HTTP 429, 5xx, a
+    dropped connection); False for refusals that retrying will not mend
+    (HTTP 401/403: keys wrong or not allowed; 422: an order the broker will
+    never take).
+    """
+
+    def __init__(self, message, transient=False, status=None):
+        super().__init__(message)
+        self.transient = transient
+        self.status = status
