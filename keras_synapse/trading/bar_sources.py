@@ -77,7 +77,7 @@ class AlpacaBars:
         key_id, secret_key = _stock_keys()
         self.client = StockHistoricalDataClient(key_id, secret_key, raw_data=True, url_override=url_override)
         self.now = now or (lambda: pd.Timestamp.now(tz="UTC"))
-        self.history_start = pd.Timestamp(history_start, tz="UTC") if history_start is not None else None
+        self.history_start = _utc(history_start) if history_start is not None else None
 
     def history(self):
         # Enough calendar days for `warmup_bars` trading bars, then the last of them.
@@ -128,3 +128,8 @@ def _timeframe_length(timeframe):
     return {"Min": datetime.timedelta(minutes=amount), "Hour": datetime.timedelta(hours=amount),
             "Day": datetime.timedelta(days=amount), "Week": datetime.timedelta(weeks=amount),
             "Month": datetime.timedelta(days=30 * amount)}[unit]
+
+
+def _utc(value):
+    timestamp = pd.Timestamp(value)
+    return timestamp.tz_localize("UTC") if timestamp.tz is None else timestamp.tz_convert("UTC")

@@ -1,5 +1,10 @@
 """Live-backtest parity: test bars replayed through the runner trade exactly as the backtest of the same strategy.
 
+The replay runs the whole live path: alpaca-py's data client polls a fake
+Alpaca on 127.0.0.1 (one more bar each poll) and alpaca-py's trading client
+sends the orders to it; the orders the fake received are compared with the
+backtest's.
+
 The runner sees one bar at a time (streaming features, outcomes only once
 realized); the backtest sees the whole period at once (batch predictions,
 every forward return). If the backtest's weights at a rebalance read anything
@@ -10,14 +15,15 @@ would catch it.
 import numpy as np
 import pandas as pd
 import pytest
+from fake_alpaca import FakeAlpaca
 
 from keras_synapse.data import load_panel
 from keras_synapse.data.panel import Panel
 from keras_synapse.evaluation.backtest import simulate_book
 from keras_synapse.evaluation.trading_rules import BacktestRules
 from keras_synapse.serving.inference import Predictor
-from keras_synapse.trading.bar_sources import ReplayBars
-from keras_synapse.trading.brokers import SimulatedBroker
+from keras_synapse.trading.alpaca_broker import AlpacaBroker
+from keras_synapse.trading.bar_sources import AlpacaBars
 from keras_synapse.trading.runner import LiveRunner, LiveSettings
 
 SYMBOLS = ("SYN-00", "SYN-01", "SYN-02", "SYN-03")
@@ -63,26 +69,38 @@ def expected_orders(predictor, panel, warmup, horizon, cost_bps):
     return orders, book
 
 
-def test_a_replay_through_the_runner_trades_exactly_as_the_backtest(replay, tmp_path):
+@pytest.fixture
+def alpaca_keys(monkeypatch):
+    monkeypatch.setenv("APCA_API_KEY_ID", "PKFAKEKEYID7Q3Z9X2M4")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "fakeSecretKey9w8V7u6T5s4R3q2P1o0N")
+
+
+def test_a_replay_through_the_runner_into_alpaca_trades_exactly_as_the_backtest(replay, alpaca_keys, tmp_path):
     predictor, panel, warmup = replay
     horizon = int(predictor.metadata["label"]["horizon"])
     settings = LiveSettings(strategy_id="parity", horizon=horizon, rules=RULES, cost_bps=5.0, capital=CAPITAL,
                             ramp=RAMP, ramp_periods=RAMP_PERIODS)
-    broker = SimulatedBroker(cash=CAPITAL)
-    runner = LiveRunner(predictor, broker, ReplayBars(panel, warmup), tmp_path / "live", settings, sleep=lambda s: None)
-    runner.start()
-    assert runner.run(poll_interval=0) == TRADED_BARS
-    runner.close()
+    fake = FakeAlpaca(dict(panel), revealed=warmup, cash=CAPITAL)
+    try:
+        source = AlpacaBars(list(SYMBOLS), warmup, url_override=fake.url, history_start=panel["SYN-00"].index[0])
+        runner = LiveRunner(predictor, AlpacaBroker(url_override=fake.url), source, tmp_path / "live", settings,
+                            sleep=lambda seconds: None)
+        runner.start()
+        assert runner.run(poll_interval=0, max_idle_polls=2) == TRADED_BARS
+        runner.close()
+    finally:
+        fake.stop()
 
     expected, book = expected_orders(predictor, panel, warmup, horizon, settings.cost_bps)
     # The backtest has no outcome for the last horizon's bars, so it has no rebalance there; the runner does.
     last_period = book.timestamps[-1]
-    live = {(pd.Timestamp(order["timestamp"]), order["symbol"]): order["quantity"]
-            for order in runner.orders.values() if pd.Timestamp(order["timestamp"]) <= last_period}
-    assert live == expected
+    sent = {(pd.Timestamp(order["bar_timestamp"]), order["symbol"]): order["qty"] for order in fake.orders}
+    assert len(sent) == len(fake.orders)  # one order per bar and symbol at most
+    assert {key: quantity for key, quantity in sent.items() if key[0] <= last_period} == expected
     # Not a vacuous parity: the book bought, sold, sized by Kelly, and its breakers fired and reset the ramp.
     assert len(expected) >= 20
     assert {np.sign(quantity) for quantity in expected.values()} == {-1.0, 1.0}
     assert (book.halted | book.stopped).any()
     assert len({round(abs(weight), 6) for weight in book.weights.ravel() if weight}) > 3
-    assert broker.positions() == runner.positions()
+    assert fake.positions() == runner.positions()
+    assert fake.duplicate_attempts == []
