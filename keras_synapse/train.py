@@ -58,6 +58,9 @@ def parse_args(argv):
     parser.add_argument("--registry", default="saved_models", help="model registry root. Defaults to saved_models/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set lstm_units=32,16 (repeatable)")
+    parser.add_argument("--no-promote", dest="promote", action="store_false",
+                        help="register the model without pointing saved_models/<experiment>/latest at it (a "
+                        "challenger: python -m keras_synapse.registry promote, or keras_synapse.retrain, moves it)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (e.g. after kill -9) from "
                         "its last completed epoch, with its own config.json; completed folds are not retrained")
     return parser.parse_args(argv)
@@ -181,7 +184,7 @@ def run(args):
         parity_inputs = data.windowed.gather(final_split["validation"][-256:])
         version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
                                      drift_rows=data.windowed.timestamps <= final_split["fit_end"],
-                                     fold_models=fold_models)
+                                     fold_models=fold_models, promote=getattr(args, "promote", True))
         write_json(run_dir / REGISTERED_RECORD, {"version_dir": str(version_dir)})
     onnx_only = is_tree(config) or is_stack(config)
     if is_stack(config):

@@ -3,8 +3,12 @@
 import numpy as np
 
 
-def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows, fold_models=()):
+def register_model(config, registry_dir, model, data, metrics, parity_inputs, drift_rows, fold_models=(),
+                   promote=True):
     """Saves `model.keras`, exports `model.onnx` through the parity gate, writes the metadata.
+
+    With `promote=False` the version is registered without moving `latest`
+    (a challenger, see `keras_synapse.serving.registry.set_latest`).
 
     The metadata records every file's SHA-256 and probe windows with both
     backends' outputs (`keras_synapse.serving.probes`), checked at each load.
@@ -106,7 +110,7 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
         names += [windowed.static_feature_names[index] for index in extra]
     metadata["drift_reference"] = training_distributions(rows, names)
     metadata = json_ready(metadata)
-    return register(registry_dir, config.name, write_files, metadata)
+    return register(registry_dir, config.name, write_files, metadata, promote=promote)
 
 
 def _package_versions():
