@@ -83,8 +83,8 @@ def run(args):
     symbols = [symbol.strip() for symbol in args.symbols.split(",") if symbol.strip()] if args.symbols else None
     warmup = args.warmup_bars or predictor.inputs.default_buffer_length()
     source = _source(args, symbols, warmup)
-    broker = _broker(args)
     live_dir = Path(args.live_dir or Path("live") / predictor.experiment)
+    broker = _broker(args, live_dir)
     runner = LiveRunner(predictor, broker, source, live_dir, settings)
     try:
         runner.start()
@@ -142,11 +142,12 @@ def _source(args, symbols, warmup):
                       history_start=args.history_start)
 
 
-def _broker(args):
+def _broker(args, live_dir):
     if args.broker == "simulated":
         from keras_synapse.trading.brokers import SimulatedBroker
 
-        return SimulatedBroker(cash=args.capital)
+        live_dir.mkdir(parents=True, exist_ok=True)
+        return SimulatedBroker(cash=args.capital, account_path=live_dir / "simulated_account.json")
     from keras_synapse.trading.alpaca_broker import AlpacaBroker
 
     return AlpacaBroker(url_override=args.trading_url)

@@ -7,6 +7,10 @@ the first one up), which is what makes a restart after a crash safe.
 """
 
 import dataclasses
+import json
+import os
+import uuid
+from pathlib import Path
 
 from keras_synapse.errors import BrokerError
 
@@ -69,20 +73,28 @@ class SimulatedBroker(Broker):
     """Fills every market order at once, in full, at its reference price; no costs.
 
     For demos and tests without an account; `--broker simulated` on the
-    command line. Its state lives in memory, so a restarted runner starts a
-    simulated account afresh (and reconciles its journal against it).
+    command line. With `account_path` the account is kept in a JSON file,
+    replaced atomically after every order, so a restarted runner finds the
+    account it left (as it would find a real broker's).
 
     Args:
         cash: starting cash. Defaults to `100000.0`.
+        account_path: the account's file, or `None` to keep it in memory.
+            Defaults to `None`.
     """
 
     name = "simulated"
 
-    def __init__(self, cash=100000.0):
+    def __init__(self, cash=100000.0, account_path=None):
         self.cash = float(cash)
         self._positions = {}
         self._orders = {}
         self._prices = {}
+        self.account_path = Path(account_path) if account_path is not None else None
+        if self.account_path is not None and self.account_path.exists():
+            stored = json.loads(self.account_path.read_text())
+            self.cash, self._positions, self._prices = stored["cash"], stored["positions"], stored["prices"]
+            self._orders = {order_id: OrderStatus(**order) for order_id, order in stored["orders"].items()}
 
     def positions(self):
         return {symbol: quantity for symbol, quantity in self._positions.items() if quantity != 0}
@@ -102,7 +114,17 @@ class SimulatedBroker(Broker):
         status = OrderStatus(client_order_id, symbol, float(quantity), float(quantity), float(reference_price), FILLED,
                              broker_order_id=f"sim-{len(self._orders) + 1}")
         self._orders[client_order_id] = status
+        self._save()
         return status
+
+    def _save(self):
+        if self.account_path is None:
+            return
+        temporary = self.account_path.with_name(f".{self.account_path.name}-{uuid.uuid4().hex}")
+        temporary.write_text(json.dumps({"cash": self.cash, "positions": self._positions, "prices": self._prices,
+                                         "orders": {order_id: dataclasses.asdict(order)
+                                                    for order_id, order in self._orders.items()}}))
+        os.replace(temporary, self.account_path)
 
     def order(self, client_order_id):
         return self._orders.get(client_order_id)

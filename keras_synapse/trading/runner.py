@@ -35,7 +35,7 @@ import pandas as pd
 from keras_synapse.data.panel import OHLCV_COLUMNS, Panel
 from keras_synapse.errors import BrokerError, DataError, SynapseError
 from keras_synapse.evaluation.trading_rules import BacktestRules
-from keras_synapse.trading.brokers import FILLED, OPEN, REJECTED
+from keras_synapse.trading.brokers import OPEN
 from keras_synapse.trading.decisions import (DEFAULT_RAMP, DEFAULT_RAMP_PERIODS, SCORE_COLUMN, Decision,
                                              client_order_id, decide, prediction_frame, ramp_fraction,
                                              target_quantities)
