@@ -1,8 +1,11 @@
 """`python -m keras_synapse.serve`: the HTTP service of `keras_synapse.serving.app` on uvicorn.
 
     python -m keras_synapse.serve saved_models/shared_backbone/latest [--host 127.0.0.1 --port 8000]
+    python -m keras_synapse.serve saved_models/shared_backbone/latest --live-dir live/shared_backbone
 
-The endpoints, and what bad input gets, are `keras_synapse.serving.app`'s (`--help` prints them).
+The endpoints, and what bad input gets, are `keras_synapse.serving.app`'s (`--help` prints them). With
+`--live-dir` the service also shows the live runner's dashboard at `/dashboard`
+(`keras_synapse.trading.dashboard`), read from the `status.json` the runner writes there.
 """
 
 import argparse
@@ -33,6 +36,8 @@ def parse_args(argv):
                         help=f"more bars for one symbol get 422. Defaults to {defaults.max_bars_per_symbol}")
     parser.add_argument("--max-symbols", type=int, default=defaults.max_symbols,
                         help=f"more symbols in one request get 422. Defaults to {defaults.max_symbols}")
+    parser.add_argument("--live-dir", default=None,
+                        help="the live runner's directory: serve its dashboard at /dashboard. Defaults to none")
     return parser.parse_args(argv)
 
 
@@ -51,18 +56,22 @@ def main(argv=None):
         predictor.stream()  # refuses, in one line, a model the service cannot score (cross-sectional inputs)
         app = create_app(predictor, args.hold_band, ServiceLimits(args.max_body_bytes, args.max_bars_per_symbol,
                                                                   args.max_symbols))
+        if args.live_dir is not None:
+            from keras_synapse.trading.dashboard import add_dashboard
+
+            add_dashboard(app, args.live_dir)
     except SynapseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     server = uvicorn.Server(config)
-    _announce_when_started(server, predictor)
+    _announce_when_started(server, predictor, args.live_dir)
     server.run()
     return 0
 
 
-def _announce_when_started(server, predictor):
-    """Prints the bound address (also with --port 0) once uvicorn listens."""
+def _announce_when_started(server, predictor, live_dir=None):
+    """Prints the bound address (also with --port 0), and the dashboard's with --live-dir, once uvicorn listens."""
     original = server.startup
 
     async def startup(sockets=None):
@@ -72,6 +81,8 @@ def _announce_when_started(server, predictor):
                 host, port = sock.getsockname()[:2]
                 print(f"serving {predictor.experiment} v{predictor.version} ({predictor.backend}) on "
                       f"http://{host}:{port}", flush=True)
+                if live_dir is not None:
+                    print(f"dashboard of {live_dir} on http://{host}:{port}/dashboard", flush=True)
 
     server.startup = startup
 

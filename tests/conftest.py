@@ -113,8 +113,8 @@ def _free_port():
 
 
 @contextlib.contextmanager
-def running_server(version, log_path):
-    """Starts `python -m keras_synapse.serve version` on a free port; yields `(url, process)` once it answers."""
+def running_server(version, log_path, extra_args=()):
+    """Runs `python -m keras_synapse.serve version --port FREE *extra_args`; yields `(url, process)` once it answers."""
     import subprocess
     import sys
     import time
@@ -124,7 +124,7 @@ def running_server(version, log_path):
 
     port = _free_port()
     log = Path(log_path).open("w")
-    command = [sys.executable, "-m", "keras_synapse.serve", str(version), "--port", str(port)]
+    command = [sys.executable, "-m", "keras_synapse.serve", str(version), "--port", str(port), *map(str, extra_args)]
     # A file, not a pipe: a pipe nobody reads would block the server once full.
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

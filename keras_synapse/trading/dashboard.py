@@ -42,7 +42,7 @@ from keras_synapse.serving.drift import PSI_DRIFT, PSI_MODERATE
 
 STATUS_FILE = "status.json"
 DEFAULT_REFRESH_SECONDS = 3.0
-# 1.96 standard errors: where a statistic of `window` independent pairs lands 95% of the time under no edge.
+# 1.96 standard errors: where a statistic of n independent samples lands 95% of the time under no edge.
 Z_95 = 1.96
 
 
@@ -126,10 +126,10 @@ def _age_seconds(updated, now):
     return round((now - moment).total_seconds(), 1)
 
 
-def _band(window, spread):
-    """The half-width of the 95% band of a `window`-sample statistic whose per-sample spread is `spread`."""
-    window = _number(window)
-    return Z_95 * spread / math.sqrt(window) if window and window > 1 else None
+def _band(num_samples, spread):
+    """The half-width of the 95% band of a statistic of `num_samples` samples whose per-sample spread is `spread`."""
+    num_samples = _number(num_samples)
+    return Z_95 * spread / math.sqrt(num_samples) if num_samples and num_samples > 1 else None
 
 
 def equity_json(status):
@@ -166,17 +166,29 @@ def orders_json(status, limit=50):
 
 
 def monitor_json(status):
-    """The rolling IC and accuracy, their latest values and the bands a model without edge stays in."""
+    """The rolling IC and accuracy, their latest values and the bands a model without edge stays in.
+
+    The bands are 95% bands under no edge for `realized` independent
+    predictions (the rows of the latest window, all symbols pooled): an IC's
+    standard error is then about 1/sqrt(n), a hit rate's 0.5/sqrt(n).
+    Overlapping horizons and symbols moving together make the rows
+    dependent, so the true bands are wider: a point outside them is a hint,
+    inside them it is noise.
+    """
     monitor = status.get("monitor") or {}
     rolling_ic = _records(monitor.get("rolling_ic"), "timestamp", "ic")
     rolling_accuracy = _records(monitor.get("rolling_accuracy"), "timestamp", "accuracy")
-    window = monitor.get("window")
-    return {"window": window, "realized": monitor.get("realized"), "degraded": bool(monitor.get("degraded")),
-            # An IC's standard error under no edge is about 1/sqrt(n); a hit rate's is 0.5/sqrt(n).
-            # Overlapping horizons make neighbouring samples dependent, so the true bands are wider.
-            "ic_band": _band(window, 1.0), "accuracy_band": _band(window, 0.5),
-            "latest_ic": _number(rolling_ic[-1]["ic"]) if rolling_ic else None,
-            "latest_accuracy": _number(rolling_accuracy[-1]["accuracy"]) if rolling_accuracy else None,
+    window, realized = monitor.get("window"), monitor.get("realized")
+    samples = realized if _number(realized) else window
+    latest_ic = _number(monitor.get("ic"))
+    latest_accuracy = _number(monitor.get("accuracy"))
+    if latest_ic is None and rolling_ic:
+        latest_ic = _number(rolling_ic[-1]["ic"])
+    if latest_accuracy is None and rolling_accuracy:
+        latest_accuracy = _number(rolling_accuracy[-1]["accuracy"])
+    return {"window": window, "realized": realized, "degraded": bool(monitor.get("degraded")),
+            "min_ic": _number(monitor.get("min_ic")), "ic_band": _band(samples, 1.0),
+            "accuracy_band": _band(samples, 0.5), "latest_ic": latest_ic, "latest_accuracy": latest_accuracy,
             "rolling_ic": rolling_ic, "rolling_accuracy": rolling_accuracy}
 
 
@@ -228,7 +240,8 @@ def status_json(status, now=None):
             "fallback": breakers.get("fallback"), "fallbacks": fallbacks[::-1][:10],
             "num_fallbacks": len(fallbacks),
             "monitor": {key: monitor[key] for key in ("window", "realized", "degraded", "latest_ic",
-                                                      "latest_accuracy", "ic_band", "accuracy_band")},
+                                                      "latest_accuracy", "ic_band", "accuracy_band",
+                                                      "min_ic")},
             "drift": {key: drift[key] for key in ("available", "drifted", "num_drifted", "num_features",
                                                   "checked_at")}}
 
