@@ -2,6 +2,7 @@
 
     python -m keras_synapse.retrain experiments/shared_backbone.py --data ./bars/ --holdout-bars 250
     python -m keras_synapse.retrain experiments/shared_backbone.py --realized live_realized.csv --min-trades 100
+    python -m keras_synapse.retrain experiments/shared_backbone.py --live-dir live/shared_backbone
     python -m keras_synapse.retrain experiments/shared_backbone.py --force --quick
 
 Checks whether a retrain is due (the incumbent, saved_models/<experiment>/latest,
@@ -44,8 +45,11 @@ def parse_args(argv):
     parser.add_argument("--min-drifted-features", default="25%",
                         help="drift: fire when this many features drift (a count, or a share such as 25%%). "
                         "Defaults to 25%%")
-    parser.add_argument("--realized", metavar="FILE.csv", help="realized live predictions (symbol, timestamp, score, "
-                        "forward_return) for the degradation check")
+    realized = parser.add_mutually_exclusive_group()
+    realized.add_argument("--realized", metavar="FILE.csv", help="realized live predictions (symbol, timestamp, "
+                          "score, forward_return) for the degradation check")
+    realized.add_argument("--live-dir", help="the live runner's directory: its journal's realized predictions for "
+                          "the degradation check")
     parser.add_argument("--min-trades", type=int, default=100,
                         help="degradation: the fewest realized predictions to judge on. Defaults to 100")
     parser.add_argument("--min-ic", type=float, default=0.0,
@@ -68,11 +72,15 @@ def run(args):
     """Reads the realized predictions (if any) and runs `keras_synapse.serving.retraining.retrain`."""
     from keras_synapse.serving.retrain_triggers import read_realized
     from keras_synapse.serving.retraining import retrain
+    from keras_synapse.trading.status import realized_from_journal
+
+    realized = (read_realized(args.realized) if args.realized else realized_from_journal(args.live_dir)
+                if args.live_dir else None)
 
     return retrain(args.experiment, data=args.data, registry=args.registry, output=args.output,
                    holdout_bars=args.holdout_bars, force=args.force, every=args.every,
                    min_drifted_features=args.min_drifted_features,
-                   realized=read_realized(args.realized) if args.realized else None, min_trades=args.min_trades,
+                   realized=realized, min_trades=args.min_trades,
                    min_ic=args.min_ic, degradation_window=args.degradation_window, quick=args.quick,
                    overrides=args.overrides)
 

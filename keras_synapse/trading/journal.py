@@ -28,6 +28,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from keras_synapse.data.panel import OHLCV_COLUMNS
 from keras_synapse.errors import SynapseError
 
 JOURNAL_FILE = "journal.jsonl"
@@ -97,3 +101,17 @@ def read_records(path):
             raise SynapseError(f"{path}: line {number} is not a journal record (the file was damaged or edited); "
                                f"received: {line[:80]!r}") from None
     return records
+
+
+def bar_rows(frame):
+    """Bars as the journal keeps them: `[[iso UTC timestamp, open, high, low, close, volume], ...]`."""
+    index = pd.DatetimeIndex(frame.index)
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    values = frame[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64)
+    return [[timestamp.isoformat(), *map(float, row)] for timestamp, row in zip(index, values)]
+
+
+def bars_frame(rows):
+    """The OHLCV frame of journaled bar rows."""
+    index = pd.DatetimeIndex([row[0] for row in rows]).rename("timestamp")
+    return pd.DataFrame([row[1:] for row in rows], index=index, columns=list(OHLCV_COLUMNS))

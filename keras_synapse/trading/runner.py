@@ -32,14 +32,14 @@ import time
 import numpy as np
 import pandas as pd
 
-from keras_synapse.data.panel import OHLCV_COLUMNS, Panel
+from keras_synapse.data.panel import Panel
 from keras_synapse.errors import BrokerError, DataError, SynapseError
 from keras_synapse.evaluation.trading_rules import BacktestRules
 from keras_synapse.trading.brokers import OPEN
 from keras_synapse.trading.decisions import (DEFAULT_RAMP, DEFAULT_RAMP_PERIODS, SCORE_COLUMN, Decision,
                                              client_order_id, decide, prediction_frame, ramp_fraction,
                                              target_quantities)
-from keras_synapse.trading.journal import Journal
+from keras_synapse.trading.journal import Journal, bar_rows, bars_frame
 from keras_synapse.trading.status import write_status
 
 logger = logging.getLogger("keras_synapse.trading")
@@ -128,7 +128,7 @@ class LiveRunner:
             self.journal.append("session", experiment=self.predictor.experiment, version=self.predictor.version,
                                 broker=self.broker.name, strategy_id=self.settings.strategy_id,
                                 settings=_settings_record(self.settings))
-            self.journal.append("history", bars={symbol: _bar_rows(frame) for symbol, frame in warmup.items()})
+            self.journal.append("history", bars={symbol: bar_rows(frame) for symbol, frame in warmup.items()})
             history = self.journal.of_type("history")
         else:
             self.journal.append("session", experiment=self.predictor.experiment, version=self.predictor.version,
@@ -234,7 +234,7 @@ class LiveRunner:
             values[SCORE_COLUMN] = values.pop("score")
             predictions[symbol] = {**values, "fallback": bool(row["fallback"]), "reason": str(row["reason"])}
         record = self.journal.append("bar", timestamp=timestamp.isoformat(),
-                                     bars={symbol: _bar_rows(frame)[-1] for symbol, frame in bars.items()},
+                                     bars={symbol: bar_rows(frame)[-1] for symbol, frame in bars.items()},
                                      predictions=predictions)
         self._remember_bar(record)
         self._trade(record)
@@ -368,7 +368,7 @@ class LiveRunner:
 
     def _panel(self):
         # Journaled bars were validated on the way in (the stream rejects bad ones).
-        return Panel({symbol: _bars_frame(rows) for symbol, rows in self.bars.items()}, validate=False)
+        return Panel({symbol: bars_frame(rows) for symbol, rows in self.bars.items()}, validate=False)
 
     def _calendar(self):
         return pd.DatetimeIndex(sorted({pd.Timestamp(row[0]) for rows in self.bars.values() for row in rows}))
@@ -380,18 +380,6 @@ class LiveRunner:
 
     def close(self):
         self.journal.close()
-
-
-def _bar_rows(frame):
-    index = pd.DatetimeIndex(frame.index)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    values = frame[list(OHLCV_COLUMNS)].to_numpy(dtype=np.float64)
-    return [[timestamp.isoformat(), *map(float, row)] for timestamp, row in zip(index, values)]
-
-
-def _bars_frame(rows):
-    index = pd.DatetimeIndex([row[0] for row in rows]).rename("timestamp")
-    return pd.DataFrame([row[1:] for row in rows], index=index, columns=list(OHLCV_COLUMNS))
 
 
 def _without_type(record):

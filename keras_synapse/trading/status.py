@@ -21,7 +21,9 @@ import pandas as pd
 
 from keras_synapse.errors import SynapseError
 from keras_synapse.serving.drift import drift_report
+from keras_synapse.evaluation.trading_rules import BacktestRules
 from keras_synapse.trading.decisions import SCORE_COLUMN, prediction_frame, ramp_fraction
+from keras_synapse.trading.journal import JOURNAL_FILE, bars_frame, read_records
 
 STATUS_FILE = "status.json"
 RECENT_ORDERS = 50
@@ -105,11 +107,46 @@ def _orders(runner):
 
 
 def _realized(runner, panel):
-    if not runner.predictions:
+    return realized_rows(panel, runner.predictions, runner.settings.horizon, runner.settings.rules.execution_lag)
+
+
+def realized_rows(panel, predictions, horizon, execution_lag):
+    """The predictions (dicts with `symbol`, `timestamp`, `prediction`) whose forward return is realized."""
+    if not predictions:
         return pd.DataFrame(columns=["symbol", "timestamp", SCORE_COLUMN, "forward_return"])
-    frame = prediction_frame(panel, pd.DataFrame(runner.predictions), runner.settings.horizon,
-                             runner.settings.rules.execution_lag, runner.settings.rules)
+    frame = prediction_frame(panel, pd.DataFrame(predictions), horizon, execution_lag, BacktestRules())
     return frame[np.isfinite(frame["forward_return"].to_numpy(dtype=np.float64))]
+
+
+def realized_from_journal(live_dir):
+    """A live session's realized predictions, from its journal: `symbol, timestamp, score, forward_return`.
+
+    What `python -m keras_synapse.retrain --live-dir DIR` judges live
+    degradation on.
+
+    Raises:
+        SynapseError: when `live_dir` holds no journal.
+    """
+    path = Path(live_dir) / JOURNAL_FILE
+    records = read_records(path)
+    sessions = [record for record in records if record["type"] == "session"]
+    if not sessions:
+        raise SynapseError(f"{path}: no live session journaled there; is it a `--live-dir` of the live runner?")
+    settings = sessions[-1]["settings"]
+    bars, predictions = {}, []
+    for record in records:
+        if record["type"] == "history":
+            for symbol, rows in record["bars"].items():
+                bars.setdefault(symbol, []).extend(rows)
+        elif record["type"] == "bar":
+            for symbol, row in record["bars"].items():
+                bars.setdefault(symbol, []).append(row)
+            predictions.extend({"symbol": symbol, "timestamp": pd.Timestamp(record["timestamp"]),
+                                SCORE_COLUMN: values[SCORE_COLUMN]}
+                               for symbol, values in record["predictions"].items() if not values.get("fallback"))
+    panel = {symbol: bars_frame(rows) for symbol, rows in bars.items()}
+    realized = realized_rows(panel, predictions, int(settings["horizon"]), int(settings["rules"]["execution_lag"]))
+    return realized.rename(columns={SCORE_COLUMN: "score"})[["symbol", "timestamp", "score", "forward_return"]]
 
 
 def monitor(realized, window, min_ic, min_realized):
