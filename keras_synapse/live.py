@@ -60,6 +60,15 @@ def parse_args(argv):
     parser.add_argument("--max-bars", type=int, help="stop after trading N bars this session")
     parser.add_argument("--history-start", help="with Alpaca bars: look for the warm-up history from this date. "
                         "Defaults to far enough back for --warmup-bars")
+    parser.add_argument("--retrain", metavar="EXPERIMENT.py", help="every --retrain-every bars, run `python -m "
+                        "keras_synapse.retrain EXPERIMENT.py --live-dir ...` (it retrains when a trigger fires and "
+                        "promotes only a better model) and switch to a promoted `latest`")
+    parser.add_argument("--retrain-every", type=int, default=5, help="traded bars between retrain checks. "
+                        "Defaults to 5 (a week of daily bars)")
+    parser.add_argument("--retrain-data", help="the --data spec the retrain trains on. Defaults to --replay, or "
+                        "alpaca:SYMBOLS")
+    parser.add_argument("--retrain-args", default="", help="more retrain options, e.g. \"--holdout-bars 250 "
+                        "--every 7d\"")
     parser.add_argument("--trading-url", help="Alpaca trading API base URL (a proxy or test server). Defaults to "
                         "Alpaca's paper API")
     parser.add_argument("--data-url", help="Alpaca market data API base URL. Defaults to Alpaca's")
@@ -88,7 +97,7 @@ def run(args):
     runner = LiveRunner(predictor, broker, source, live_dir, settings)
     try:
         runner.start()
-        traded = runner.run(args.poll_interval, args.max_idle_polls, args.max_bars)
+        traded = runner.run(args.poll_interval, args.max_idle_polls, args.max_bars, _retrain_hook(args, symbols))
     finally:
         runner.close()
     positions = ", ".join(f"{symbol} {quantity:g}" for symbol, quantity in sorted(runner.positions().items()))
@@ -140,6 +149,20 @@ def _source(args, symbols, warmup):
         raise ConfigError("`--symbols` is needed to trade Alpaca's bars, e.g. --symbols AAPL,MSFT")
     return AlpacaBars(symbols, warmup, args.timeframe, url_override=args.data_url,
                       history_start=args.history_start)
+
+
+def _retrain_hook(args, symbols):
+    import shlex
+
+    from keras_synapse.errors import ConfigError
+    from keras_synapse.trading.retrain_hook import RetrainHook
+
+    if not args.retrain:
+        return None
+    if args.retrain_every < 1:
+        raise ConfigError(f"`--retrain-every` must be >= 1. Received: {args.retrain_every}")
+    data = args.retrain_data or args.replay or (f"alpaca:{','.join(symbols)}" if symbols else None)
+    return RetrainHook(args.retrain, args.model, data, args.retrain_every, shlex.split(args.retrain_args))
 
 
 def _broker(args, live_dir):

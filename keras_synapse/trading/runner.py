@@ -186,7 +186,7 @@ class LiveRunner:
 
     # --- The loop ----------------------------------------------------------------------
 
-    def run(self, poll_interval=60.0, max_idle_polls=None, max_bars=None):
+    def run(self, poll_interval=60.0, max_idle_polls=None, max_bars=None, on_bar=None):
         """Polls the source and trades each new bar until it is exhausted or stopped.
 
         Args:
@@ -195,6 +195,8 @@ class LiveRunner:
                 bar (`None`: never). Defaults to `None`.
             max_bars: stop after this many bars this session (`None`: never).
                 Defaults to `None`.
+            on_bar: called with the runner after every traded bar (e.g. a
+                `retrain_hook.RetrainHook`). Defaults to `None`.
 
         Returns:
             The number of bars traded this session.
@@ -213,6 +215,8 @@ class LiveRunner:
                 self.process_bar(timestamp, {symbol: frame.loc[[timestamp]] for symbol, frame in new_bars.items()
                                              if timestamp in frame.index})
                 traded += 1
+                if on_bar is not None:
+                    on_bar(self)
                 if self.stopped_reason is not None or (max_bars is not None and traded >= max_bars):
                     break
             idle = 0 if timestamps else idle + 1
@@ -331,6 +335,14 @@ class LiveRunner:
                                                                         order["reference_price"]), symbol, timestamp)
             if answered and status is not None and status.state != state:
                 self._record_answer(status, timestamp)
+
+    def switch_model(self, predictor):
+        """Trades `predictor` from the next bar on (a promoted retrain), its stream seeded with the bars so far."""
+        previous = self.predictor.version
+        self.predictor, self.stream = predictor, predictor.stream(self._panel())
+        self.journal.append("model", experiment=predictor.experiment, version=predictor.version, previous=previous,
+                            at_bar=self.last_processed)
+        logger.info("Switched from v%s to v%s of %s.", previous, predictor.version, predictor.experiment)
 
     # --- State ----------------------------------------------------------------------------
 

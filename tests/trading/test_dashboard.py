@@ -263,8 +263,8 @@ def num_points(path_tag):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs headless Chromium at /usr/bin/chromium")
 def test_dashboard_in_headless_chromium(trained_registry, tmp_path):
+    assert Path(CHROMIUM).exists(), "this test needs headless Chromium: apt install chromium (Debian's package)"
     live = tmp_path / "live"
     with running_server(trained_registry, tmp_path / "server.log", ["--live-dir", live]) as (url, _):
         # Before the runner's first bar: the waiting card.

@@ -151,3 +151,30 @@ def test_a_restart_whose_broker_disagrees_with_the_journal_blocks_that_symbol(se
     status = json.loads((tmp_path / "status.json").read_text())
     assert "SYN-00" in status["breakers"]["fallback"]
     assert np.isclose(status["equity"][0]["equity"], 100000.0, rtol=0.05)
+
+
+def test_the_dashboard_answers_a_real_sessions_status(setup, tmp_path):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from keras_synapse.trading.dashboard import add_dashboard
+
+    predictor, panel, warmup = setup
+    runner = LiveRunner(predictor, SimulatedBroker(), ReplayBars(panel, warmup), tmp_path, settings(),
+                        sleep=lambda seconds: None)
+    runner.start()
+    runner.run(poll_interval=0)
+    runner.close()
+    app = FastAPI()
+    add_dashboard(app, tmp_path)
+    client = TestClient(app)
+    equity = client.get("/dashboard/api/equity").json()
+    assert equity["count"] == TRADED_BARS and equity["capital"] == 100000.0
+    orders = client.get("/dashboard/api/orders").json()
+    assert orders["count"] == len(runner.orders) > 0
+    positions = client.get("/dashboard/api/positions").json()
+    assert {row["symbol"]: row["quantity"] for row in positions["positions"]} == runner.positions()
+    status = client.get("/dashboard/api/status").json()
+    assert status["experiment"] == predictor.experiment and status["bars_processed"] == TRADED_BARS
+    assert client.get("/dashboard/api/drift").json()["num_features"] == len(predictor.inputs.feature_names)
+    assert client.get("/dashboard").status_code == 200
