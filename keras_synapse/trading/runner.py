@@ -67,6 +67,10 @@ class LiveSettings:
         fractional: trade fractional shares (to 1e-4). Defaults to `False`.
         monitor_window: realized predictions the rolling IC and accuracy
             cover, in bars. Defaults to `60`.
+        drift_window: bars of each symbol's newest feature rows compared with
+            the training rows for drift. Rolling features move slowly, so a
+            short window is one regime, not a sample of the present: PSI
+            then flags drift that is not there. Defaults to `250`.
         min_ic: the rolling IC under which the live model counts as degraded
             (with at least `min_realized` realized predictions). Defaults to `0.0`.
         min_realized: realized predictions before degradation is judged.
@@ -84,6 +88,7 @@ class LiveSettings:
     ramp_periods: int = DEFAULT_RAMP_PERIODS
     fractional: bool = False
     monitor_window: int = 60
+    drift_window: int = 250
     min_ic: float = 0.0
     min_realized: int = 100
     retry_wait: float = 1.0
@@ -117,6 +122,7 @@ class LiveRunner:
         self.last_processed = None
         self.stream = None
         self.stopped_reason = None
+        self.monitor_cache, self.drift = {}, None  # the status file's, kept between bars
 
     # --- Starting and resuming ---------------------------------------------------------
 

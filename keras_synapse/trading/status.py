@@ -6,7 +6,7 @@ rolling IC and accuracy cover the predictions whose outcome is realized
 (`monitor_window` bars), the rank correlation of score and forward return
 pooled over symbols, and the share of signs right; the book counts as
 degraded when, over at least `min_realized` of them, the IC is below
-`min_ic`. Drift compares the feature rows of the latest `monitor_window`
+`min_ic`. Drift compares the feature rows of the latest `drift_window`
 bars with the training rows the model card summarized
 (`keras_synapse.serving.drift`).
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from keras_synapse.errors import SynapseError
 from keras_synapse.serving.drift import drift_report
@@ -59,8 +60,9 @@ def runner_status(runner):
         "equity": equity_curve(runner, panel)[-CHART_POINTS:],
         "positions": _positions(runner, panel),
         "orders": _orders(runner)[-RECENT_ORDERS:],
-        "monitor": monitor(realized, settings.monitor_window, settings.min_ic, settings.min_realized),
-        "drift": _drift(predictor, panel, settings.monitor_window),
+        "monitor": monitor(realized, settings.monitor_window, settings.min_ic, settings.min_realized,
+                           runner.monitor_cache),
+        "drift": _drift_at_rebalances(runner, panel),
         "breakers": {**(decision.breakers if decision else dict.fromkeys(("halted", "stopped", "flattened", "cut"),
                                                                           False)),
                      "ramp": ramp_fraction(runner.decisions, settings.ramp, settings.ramp_periods)
@@ -149,7 +151,7 @@ def realized_from_journal(live_dir):
     return realized.rename(columns={SCORE_COLUMN: "score"})[["symbol", "timestamp", "score", "forward_return"]]
 
 
-def monitor(realized, window, min_ic, min_realized):
+def monitor(realized, window, min_ic, min_realized, cache=None):
     """Rolling rank IC and sign accuracy of realized predictions over the latest `window` bar times.
 
     Args:
@@ -157,6 +159,9 @@ def monitor(realized, window, min_ic, min_realized):
         window: bar times each point covers.
         min_ic: the IC under which the model counts as degraded.
         min_realized: realized rows needed before it can count as degraded.
+        cache: a dict kept between calls: a point, once all of its rows are
+            realized, never changes, so each is computed once. Defaults to
+            `None`.
 
     Returns:
         A dict: `window`, `realized` (rows in the latest window),
@@ -164,32 +169,42 @@ def monitor(realized, window, min_ic, min_realized):
         `{timestamp, accuracy}`), `ic`, `accuracy` (the latest window's) and
         `degraded`.
     """
-    times = np.sort(realized["timestamp"].unique()) if len(realized) else np.array([])
+    cache = {} if cache is None else cache
+    realized = realized.sort_values("timestamp", kind="stable")
+    stamps = realized["timestamp"].to_numpy()
+    scores, outcomes = (realized[name].to_numpy(np.float64) for name in (SCORE_COLUMN, "forward_return"))
+    times = np.unique(stamps)
     ics, accuracies = [], []
     for end in range(max(0, len(times) - CHART_POINTS), len(times)):
-        rows = realized[(realized["timestamp"] > times[max(0, end - window + 1)] - pd.Timedelta(0))
-                        & (realized["timestamp"] <= times[end])]
-        ic, accuracy = _ic_and_accuracy(rows)
         stamp = pd.Timestamp(times[end]).isoformat()
+        if stamp not in cache:
+            rows = slice(np.searchsorted(stamps, times[max(0, end - window + 1)]),
+                         np.searchsorted(stamps, times[end], side="right"))
+            cache[stamp] = (*_ic_and_accuracy(scores[rows], outcomes[rows]), rows.stop - rows.start)
+        ic, accuracy, count = cache[stamp]
         ics.append({"timestamp": stamp, "ic": ic})
         accuracies.append({"timestamp": stamp, "accuracy": accuracy})
-    latest = realized[realized["timestamp"] >= times[max(0, len(times) - window)]] if len(times) else realized
-    ic, accuracy = _ic_and_accuracy(latest)
-    degraded = bool(len(latest) >= min_realized and ic is not None and ic < min_ic)
-    return {"window": window, "realized": int(len(latest)), "ic": ic, "accuracy": accuracy,
+    ic, accuracy, count = cache[ics[-1]["timestamp"]] if ics else (None, None, 0)
+    degraded = bool(count >= min_realized and ic is not None and ic < min_ic)
+    return {"window": window, "realized": int(count), "ic": ic, "accuracy": accuracy,
             "rolling_ic": ics, "rolling_accuracy": accuracies, "degraded": degraded, "min_ic": min_ic,
             "min_realized": min_realized}
 
 
-def _ic_and_accuracy(rows):
-    if len(rows) < 3:
+def _ic_and_accuracy(scores, outcomes):
+    if len(scores) < 3:
         return None, None
-    scores, outcomes = rows[SCORE_COLUMN].to_numpy(np.float64), rows["forward_return"].to_numpy(np.float64)
-    ranks = pd.DataFrame({"score": scores, "outcome": outcomes}).rank()
-    ic = ranks["score"].corr(ranks["outcome"])
+    ic = np.corrcoef(rankdata(scores), rankdata(outcomes))[0, 1] if scores.std() > 0 and outcomes.std() > 0 else np.nan
     traded = scores != 0
     accuracy = float(np.mean(np.sign(scores[traded]) == np.sign(outcomes[traded]))) if traded.any() else None
     return (None if not np.isfinite(ic) else float(ic)), accuracy
+
+
+def _drift_at_rebalances(runner, panel):
+    # Features move little from one bar to the next: a check per holding period is enough.
+    if runner.drift is None or (runner.decisions and runner.decisions[-1].timestamp.isoformat() == runner.last_processed):
+        runner.drift = _drift(runner.predictor, panel, runner.settings.drift_window)
+    return runner.drift
 
 
 def _drift(predictor, panel, window):
