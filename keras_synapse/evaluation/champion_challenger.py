@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.errors import SynapseError
-from keras_synapse.evaluation.intervals import bootstrap_metrics
+from keras_synapse.evaluation.intervals import bootstrap_metrics, minimum_detectable_effect
 
 # Fewer rows or dates than this make any interval meaningless; refuse rather than decide.
 MIN_ROWS = 30
@@ -44,6 +44,9 @@ class ChallengerDecision:
         num_timestamps: distinct timestamps among them.
         num_dropped: rows dropped for a missing score or forward return.
         block_length: the bootstrap's mean block length, in timestamps.
+        minimum_detectable_difference: the smallest true IC gain these rows
+            would show above zero with 80% power: a better challenger by less
+            is kept out by chance more often than not.
         reason: the decision in one line, with its numbers.
     """
 
@@ -59,6 +62,7 @@ class ChallengerDecision:
     num_timestamps: int
     num_dropped: int
     block_length: float
+    minimum_detectable_difference: float
     reason: str
 
     def to_dict(self):
@@ -145,14 +149,17 @@ def compare_on_holdout(rows, incumbent="incumbent", challenger="challenger", hor
         reason = (f"{verdict} (IC {challenger_ic:+.4f} vs {incumbent_ic:+.4f}, difference {difference:+.4f} "
                   f"[{percent} CI {interval[0]:+.4f}, {interval[1]:+.4f}])")
     num_timestamps = int(result.num_timestamps)
-    reason += f" on {len(frame)} held-out rows, {num_timestamps} timestamps"
+    detectable = (minimum_detectable_effect(result.difference_standard_error("challenger", "incumbent", "ic"), level)
+                  if np.isfinite(incumbent_ic) else result.minimum_detectable("challenger", "ic"))
+    reason += (f" on {len(frame)} held-out rows, {num_timestamps} timestamps; the smallest IC gain these rows would "
+               f"show with 80% power is {detectable:.4f}")
     return ChallengerDecision(
         promote=promote, incumbent_ic=float(incumbent_ic), challenger_ic=float(challenger_ic),
         incumbent_interval=tuple(map(float, incumbent_interval)),
         challenger_interval=tuple(map(float, challenger_interval)), difference=float(difference),
         difference_interval=tuple(map(float, interval)), level=float(level), num_rows=int(len(frame)),
         num_timestamps=num_timestamps, num_dropped=int(num_dropped), block_length=float(result.block_length),
-        reason=reason)
+        minimum_detectable_difference=float(detectable), reason=reason)
 
 
 def _usable_rows(rows, incumbent, challenger):

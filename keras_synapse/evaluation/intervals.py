@@ -323,6 +323,14 @@ class BootstrapResult:
         low, high = self._interval(value, self.draws[column][metric] - self.draws[other][metric], influence)
         return {"difference": value, "ci_low": low, "ci_high": high}
 
+    def difference_standard_error(self, column, other, metric="ic"):
+        """The standard error of `column`'s metric minus `other`'s, paired like `difference`."""
+        influence = None
+        if (column, metric) in self.influences:
+            influence = self.influences[(column, metric)] - self.influences[(other, metric)]
+        errors = [_spread(self.draws[column][metric] - self.draws[other][metric]), self._long_run_error(influence)]
+        return float(np.nanmax(errors)) if np.isfinite(errors).any() else np.nan
+
     def standard_error(self, column, metric="ic"):
         """The standard error of `metric` for `column`: the bootstrap's, or the long-run floor if larger."""
         errors = [_spread(self.draws[column][metric]), self._long_run_error(self.influences.get((column, metric)))]
