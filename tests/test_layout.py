@@ -8,7 +8,8 @@ import keras_synapse
 PACKAGE = Path(keras_synapse.__file__).parent
 # Stages in import order: each may import the ones before it, never one after. Evaluation's metric
 # functions come before training because training logs the validation IC with them.
-STAGES = ["data", "features", "labels", "windows", "models", "evaluation", "training", "serving", "tuning", "bench"]
+STAGES = ["data", "features", "labels", "windows", "models", "evaluation", "training", "serving", "tuning", "trading",
+          "bench"]
 COMMANDS = {"train", "tune", "predict", "export", "serve", "registry", "retrain", "live"}
 # Besides the commands, at most this many top-level modules (the ones every stage shares).
 MAX_SHARED_MODULES = 5

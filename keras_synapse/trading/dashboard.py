@@ -232,6 +232,7 @@ def status_json(status, now=None):
     return {"state": "live", "updated": status.get("updated"), "age_seconds": _age_seconds(status.get("updated"), now),
             "experiment": status.get("experiment"), "version": status.get("version"),
             "verdict": status.get("verdict"), "edge_significant": edge, "warning": None if edge else NO_EDGE_WARNING,
+            "trained_until": status.get("trained_until"), "in_sample_bars": status.get("in_sample_bars", 0),
             "broker": status.get("broker"), "symbols": status.get("symbols") or [],
             "last_bar": status.get("last_bar"), "bars_processed": status.get("bars_processed"),
             "capital": equity["capital"], "equity": equity["latest_equity"], "return": equity["return"],

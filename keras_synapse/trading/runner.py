@@ -243,11 +243,19 @@ class LiveRunner:
             values = {name: float(row[name]) for name in row.index if name == "score" or name.startswith("probability_")}
             values[SCORE_COLUMN] = values.pop("score")
             predictions[symbol] = {**values, "fallback": bool(row["fallback"]), "reason": str(row["reason"])}
+        self._warn_if_in_sample(timestamp)
         record = self.journal.append("bar", timestamp=timestamp.isoformat(),
                                      bars={symbol: bar_rows(frame)[-1] for symbol, frame in bars.items()},
                                      predictions=predictions)
         self._remember_bar(record)
         self._trade(record)
+
+    def _warn_if_in_sample(self, timestamp):
+        end = self.predictor.metadata.get("data", {}).get("end")
+        if end is not None and timestamp <= pd.Timestamp(end) and not getattr(self, "_warned_in_sample", False):
+            logger.warning("Trading bars the model was trained on (its data end %s): these trades are in sample and "
+                           "no evidence of an edge.", end)
+            self._warned_in_sample = True
 
     def _trade(self, record):
         timestamp = pd.Timestamp(record["timestamp"])

@@ -57,6 +57,7 @@ def runner_status(runner):
         "broker": runner.broker.name, "symbols": sorted(panel),
         "last_bar": runner.last_processed, "bars_processed": len({row["timestamp"] for row in runner.predictions}),
         "capital": settings.capital,
+        **in_sample(predictor, runner.predictions),
         "equity": equity_curve(runner, panel)[-CHART_POINTS:],
         "positions": _positions(runner, panel),
         "orders": _orders(runner)[-RECENT_ORDERS:],
@@ -70,6 +71,16 @@ def runner_status(runner):
                      "fallback": fallback},
         "fallbacks": runner.fallbacks[-RECENT_ORDERS:],
     }
+
+
+def in_sample(predictor, predictions):
+    """How many traded bars the model was trained on (its card's `data.end` or before): their trades prove nothing."""
+    end = predictor.metadata.get("data", {}).get("end")
+    if end is None:
+        return {"trained_until": None, "in_sample_bars": 0}
+    end = pd.Timestamp(end)
+    traded = {row["timestamp"] for row in predictions}
+    return {"trained_until": end.isoformat(), "in_sample_bars": sum(timestamp <= end for timestamp in traded)}
 
 
 def equity_curve(runner, panel):

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from fake_alpaca import FakeAlpaca
 
@@ -176,5 +177,8 @@ def test_the_dashboard_answers_a_real_sessions_status(setup, tmp_path):
     assert {row["symbol"]: row["quantity"] for row in positions["positions"]} == runner.positions()
     status = client.get("/dashboard/api/status").json()
     assert status["experiment"] == predictor.experiment and status["bars_processed"] == TRADED_BARS
+    # The quick sample's last bars are in the model's training data: the dashboard says these trades prove nothing.
+    assert status["in_sample_bars"] == TRADED_BARS and pd.Timestamp(status["trained_until"]) == pd.Timestamp(
+        predictor.metadata["data"]["end"])
     assert client.get("/dashboard/api/drift").json()["num_features"] == len(predictor.inputs.feature_names)
     assert client.get("/dashboard").status_code == 200
