@@ -95,9 +95,12 @@ def run(args):
     live_dir = Path(args.live_dir or Path("live") / predictor.experiment)
     broker = _broker(args, live_dir)
     runner = LiveRunner(predictor, broker, source, live_dir, settings)
+    traded = 0
     try:
         runner.start()
         traded = runner.run(args.poll_interval, args.max_idle_polls, args.max_bars, _retrain_hook(args, symbols))
+    except KeyboardInterrupt:  # a stop by hand: the journal holds everything done so far
+        print("stopped by the user; run the same command to resume", file=sys.stderr)
     finally:
         runner.close()
     positions = ", ".join(f"{symbol} {quantity:g}" for symbol, quantity in sorted(runner.positions().items()))

@@ -18,7 +18,9 @@ Conventions, chosen so that a skeptic can check every number by hand:
 - **Timing.** Positions for period k read only the scores (and probability,
   primary-side columns) at its rebalance, and estimates fitted on rows whose
   outcome was realized by then (label end at or before the rebalance). The
-  path-dependent risk controls read only the net returns of earlier periods.
+  path-dependent risk controls read only the net returns of earlier periods
+  whose outcome was known by the rebalance (with an execution lag, the
+  period before is still open then).
 - **Risk controls** (seed 002), each on its own: `max_position` slots per
   symbol, `max_gross_exposure` (the book is scaled down to it), a per-period
   loss limit, a peak-to-trough drawdown limit, a circuit breaker on a loss
@@ -100,31 +102,38 @@ class Book:
 def _run_book(panel, target_weights, cost_rate, rules=None):
     """Applies the path-dependent controls period by period; each period's symbols are vectorized.
 
-    `rules` `None` (buy-and-hold) applies none: the default rules have every control off.
+    A period's net return reaches the controls once its outcome is known,
+    `horizon + execution_lag` bars after its rebalance: with no lag that is
+    the next rebalance; with a lag the next rebalance comes a bar before the
+    previous period's exit, so that period acts one rebalance later (as it
+    would live). `rules` `None` (buy-and-hold) applies none: the default
+    rules have every control off.
     """
     rules = rules if rules is not None else BacktestRules()
-    period_loss_limit, drawdown_limit = rules.period_loss_limit, rules.drawdown_limit
-    max_loss_streak, cooldown_periods = rules.max_loss_streak, rules.cooldown_periods
-    min_win_rate, win_rate_window = rules.min_win_rate, rules.win_rate_window
-    recent_wins = []  # win (True) or loss of the latest periods with positions, for the accuracy shutdown
-    active_returns = []  # net returns of the periods with positions, for the volatility-spike cut
     num_periods = len(target_weights)
     weights = np.zeros_like(target_weights)
     returns = np.nan_to_num(panel.simple_returns)
     turnover, gross_returns = np.zeros(num_periods), np.zeros(num_periods)
     halted, flattened, stopped, cut = (np.zeros(num_periods, bool) for _ in range(4))
     previous = np.zeros(target_weights.shape[1])
-    halt_remaining, stop_remaining, loss_streak, flatten_next, cut_next = 0, 0, 0, False, False
-    equity = peak = 1.0
+    controls = _Controls(rules)
+    pending = []  # periods traded whose outcome is not known yet: (end position, net return, traded, stopped)
     for period in range(num_periods):
+        known = [entry for entry in pending if entry[0] <= panel.positions[period]]
+        pending = [entry for entry in pending if entry[0] > panel.positions[period]]
+        flatten_now = False
+        for _, net_return, traded, was_stopped in known:
+            flatten_now = controls.observe(net_return, traded, was_stopped)
         target = target_weights[period]
-        if stop_remaining > 0:
-            stopped[period], target, stop_remaining = True, np.zeros_like(target), stop_remaining - 1
-        elif halt_remaining > 0:
-            halted[period], target, halt_remaining = True, np.zeros_like(target), halt_remaining - 1
-        elif flatten_next:
+        if controls.stop_remaining > 0:
+            stopped[period], target = True, np.zeros_like(target)
+            controls.stop_remaining -= 1
+        elif controls.halt_remaining > 0:
+            halted[period], target = True, np.zeros_like(target)
+            controls.halt_remaining -= 1
+        elif flatten_now:
             flattened[period], target = True, np.zeros_like(target)
-        elif cut_next:
+        elif _volatility_spike(controls.active_returns, rules):
             cut[period], target = True, target * rules.spike_scale
         if panel.contiguous[period]:
             turnover[period] = np.abs(target - previous).sum()
@@ -133,28 +142,43 @@ def _run_book(panel, target_weights, cost_rate, rules=None):
         if period == num_periods - 1:
             turnover[period] += np.abs(target).sum()
         gross_returns[period] = target @ returns[period]
-        net_return = gross_returns[period] - cost_rate * turnover[period]
         weights[period], previous = target, target
-        if target.any():
-            loss_streak = loss_streak + 1 if net_return < 0 else 0
-            recent_wins = (recent_wins + [net_return > 0])[-win_rate_window:]
-            active_returns.append(net_return)
-        cut_next = _volatility_spike(active_returns, rules)
-        # Seed 003's shutdown: the latest `win_rate_window` trading periods won too rarely.
-        accuracy_failed = (min_win_rate is not None and len(recent_wins) == win_rate_window
-                           and np.mean(recent_wins) < min_win_rate)
-        flatten_next = False
-        equity *= 1 + net_return
-        # While stopped the peak follows the equity, so trading resumes measured from where it stopped.
-        peak = equity if stopped[period] else max(peak, equity)
-        if drawdown_limit is not None and equity / peak - 1 < -drawdown_limit:
-            stop_remaining, peak = cooldown_periods, equity
-        elif (max_loss_streak is not None and loss_streak >= max_loss_streak) or accuracy_failed:
-            halt_remaining, loss_streak, recent_wins = cooldown_periods, 0, []
-        elif period_loss_limit is not None and net_return < -period_loss_limit:
-            flatten_next = True
+        pending.append((panel.end_positions[period], gross_returns[period] - cost_rate * turnover[period],
+                        bool(target.any()), bool(stopped[period])))
     costs = cost_rate * turnover
     return weights, returns, gross_returns, costs, gross_returns - costs, turnover, halted, flattened, stopped, cut
+
+
+class _Controls:
+    """The state the path-dependent controls keep: loss streak, recent wins, equity and peak, cooldowns."""
+
+    def __init__(self, rules):
+        self.rules = rules
+        self.recent_wins = []  # win (True) or loss of the latest periods with positions, for the accuracy shutdown
+        self.active_returns = []  # net returns of the periods with positions, for the volatility-spike cut
+        self.halt_remaining = self.stop_remaining = self.loss_streak = 0
+        self.equity = self.peak = 1.0
+
+    def observe(self, net_return, traded, was_stopped):
+        """Takes in one period's realized net return; returns whether the period loss limit was breached."""
+        rules = self.rules
+        if traded:
+            self.loss_streak = self.loss_streak + 1 if net_return < 0 else 0
+            self.recent_wins = (self.recent_wins + [net_return > 0])[-rules.win_rate_window:]
+            self.active_returns.append(net_return)
+        # Seed 003's shutdown: the latest `win_rate_window` trading periods won too rarely.
+        accuracy_failed = (rules.min_win_rate is not None and len(self.recent_wins) == rules.win_rate_window
+                           and np.mean(self.recent_wins) < rules.min_win_rate)
+        self.equity *= 1 + net_return
+        # While stopped the peak follows the equity, so trading resumes measured from where it stopped.
+        self.peak = self.equity if was_stopped else max(self.peak, self.equity)
+        if rules.drawdown_limit is not None and self.equity / self.peak - 1 < -rules.drawdown_limit:
+            self.stop_remaining, self.peak = rules.cooldown_periods, self.equity
+        elif (rules.max_loss_streak is not None and self.loss_streak >= rules.max_loss_streak) or accuracy_failed:
+            self.halt_remaining, self.loss_streak, self.recent_wins = rules.cooldown_periods, 0, []
+        elif rules.period_loss_limit is not None and net_return < -rules.period_loss_limit:
+            return True
+        return False
 
 
 def _volatility_spike(active_returns, rules):

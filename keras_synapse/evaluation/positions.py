@@ -46,6 +46,7 @@ class _Panel:
     timestamps: pd.DatetimeIndex  # rebalance timestamps, in the frame's time zone
     period_ends: pd.DatetimeIndex  # when each period's positions are closed or rolled
     positions: np.ndarray  # calendar positions of the rebalances
+    end_positions: np.ndarray  # calendar positions where each period's outcome is known
     contiguous: np.ndarray  # True where a rebalance rolls the previous period's book
     symbols: pd.Index
     row_index: np.ndarray  # `[periods, symbols]` row of `frame`, -1 where none
@@ -96,7 +97,7 @@ def build_trading_panel(frame, horizon, calendar, execution_lag=0):
     contiguous = np.diff(kept_positions, prepend=-horizon - 1) == horizon
     localize = (lambda index: index.tz_localize("UTC").tz_convert(time_zone)) if time_zone else (lambda index: index)
     return _Panel(frame=frame, timestamps=localize(kept).rename("timestamp"), period_ends=localize(period_ends),
-                  positions=kept_positions, contiguous=contiguous, symbols=symbols, row_index=row_index,
+                  positions=kept_positions, end_positions=end_positions, contiguous=contiguous, symbols=symbols, row_index=row_index,
                   simple_returns=simple_returns)
 
 

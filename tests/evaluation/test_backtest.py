@@ -76,6 +76,20 @@ def test_circuit_breaker_halts_after_the_loss_streak_and_resumes_after_the_coold
     assert results["strategy"]["periods_halted"] == 2 and results["strategy"]["exposure"] == 0.75
 
 
+def test_with_an_execution_lag_a_breach_acts_only_once_its_period_has_closed():
+    # Horizon 1, lag 1: period k exits at the open of bar k + 2, after the rebalance at bar k + 1. The losses of
+    # periods 2 and 3 are known at bars 4 and 5, so the halt falls on 5 and 6, not 4 and 5 (that would read the
+    # loss of period 3 before it was realized). The drawdown limit waits the same way.
+    returns = [-0.01, 0.01, -0.01, -0.01, 0.05, 0.05, 0.02, -0.02]
+    frame = make_frame({"A": returns}, prediction=[1.0] * 8)
+    _, equity = backtest(frame, "prediction", 1, 0, CALENDAR, max_loss_streak=2, cooldown_periods=2,
+                         execution_lag=1)
+    assert equity["halted"].tolist() == [False] * 5 + [True, True, False]
+    _, equity = backtest(make_frame({"A": [-0.10, 0.01, 0.01, 0.01]}, prediction=[1.0] * 4), "prediction", 1, 0,
+                         CALENDAR, drawdown_limit=0.05, cooldown_periods=1, execution_lag=1)
+    assert equity["stopped"].tolist() == [False, False, True, False]
+
+
 def test_the_accuracy_shutdown_halts_when_too_few_recent_periods_won():
     # Windows of 4 trading periods, at least 50% won: periods 0-3 win 2 of 4 (fine), periods 1-4 win 1 of 4
     # (25% < 50%): periods 5 and 6 are flat, and the count starts afresh at 7.

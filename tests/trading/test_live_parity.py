@@ -12,6 +12,8 @@ the runner could not know then, the two books part: this is the test that
 would catch it.
 """
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,20 +45,25 @@ def replay(trained_registry):
     return predictor, panel, warmup
 
 
-def expected_orders(predictor, panel, warmup, horizon, cost_bps):
-    """The backtest's book on the whole period, as orders: (bar, symbol) -> signed shares."""
+def expected_orders(predictor, panel, warmup, horizon, cost_bps, rules=RULES):
+    """The backtest's book on the whole period, as orders: (bar, symbol) -> signed shares.
+
+    With an execution lag L the trade enters at the open L bars after the
+    signal and leaves at the open one horizon later, as the labels define it.
+    """
+    lag = rules.execution_lag
     scored = predictor.predict_panel(panel).reset_index()
     calendar = next(iter(panel.values())).index
     traded = calendar[warmup:]
     rows = []
     for symbol, frame in panel.items():
-        log_close = np.log(frame["close"])
+        entry = np.log(frame["close"] if lag == 0 else frame["open"]).shift(-lag)
+        forward = entry.shift(-horizon) - entry
         own = scored[(scored["symbol"] == symbol) & scored["timestamp"].isin(traded)]
         at = pd.DatetimeIndex(own["timestamp"])
-        rows.append(own.assign(prediction=own["score"],
-                               forward_return=(log_close.shift(-horizon) - log_close).reindex(at).to_numpy(),
-                               past_return=(log_close - log_close.shift(horizon)).reindex(at).to_numpy()))
-    book = simulate_book(pd.concat(rows, ignore_index=True), "prediction", horizon, cost_bps, calendar, RULES)
+        rows.append(own.assign(prediction=own["score"], forward_return=forward.reindex(at).to_numpy(),
+                               past_return=forward.shift(horizon + lag).reindex(at).to_numpy()))
+    book = simulate_book(pd.concat(rows, ignore_index=True), "prediction", horizon, cost_bps, calendar, rules)
     orders, held, clean = {}, dict.fromkeys(book.symbols, 0.0), 0
     for period, timestamp in enumerate(book.timestamps):
         ramp = RAMP[min(len(RAMP) - 1, clean // RAMP_PERIODS)]
@@ -75,10 +82,13 @@ def alpaca_keys(monkeypatch):
     monkeypatch.setenv("APCA_API_SECRET_KEY", "fakeSecretKey9w8V7u6T5s4R3q2P1o0N")
 
 
-def test_a_replay_through_the_runner_into_alpaca_trades_exactly_as_the_backtest(replay, alpaca_keys, tmp_path):
+@pytest.mark.parametrize("execution_lag", [0, 1])
+def test_a_replay_through_the_runner_into_alpaca_trades_exactly_as_the_backtest(replay, alpaca_keys, tmp_path,
+                                                                                  execution_lag):
     predictor, panel, warmup = replay
     horizon = int(predictor.metadata["label"]["horizon"])
-    settings = LiveSettings(strategy_id="parity", horizon=horizon, rules=RULES, cost_bps=5.0, capital=CAPITAL,
+    rules = dataclasses.replace(RULES, execution_lag=execution_lag)
+    settings = LiveSettings(strategy_id="parity", horizon=horizon, rules=rules, cost_bps=5.0, capital=CAPITAL,
                             ramp=RAMP, ramp_periods=RAMP_PERIODS)
     fake = FakeAlpaca(dict(panel), revealed=warmup, cash=CAPITAL)
     try:
@@ -91,7 +101,7 @@ def test_a_replay_through_the_runner_into_alpaca_trades_exactly_as_the_backtest(
     finally:
         fake.stop()
 
-    expected, book = expected_orders(predictor, panel, warmup, horizon, settings.cost_bps)
+    expected, book = expected_orders(predictor, panel, warmup, horizon, settings.cost_bps, rules)
     # The backtest has no outcome for the last horizon's bars, so it has no rebalance there; the runner does.
     last_period = book.timestamps[-1]
     sent = {(pd.Timestamp(order["bar_timestamp"]), order["symbol"]): order["qty"] for order in fake.orders}

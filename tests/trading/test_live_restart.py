@@ -107,4 +107,7 @@ def test_kill_9_mid_session_then_restart_sends_no_order_twice_and_ends_in_the_sa
         interrupted.stop()
     journal = read_records(live_dir / "journal.jsonl")
     assert sum(record["type"] == "session" and record.get("resumed", False) for record in journal) == 2
+    # The keys went to the broker in headers and nowhere else.
+    for path in (live_dir / "journal.jsonl", live_dir / "status.json", tmp_path / "a.log", tmp_path / "b.log"):
+        assert not any(key in path.read_text() for key in KEYS.values()), path
     assert sum(record["type"] == "processed" for record in journal) == TRADED_BARS
