@@ -26,6 +26,7 @@ until a person looks (`reconcile`).
 """
 
 import dataclasses
+import json
 import logging
 import time
 
@@ -127,19 +128,23 @@ class LiveRunner:
     # --- Starting and resuming ---------------------------------------------------------
 
     def start(self):
-        """Resumes from the journal (or journals the warm-up history), then reconciles with the broker."""
+        """Resumes from the journal (or journals the warm-up history), then reconciles with the broker.
+
+        Raises:
+            SynapseError: when the journal was started with other settings
+                (its decisions would not be this strategy's).
+        """
         history = self.journal.of_type("history")
+        settings = _settings_record(self.settings)
+        if history:
+            _check_same_settings(self.journal.of_type("session")[0]["settings"], settings, self.journal.path)
+        self.journal.append("session", experiment=self.predictor.experiment, version=self.predictor.version,
+                            broker=self.broker.name, strategy_id=self.settings.strategy_id, settings=settings,
+                            resumed=bool(history))
         if not history:
             warmup = self.source.history()
-            self.journal.append("session", experiment=self.predictor.experiment, version=self.predictor.version,
-                                broker=self.broker.name, strategy_id=self.settings.strategy_id,
-                                settings=_settings_record(self.settings))
-            self.journal.append("history", bars={symbol: bar_rows(frame) for symbol, frame in warmup.items()})
-            history = self.journal.of_type("history")
-        else:
-            self.journal.append("session", experiment=self.predictor.experiment, version=self.predictor.version,
-                                broker=self.broker.name, strategy_id=self.settings.strategy_id,
-                                settings=_settings_record(self.settings), resumed=True)
+            history = [self.journal.append("history", bars={symbol: bar_rows(frame)
+                                                            for symbol, frame in warmup.items()})]
         unfinished = self._replay(history[0])
         self.stream = self.predictor.stream(self._panel())
         self._resolve_orders()  # an order sent just before the stop may have filled since
@@ -426,6 +431,20 @@ def _settings_record(settings):
     record = dataclasses.asdict(settings)
     record["ramp"] = list(settings.ramp)
     return record
+
+
+# What the decisions depend on: a journal resumed with any of these changed would not be the same strategy.
+DECISION_SETTINGS = ("strategy_id", "horizon", "rules", "cost_bps", "capital", "ramp", "ramp_periods", "fractional")
+
+
+def _check_same_settings(journaled, current, path):
+    # Tuples come back from JSON as lists: compare both as JSON writes them.
+    journaled, current = json.loads(json.dumps(journaled)), json.loads(json.dumps(current))
+    differing = [name for name in DECISION_SETTINGS if journaled.get(name) != current.get(name)]
+    if differing:
+        changes = ", ".join(f"{name}={journaled.get(name)!r} (now {current.get(name)!r})" for name in differing)
+        raise SynapseError(f"{path} was started with other settings: {changes}. Resume with the settings it was "
+                           "started with, or trade the new ones in a new --live-dir.")
 
 
 def check_strategy_id(strategy_id):

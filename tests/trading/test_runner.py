@@ -182,3 +182,19 @@ def test_the_dashboard_answers_a_real_sessions_status(setup, tmp_path):
         predictor.metadata["data"]["end"])
     assert client.get("/dashboard/api/drift").json()["num_features"] == len(predictor.inputs.feature_names)
     assert client.get("/dashboard").status_code == 200
+
+
+def test_a_journal_resumed_with_other_decision_settings_is_refused_by_name(setup, tmp_path):
+    from keras_synapse.errors import SynapseError
+
+    predictor, panel, warmup = setup
+    first = LiveRunner(predictor, SimulatedBroker(), ReplayBars(panel, warmup), tmp_path, settings(),
+                       sleep=lambda seconds: None)
+    first.start()
+    first.run(poll_interval=0, max_bars=2)
+    first.close()
+    changed = LiveRunner(predictor, SimulatedBroker(), ReplayBars(panel, warmup), tmp_path,
+                         settings(capital=50000.0, retry_wait=3.0), sleep=lambda seconds: None)
+    with pytest.raises(SynapseError, match=r"capital=100000.0 \(now 50000.0\)") as raised:
+        changed.start()
+    assert "retry_wait" not in str(raised.value)  # not a decision setting: resuming with it changed is fine
