@@ -38,28 +38,28 @@ that selection.
 What it writes: the search in `--directory` (default `tuning/`), one
 keras-tuner project per experiment, tuner and objective (re-running the same
 command resumes it; `--overwrite` starts afresh), with each trial's
-TensorBoard logs and `synapse_trial.json` (tuner id, host, per-fold scores
-and standard errors); `results.csv` and the printed table of every trial; the
-best configuration as a ready-to-run experiment file (default
-`tuned_<experiment>.py` beside the experiment); and, unless `--no-train`, a
-normal `keras_synapse.train` run of that file (full CV, baselines, backtest,
-registration as `<experiment>_tuned`), its test IC printed beside the best
-trial's validation score.
+TensorBoard logs and `synapse_trial.json` (tuner id, node, host, per-fold
+scores and standard errors); `executor.json` (where this run's trials ran);
+`results.csv` and the printed table of every trial; the best configuration
+as a ready-to-run experiment file (default `tuned_<experiment>.py` beside the
+experiment); and, unless `--no-train`, a normal `keras_synapse.train` run of
+that file (full CV, baselines, backtest, registration as
+`<experiment>_tuned`), its test IC printed beside the best trial's
+validation score.
 
-Distributed tuning (keras-tuner's chief/worker mode over gRPC): run the same
-command on every machine, with the same `--directory` layout, and
-
-    KERASTUNER_ORACLE_IP=<chief address> KERASTUNER_ORACLE_PORT=8000
-
-plus `KERASTUNER_TUNER_ID=chief` on the chief and a distinct
-`KERASTUNER_TUNER_ID=tuner0`, `tuner1`, ... on each worker. The chief only
-serves the oracle (it trains nothing) and, when every worker has finished,
-prints the table, writes the tuned experiment and trains it; workers run
-trials until the oracle has handed out `--max-trials`. Start the chief first
-(workers wait for it, up to keras-tuner's one-hour timeout) and start every
-worker before the first one finishes its last trial: the chief exits once no
-worker is busy, and a worker that connects after that waits in vain.
-`oracle.json` records which tuner ran each trial (`trial_tuners`).
+Where trials run (`--executor`): `local` (the default) scores them one after
+another in this process. `ray` runs each trial as a Ray task on the cluster
+in `RAY_ADDRESS` (or a new one on this machine), `ray://HEAD:10001` through
+Ray Client; this command holds the oracle and keeps up to the cluster's CPUs
+/ `--cpus-per-task` trials running (`--max-concurrent-trials` caps it),
+creating the next trial as each one ends. Workers may join or leave while it
+runs; a trial whose worker dies is retried. Each task runs TensorFlow with
+`--cpus-per-task` intra-op threads: with the same seeds and the same
+`--cpus-per-task`, `--executor ray` and `--executor local` give the same
+trials and scores (random search, tested in `tests/tuning/test_tune_ray.py`;
+a Bayesian oracle proposes from the trials ended so far, which concurrency
+changes). It needs
+`pip install -e ".[ray]"`; see `keras_synapse.tuning.search`.
 
 Hyperband trains each trial from scratch for the `tuner/epochs` budget the
 oracle assigns (no warm start from the previous round); its `max_epochs` is the
@@ -75,7 +75,6 @@ from pathlib import Path
 
 from keras_synapse.errors import SynapseError
 from keras_synapse.tuning.results import (
-    TRIAL_REPORT,
     best_row,
     completed_rows,
     format_results,
@@ -95,16 +94,16 @@ from keras_synapse.tuning.tuned_file import (
     summary_line,
     write_tuned_experiment,
 )
-from keras_synapse.tuning.tuners import TUNERS, build_tuner, role
+from keras_synapse.tuning.tuners import TUNERS, build_tuner
 
 DESCRIPTION = """Tune an experiment's search space with keras-tuner, scored on gapped CV folds.
 
 Trials are scored on the validation carve-outs of the experiment's folds, inside
 the period before its first test fold; the best configuration is written as an
 experiment file and trained with keras_synapse.train (full CV, registration).
-Distributed: set KERASTUNER_TUNER_ID (chief, tuner0, tuner1, ...),
-KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT and run the same command on
-each machine (see the module docstring).
+On a Ray cluster: --executor ray (the cluster in RAY_ADDRESS) or
+--executor ray://HEAD:10001; this command holds the search, the cluster's
+workers run the trials, several at once (see the module docstring).
 """
 
 
@@ -112,8 +111,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m keras_synapse.tune", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="experiment file defining get_config(quick=False) and search_space(hp)")
-    parser.add_argument("--max-trials", type=int, default=10, help="trials to run in all (over every worker). "
-                        "Defaults to 10")
+    parser.add_argument("--max-trials", type=int, default=10, help="trials to run in all. Defaults to 10")
     parser.add_argument("--tuner", choices=TUNERS, default="random", help="search algorithm. Defaults to random")
     parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="val_ic",
                         help="validation metric averaged over the folds (val_loss and val_mse are minimized, "
@@ -127,7 +125,14 @@ def parse_args(argv):
     parser.add_argument("--directory", default="tuning", help="keras-tuner directory (trials, oracle state, "
                         "TensorBoard logs). Defaults to tuning/")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing search in --directory "
-                        "instead of resuming it (ignored by distributed workers)")
+                        "instead of resuming it")
+    parser.add_argument("--executor", default="local", help="where trials run: local (here, one after another), "
+                        "ray (the Ray cluster in RAY_ADDRESS, or a new one here) or ray://HOST:PORT. "
+                        "Defaults to local")
+    parser.add_argument("--cpus-per-task", type=int, help="CPUs (and TensorFlow intra-op threads) per trial. "
+                        "Defaults to TensorFlow's own threads locally, 1 on Ray")
+    parser.add_argument("--max-concurrent-trials", type=int, help="at most this many trials at once. Defaults "
+                        "to as many as the cluster's CPUs allow (1 locally)")
     parser.add_argument("--tuned-file", help="where to write the best configuration as an experiment file. "
                         "Defaults to tuned_<experiment>.py beside the experiment")
     parser.add_argument("--no-train", action="store_true", help="write the tuned experiment file but do not train "
@@ -137,6 +142,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.max_trials < 1:
         parser.error(f"--max-trials must be >= 1. Received: {args.max_trials}")
+    if args.max_concurrent_trials is not None and args.max_concurrent_trials < 1:
+        parser.error(f"--max-concurrent-trials must be >= 1. Received: {args.max_concurrent_trials}")
     args.resume = None  # keras_synapse.cli.resolve_config reads it
     return args
 
@@ -148,33 +155,34 @@ def main(argv=None):
 
 
 def run(args):
-    """Runs the search (or this machine's part of it); returns the tuned experiment file, or `None` on a worker."""
+    """Runs the search; returns the tuned experiment file."""
     from keras_synapse.cli import resolve_config
+    from keras_synapse.training.executors import make_executor
     from keras_synapse.training.preparation import quiet_tensorflow
 
     # --- Config: the experiment, its overrides and its search space ----------
     config = resolve_config(args)
     search_space = load_search_space(args.experiment)
-    this_role = role()
     quiet_tensorflow()
+    # Before TensorFlow starts here: the local executor sets its thread counts.
+    executor = make_executor(args.executor, args.cpus_per_task)
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
 
-    # --- Search: trials here, or the oracle served to the workers ------------
+    # --- Search: the oracle here, its trials on the executor -----------------
     tuner = build_tuner(config, search_space, args.tuner, args.objective, args.max_trials, args.quick,
-                        directory=args.directory, overwrite=args.overwrite and this_role != "worker")
-    print(f"tuning {config.name} ({this_role}{'' if this_role == 'standalone' else ' ' + tuner.tuner_id}): "
-          f"{args.tuner} search, {args.max_trials} trials, objective {args.objective} "
-          f"({OBJECTIVES[args.objective]}imized), in {tuner.project_dir}")
+                        directory=args.directory, overwrite=args.overwrite)
+    where = "here" if executor.kind == "local" else (
+        f"on Ray ({executor.record()['address']}, {executor.capacity()} trial(s) at once at "
+        f"{executor.cpus_per_task} CPU(s) each)")
+    print(f"tuning {config.name}: {args.tuner} search, {args.max_trials} trials, objective {args.objective} "
+          f"({OBJECTIVES[args.objective]}imized), {where}, in {tuner.project_dir}")
     started = time.time()
-    tuner.search()
-    if this_role == "worker":
-        ran = sorted(path.parent.name for path in Path(tuner.project_dir).glob(f"trial_*/{TRIAL_REPORT}")
-                     if json.loads(path.read_text()).get("tuner_id") == tuner.tuner_id)
-        print(f"{tuner.tuner_id}: the oracle has no more trials; this worker ran {len(ran)} "
-              f"({', '.join(ran) or 'none'}) in {time.time() - started:.0f} s")
-        return None
+    record = tuner.search(executor, args.max_concurrent_trials)
+    nodes = sorted({trial["node"] for trial in record["trials"].values() if trial["node"]})
+    print(f"{len(record['trials'])} trial(s) in {time.time() - started:.0f} s on {len(nodes)} node(s), "
+          f"up to {record['max_concurrent_trials']} at once")
 
     # --- Results: the table, results.csv, the best configuration -------------
     rows = trial_rows(tuner.oracle, tuner.hypermodel, args.objective)

@@ -18,7 +18,7 @@ from keras_synapse.tuning.results import expected_maximum, format_results, selec
 from keras_synapse.tuning.scoring import fold_score, score_interval, validation_uncertainty
 from keras_synapse.tuning.search_space import data_key, load_search_space, search_folds, search_values
 from keras_synapse.tuning.tuned_file import write_tuned_experiment
-from keras_synapse.tuning.tuners import build_tuner, role
+from keras_synapse.tuning.tuners import build_tuner
 from keras_synapse.windows.splitters import GappedTimeSeriesCV
 
 EXPERIMENT = "experiments/shared_backbone.py"
@@ -150,18 +150,11 @@ def test_objectives_that_cannot_compare_trials_are_refused(tmp_path, request):
         == "val_mse"
 
 
-def test_the_distributed_role_comes_from_keras_tuner_variables(monkeypatch):
-    for name in ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
-        monkeypatch.delenv(name, raising=False)
-    assert role() == "standalone"
+def test_keras_tuner_grpc_mode_is_refused_naming_its_replacement(tmp_path, request, monkeypatch):
+    search_space = load_search_space(request.config.rootpath / EXPERIMENT)
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    with pytest.raises(ConfigError, match="KERASTUNER_ORACLE_PORT"):
-        role()
-    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", "chief")
-    assert role() == "chief"
-    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner3")
-    assert role() == "worker"
+    with pytest.raises(ConfigError, match="KERASTUNER_ORACLE_IP is set.*--executor ray"):
+        build_tuner(ExperimentConfig(), search_space, "random", "val_ic", 2, directory=tmp_path)
 
 
 @pytest.mark.parametrize("beside_base", [True, False])

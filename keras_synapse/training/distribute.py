@@ -13,9 +13,9 @@
 - `"multi_worker"` is refused with a `ConfigError`: Keras 3's `model.fit`
   fails under `tf.distribute.MultiWorkerMirroredStrategy` (an upstream
   limitation, seen with Keras 3.15 and TensorFlow 2.21). Spread work over
-  machines with distributed tuning instead (`keras_synapse.tune`, one process
-  per machine), use `"mirrored"` for several devices on one host, or run
-  experiments (or folds) as separate processes.
+  machines as whole fits on a Ray cluster instead (`keras_synapse.tune
+  --executor ray`: one trial per task), use `"mirrored"` for several devices
+  on one host, or run experiments (or folds) as separate processes.
 
 Example:
 
@@ -33,9 +33,8 @@ MULTI_WORKER_MESSAGE = (
     "`distribute='multi_worker'` is not supported: Keras 3's model.fit fails under "
     "tf.distribute.MultiWorkerMirroredStrategy (an upstream limitation, seen with Keras 3.15 / TensorFlow 2.21), "
     "so a multi-worker run would crash or hang rather than train. Instead:\n"
-    "  - many trials or experiments over many machines: distributed tuning, one process per machine "
-    "(python -m keras_synapse.tune EXPERIMENT.py with KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / "
-    "KERASTUNER_ORACLE_PORT set; see keras_synapse.tune);\n"
+    "  - many trials over many machines: tuning on a Ray cluster, one trial per task "
+    "(python -m keras_synapse.tune EXPERIMENT.py --executor ray; see keras_synapse.tune);\n"
     "  - several GPUs (or devices) on one host: --set distribute=mirrored (tf.distribute.MirroredStrategy);\n"
     "  - independent runs (experiments, seeds, data sets) as separate processes, e.g. one per machine."
 )

@@ -10,7 +10,11 @@ of work is one whole fit. An executor offers:
   results in order. `function` must be importable by name (a module-level
   function), its arguments and results picklable; Keras models in a result
   travel as `.keras` bytes and come back as models;
-- `record()`: what ran where, for `metrics.json`.
+- `record()`: what ran where, for `metrics.json`;
+- `submit(function, arguments)`, `wait_any(handles)` and `capacity()`: one
+  task at a time, for a driver that decides the next task from the results
+  so far (a search's oracle); `wait_any` gives the first to end and its
+  `TaskOutcome` (the value, or the task's error, and the node it ran on).
 
 A Ray task asks for `cpus_per_task` CPUs (and a GPU each where the cluster
 has them) and runs TensorFlow with that many intra-op threads, one inter-op
@@ -21,6 +25,7 @@ reductions depend on the thread count). A task whose worker dies is retried
 """
 
 import collections
+import dataclasses
 import io
 import os
 import socket
@@ -67,6 +72,25 @@ def make_executor(spec="local", cpus_per_task=None):
     return RayExecutor(address, cpus_per_task or 1)
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskOutcome:
+    """How one submitted task ended: its value, or the exception it raised, and where it ran.
+
+    Attributes:
+        value: the function's result (Keras models back as models), `None`
+            on error.
+        error: the exception the task raised (on Ray, Ray's error carrying
+            the task's traceback, an instance of the original exception's
+            class where Ray can make one), or `None`.
+        node: the Ray node id, or this host's name locally; `""` when
+            unknown (a task whose retries all died with their workers).
+    """
+
+    value: object = None
+    error: BaseException = None
+    node: str = ""
+
+
 def set_thread_counts(cpus):
     """TensorFlow's intra-op threads to `cpus` and inter-op threads to 1, if TensorFlow has not started yet."""
     import tensorflow as tf
@@ -88,6 +112,7 @@ class LocalExecutor:
     def __init__(self, cpus_per_task=None):
         self.cpus_per_task = cpus_per_task
         self._tasks = 0
+        self._next_handle, self._outcomes = 0, {}
         if cpus_per_task is not None:
             set_thread_counts(cpus_per_task)
 
@@ -98,6 +123,26 @@ class LocalExecutor:
         results = [function(*arguments) for arguments in argument_tuples]
         self._tasks += len(results)
         return results
+
+    def capacity(self):
+        """Tasks that can run at once here: 1 (they run one after another)."""
+        return 1
+
+    def submit(self, function, arguments):
+        """Runs `function(*arguments)` now; returns the handle `wait_any` gives back with its outcome."""
+        try:
+            outcome = TaskOutcome(value=function(*arguments), node=socket.gethostname())
+        except Exception as error:  # noqa: BLE001  (the caller decides what a failed task means)
+            outcome = TaskOutcome(error=error, node=socket.gethostname())
+        self._tasks += 1
+        self._next_handle += 1
+        self._outcomes[self._next_handle] = outcome
+        return self._next_handle
+
+    def wait_any(self, handles):
+        """The first of `handles` (all ended already) and its `TaskOutcome`, forgotten here once returned."""
+        handle = list(handles)[0]
+        return handle, self._outcomes.pop(handle)
 
     def record(self):
         return {"kind": "local", "cpus_per_task": self.cpus_per_task, "tasks": self._tasks,
@@ -129,10 +174,12 @@ class RayExecutor:
         threads = {name: str(self.cpus_per_task) for name in THREAD_VARIABLES}
         threads["TF_NUM_INTEROP_THREADS"] = "1"
         threads["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        if not ray.is_initialized():
-            ray.init(address=address or os.environ.get("RAY_ADDRESS"), log_to_driver=True,
-                     runtime_env={"env_vars": threads}, include_dashboard=False, configure_logging=False)
+        # "local" starts a new instance here: without it Ray would join whatever cluster was last started on this
+        # machine (its address file in /tmp/ray), even a dead one.
         self.address = address or os.environ.get("RAY_ADDRESS") or "local"
+        if not ray.is_initialized():
+            ray.init(address=self.address, log_to_driver=True, runtime_env={"env_vars": threads},
+                     include_dashboard=False, configure_logging=False)
         self.gpus_per_task = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         self.nodes = collections.Counter()
         self._remote = ray.remote(_run_task)
@@ -149,6 +196,34 @@ class RayExecutor:
             self.nodes[node] += 1
             results.append(_from_transport(value))
         return results
+
+    def capacity(self):
+        """Tasks the cluster can run at once now: its CPUs (GPUs, where tasks take one) per task, at least 1.
+
+        Nodes may join or leave while a driver runs; ask again before
+        submitting more.
+        """
+        resources = self.ray.cluster_resources()
+        slots = int(resources.get("CPU", 0) // self.cpus_per_task)
+        if self.gpus_per_task:
+            slots = min(slots, int(resources.get("GPU", 0) // self.gpus_per_task))
+        return max(1, slots)
+
+    def submit(self, function, arguments):
+        """Starts `function(*arguments)` as a Ray task (as `map`'s, retried if its worker dies); returns its handle."""
+        task = self._remote.options(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task,
+                                    max_retries=MAX_RETRIES, retry_exceptions=False, scheduling_strategy="SPREAD")
+        return task.remote(function, self.cpus_per_task, *arguments)
+
+    def wait_any(self, handles):
+        """Blocks until one of `handles` ends; returns it and its `TaskOutcome`."""
+        ready, _ = self.ray.wait(list(handles), num_returns=1)
+        try:
+            value, node = self.ray.get(ready[0])
+        except self.ray.exceptions.RayError as error:  # the task raised, or its worker died MAX_RETRIES + 1 times
+            return ready[0], TaskOutcome(error=error)
+        self.nodes[node] += 1
+        return ready[0], TaskOutcome(value=_from_transport(value), node=node)
 
     def record(self):
         return {"kind": "ray", "address": self.address, "cpus_per_task": self.cpus_per_task,

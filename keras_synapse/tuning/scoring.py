@@ -1,6 +1,10 @@
 """A trial's score: the objective's best epoch on each search fold, averaged, with the interval of that mean."""
 
+import os
 import shutil
+import socket
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +101,72 @@ def score_folds(config, data, run_dir, objective):
                         "n_fit": int(len(split["fit"])), "n_validation": int(len(split["validation"])),
                         **validation_uncertainty(model, data, split["validation"], objective, config)})
     return records
+
+
+def score_trial(config, data, objective, trial_dir=None):
+    """Scores one trial's config on its search folds: the task a search runs, here or on a Ray worker.
+
+    A module-level function of picklable arguments, so an executor can run
+    it anywhere (`keras_synapse.training.executors`). TensorFlow runs
+    deterministic ops, as in the command's own process, so a trial scores
+    the same wherever it runs (given the same TensorFlow threads).
+
+    Args:
+        config: the trial's `ExperimentConfig` (the search space's values
+            applied).
+        data: its `PreparedData` (or what the executor shared of it).
+        objective: the objective's name (a key of `OBJECTIVES`).
+        trial_dir: the trial's directory, where the folds' TensorBoard logs
+            go; `None` on a machine that may not see it: the fits then run in
+            a temporary directory and the logs come back in `files`.
+            Defaults to `None`.
+
+    Returns:
+        A dict: `objective`, `mean` (the trial's score, the mean over folds),
+        `interval` (see `score_interval`), `n_validation`, `epochs`,
+        `folds` (see `score_folds`), `host`, `pid`, `seconds` and `files`
+        (relative path -> bytes of what the fits wrote, empty when
+        `trial_dir` was given).
+    """
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    started = time.time()
+    files = {}
+    if trial_dir is not None:
+        records = score_folds(config, data, trial_dir, objective)
+    else:
+        with tempfile.TemporaryDirectory(prefix="synapse_trial_") as directory:
+            records = score_folds(config, data, directory, objective)
+            files = {str(path.relative_to(directory)): path.read_bytes()
+                     for path in sorted(Path(directory).rglob("*")) if path.is_file()}
+    return {"objective": objective, "mean": float(np.mean([record["objective"] for record in records])),
+            "interval": score_interval(records, objective),
+            "n_validation": int(sum(record["n_validation"] for record in records)), "epochs": config.epochs,
+            "folds": records, "host": socket.gethostname(), "pid": os.getpid(),
+            "seconds": round(time.time() - started, 1), "files": files}
+
+
+def trial_metrics(report):
+    """What the oracle stores of a `score_trial` report: numbers only (`trial_rows` rebuilds the table from them).
+
+    Args:
+        report: from `score_trial`.
+
+    Returns:
+        A dict metric name -> float: the objective (the mean), each fold's
+        score (`fold_<i>_<objective>`), the interval's `score_ci_low`,
+        `score_ci_high` and `score_standard_error` where finite,
+        `n_validation` and `epochs_trained` (the folds' mean).
+    """
+    objective, records, interval = report["objective"], report["folds"], report["interval"]
+    uncertainty = {"score_ci_low": interval["low"], "score_ci_high": interval["high"],
+                   "score_standard_error": interval["standard_error"]}
+    return {objective: report["mean"],
+            **{f"fold_{record['index']}_{objective}": record["objective"] for record in records},
+            **{key: value for key, value in uncertainty.items() if np.isfinite(value)},
+            "n_validation": float(report["n_validation"]),
+            "epochs_trained": float(np.mean([record["epochs_trained"] for record in records]))}
 
 
 # Per objective: the `keras_synapse.evaluation.intervals` metric whose bootstrap standard

@@ -1,37 +1,20 @@
-"""keras-tuner's hypermodel, tuner and oracle for an experiment, standalone or distributed (chief and workers over gRPC).
+"""keras-tuner's hypermodel, oracle and project for an experiment; its trials run on an executor (`tuning.search`).
 """
 
 import dataclasses
 import importlib.util
-import json
 import os
-import socket
-import time
-from pathlib import Path
 
 import keras_tuner  # imports TensorFlow
-import numpy as np
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.tuning.results import TRIAL_REPORT, format_interval
-from keras_synapse.tuning.scoring import OBJECTIVES, score_folds, score_interval
+from keras_synapse.tuning.scoring import OBJECTIVES
 from keras_synapse.tuning.search_space import data_key, search_values
 
 TUNERS = ("random", "bayesian", "hyperband")
 
-
-
-
-def role():
-    """`"chief"`, `"worker"` or `"standalone"`, from keras-tuner's environment variables."""
-    if not os.environ.get("KERASTUNER_ORACLE_IP"):
-        return "standalone"
-    for name in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
-        if not os.environ.get(name):
-            raise ConfigError(f"KERASTUNER_ORACLE_IP is set but {name} is not: set KERASTUNER_TUNER_ID=chief on the "
-                              "chief, tuner0, tuner1, ... on the workers, and the same KERASTUNER_ORACLE_PORT on all.")
-    # keras-tuner's own test: a tuner id containing "chief" serves the oracle.
-    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+# keras-tuner's gRPC chief/worker mode reads these; `--executor ray` replaced it.
+GRPC_VARIABLES = ("KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
 
 
 class ExperimentHyperModel(keras_tuner.HyperModel):
@@ -58,7 +41,10 @@ class ExperimentHyperModel(keras_tuner.HyperModel):
 
 
 class _TunerRecordingOracle:
-    """Oracle mixin: records which tuner ran each trial, saved in `oracle.json` as `trial_tuners`."""
+    """Oracle mixin: records the tuner id (the slot: `tuner0`, `tuner1`, ...) of each trial, in `oracle.json`.
+
+    Saved as `trial_tuners`; the results table's `tuner` column.
+    """
 
     def __init__(self, *args, **kwargs):
         self.trial_tuners = {}
@@ -102,7 +88,13 @@ def build_oracle(tuner, objective, max_trials, max_epochs, seed):
 
 
 class ExperimentTuner(keras_tuner.Tuner):
-    """Runs trials: each fits the search folds of its config and reports the mean validation objective.
+    """The search's project: its oracle, hypermodel and directory, and the data its trials share.
+
+    keras-tuner's constructor gives the project its directory, resumes an
+    existing one (or, with `overwrite`, discards it) and registers the search
+    space with the oracle. The trials do not run through keras-tuner's
+    `run_trial` loop: `search` hands them to an executor
+    (`keras_synapse.tuning.search.run_search`), here or on a Ray cluster.
 
     Args:
         oracle: from `build_oracle`.
@@ -117,7 +109,6 @@ class ExperimentTuner(keras_tuner.Tuner):
         self.objective_name = objective
         self.quick = quick
         self._prepared = {}
-        self._asked_without_trial = False
 
     def release_data(self):
         """Drops the prepared data sets (kept between trials)."""
@@ -132,90 +123,22 @@ class ExperimentTuner(keras_tuner.Tuner):
             self._prepared[key] = prepare_data(config, self.quick)
         return self._prepared[key]
 
-    def pre_create_trial(self):
-        # Hyperband and Bayesian oracles answer IDLE while other workers' trials
-        # must finish first; keras-tuner's loop would ask again at once, forever.
-        if self._asked_without_trial:
-            time.sleep(1.0)
-        self._asked_without_trial = True
+    def search(self, executor=None, max_concurrent_trials=None):
+        """Runs the oracle's trials on `executor` until it stops; see `keras_synapse.tuning.search.run_search`.
 
-    def on_trial_begin(self, trial):
-        self._asked_without_trial = False
-        super().on_trial_begin(trial)
+        Args:
+            executor: from `keras_synapse.training.executors.make_executor`,
+                or `None` for this process. Defaults to `None`.
+            max_concurrent_trials: at most this many trials at once, or
+                `None` for as many as the executor can run. Defaults to `None`.
 
-    def run_trial(self, trial, *args, **kwargs):
-        started = time.time()
-        try:
-            config = self.hypermodel.build(trial.hyperparameters)
-            trial_dir = Path(self.get_trial_dir(trial.trial_id))
-            records = score_folds(config, self.prepared_data(config), trial_dir, self.objective_name)
-        except Exception as error:
-            # keras-tuner records the traceback in the trial and moves on; say so here too.
-            print(f"{self.tuner_id}: trial {trial.trial_id} failed: {type(error).__name__}: {error}")
-            raise
-        scores = [record["objective"] for record in records]
-        mean = float(np.mean(scores))
-        interval = score_interval(records, self.objective_name)
-        n_validation = int(sum(record["n_validation"] for record in records))
-        report = {"trial_id": trial.trial_id, "tuner_id": self.tuner_id, "host": socket.gethostname(),
-                  "pid": os.getpid(), "objective": self.objective_name, "mean": mean, "interval": interval,
-                  "n_validation": n_validation,
-                  "values": {key: list(value) if isinstance(value, tuple) else value
-                             for key, value in self.hypermodel.values(trial.hyperparameters).items()},
-                  "epochs": config.epochs, "folds": records, "seconds": round(time.time() - started, 1)}
-        (trial_dir / TRIAL_REPORT).write_text(json.dumps(report, indent=2, default=str))
-        folds = ", ".join(f"{score:+.4f}" for score in scores)
-        print(f"{self.tuner_id}: trial {trial.trial_id} mean {self.objective_name} {mean:+.4f} (folds {folds}; "
-              f"{format_interval(interval, self.objective_name)} on {n_validation} validation windows) "
-              f"in {report['seconds']:.0f} s")
-        # The oracle stores numbers only; `trial_rows` rebuilds the table from them.
-        uncertainty = {"score_ci_low": interval["low"], "score_ci_high": interval["high"],
-                       "score_standard_error": interval["standard_error"]}
-        return {self.objective_name: mean,
-                **{f"fold_{record['index']}_{self.objective_name}": record["objective"] for record in records},
-                **{key: value for key, value in uncertainty.items() if np.isfinite(value)},
-                "n_validation": float(n_validation),
-                "epochs_trained": float(np.mean([record["epochs_trained"] for record in records]))}
+        Returns:
+            `run_search`'s record of where each trial ran.
+        """
+        from keras_synapse.training.executors import LocalExecutor
+        from keras_synapse.tuning.search import run_search
 
-    def search(self, *args, **kwargs):
-        if role() == "chief":
-            # keras-tuner's chief loop re-checks for idle workers every 20 s; this one every second.
-            self.save()
-            serve_oracle(self.oracle)
-            return
-        super().search(*args, **kwargs)
-
-
-def serve_oracle(oracle, poll_seconds=1.0):
-    """Serves `oracle` to the workers over gRPC until every worker has been told to stop and none is busy.
-
-    keras-tuner 1.4's `oracle_chief.start_server`, with a failed bind
-    reported and a shorter wait between checks.
-    """
-    import concurrent.futures
-
-    import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
-
-    address = f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}"
-    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError:
-        bound = 0
-    if not bound:
-        raise ConfigError(f"The chief cannot listen on {address} (KERASTUNER_ORACLE_IP:KERASTUNER_ORACLE_PORT): "
-                          "is the port in use, or the address not this machine's?")
-    server.start()
-    print(f"chief: serving the oracle on {address}; waiting for workers")
-    try:
-        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
-            time.sleep(poll_seconds)
-    finally:
-        server.stop(grace=1).wait()
+        return run_search(self, executor or LocalExecutor(), max_concurrent_trials)
 
 
 def build_tuner(config, search_space, tuner, objective, max_trials, quick=False, directory="tuning",
@@ -223,9 +146,17 @@ def build_tuner(config, search_space, tuner, objective, max_trials, quick=False,
     """The `ExperimentTuner` for a config and its search space.
 
     Raises:
+        ConfigError: when keras-tuner's gRPC variables are set (replaced by
+            `--executor ray`).
         ConfigError: for an objective the experiment cannot report, or
             `val_loss` while the loss itself is searched.
     """
+    grpc = [name for name in GRPC_VARIABLES if os.environ.get(name)]
+    if grpc:
+        raise ConfigError(f"{', '.join(grpc)} is set: keras-tuner's gRPC chief/worker mode was replaced by Ray. "
+                          "Unset it and run one command, e.g. `python -m keras_synapse.tune EXPERIMENT.py "
+                          "--executor ray://HEAD:10001` (or RAY_ADDRESS=HEAD:6379 with --executor ray); the "
+                          "cluster's workers run the trials.")
     if objective not in OBJECTIVES:
         raise ConfigError(f"`objective` must be one of {', '.join(OBJECTIVES)}. Received: {objective!r}")
     searched = search_values(search_space, keras_tuner.HyperParameters(), config)
