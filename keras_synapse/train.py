@@ -26,6 +26,8 @@ from keras_synapse.training.seed_ensemble import member_columns
 from keras_synapse.training.trainer import (
     FoldTrainer,
     check_fit_settings,
+    check_remote_fits,
+    fit_remotely,
     input_feature_names,
     predict_windows,
     refit_final,
@@ -61,6 +63,11 @@ def parse_args(argv):
     parser.add_argument("--no-promote", dest="promote", action="store_false",
                         help="register the model without pointing saved_models/<experiment>/latest at it (a "
                         "challenger: python -m keras_synapse.registry promote, or keras_synapse.retrain, moves it)")
+    parser.add_argument("--executor", default="local", help="where the fits run: 'local' (this process), 'ray' (the "
+                        "Ray cluster in RAY_ADDRESS, or a new one here) or 'ray://HOST:PORT'; folds and the final refit "
+                        "are independent Ray tasks. Defaults to local")
+    parser.add_argument("--cpus-per-task", type=int, help="CPUs (TensorFlow intra-op threads) per fit; give local "
+                        "and ray runs the same value for the same metrics. Defaults to TensorFlow's own locally, 1 on Ray")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (e.g. after kill -9) from "
                         "its last completed epoch, with its own config.json; completed folds are not retrained")
     return parser.parse_args(argv)
@@ -89,6 +96,11 @@ def run(args):
 
     if is_stack(config):
         check_stack_settings(config, data)
+    from keras_synapse.training.executors import make_executor
+
+    executor = make_executor(getattr(args, "executor", "local"), getattr(args, "cpus_per_task", None))
+    if executor.remote:
+        check_remote_fits(config)
     import keras
     import tensorflow as tf
     from tqdm import tqdm
@@ -119,9 +131,11 @@ def run(args):
 
     # --- Model, callbacks, fit, evaluate: once per fold -------------------------
     fold_results, histories, predictions, fold_models, permuted, stack_records = [], {}, [], [], [], []
+    # On a cluster every fold and the final refit are fitted at once, as independent tasks, before evaluation.
+    fitted = fit_remotely(executor, trainer, calendar, folds) if executor.remote else {}
     for fold in tqdm(folds, desc="folds", unit="fold"):
         split = fold_windows(data.windowed, calendar, fold, config)
-        model, history = trainer.fit(split, f"fold_{fold.index}")
+        model, history = fitted.get(f"fold_{fold.index}") or trainer.fit(split, f"fold_{fold.index}")
         shared_model = None
         if config.finetune_symbol:
             shared_model, split = model, symbol_split(data.windowed, split, config.finetune_symbol)
@@ -173,7 +187,8 @@ def run(args):
     # --- Register: refit on all data up to the last test fold, export, save ----
     base_model = (load_base_model(config, args.registry, data, folds[-1])
                   if config.finetune_symbol and config.base_model else None)
-    final_model, final_history, final_split = refit_final(trainer, calendar, folds[-1], base_model)
+    final_model, final_history, final_split = refit_final(trainer, calendar, folds[-1], base_model,
+                                                          fitted.get("final"))
     histories["final refit"] = final_history
     if (run_dir / REGISTERED_RECORD).is_file():
         # A resumed run that had registered its model before it stopped registers nothing new.
@@ -189,6 +204,7 @@ def run(args):
     onnx_only = is_tree(config) or is_stack(config)
     if is_stack(config):
         metrics["stack"]["final"] = final_model.record
+    metrics["executor"] = executor.record()
     metrics["model"] = {
         # A tree has no Keras file, its ONNX graph is the model; a stack's members are in members/.
         **({} if onnx_only else {"keras": str(version_dir / "model.keras")}),

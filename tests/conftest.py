@@ -9,7 +9,7 @@ import pytest
 # Modules whose tests run whole training runs (the command line, tuning,
 # resuming); with the tests that use the trained registry they make up most of
 # the suite's time. `python -m pytest -m "not slow"` is the inner loop.
-SLOW_MODULES = {"test_bench_inference", "test_distribute", "test_distributed_tuning", "test_edge_truth",
+SLOW_MODULES = {"test_bench_inference", "test_distribute", "test_edge_truth",
                 "test_experiments", "test_export_cli", "test_resume", "test_train", "test_tune"}
 
 

@@ -69,9 +69,10 @@ def loopback_cluster(log_dir, cpus_per_node=1, num_nodes=2, timeout=120):
             time.sleep(1)
         yield address
     finally:
+        # `ray start --block` stops its node at once on SIGINT (it waits out SIGTERM for 10 s).
         for process in reversed(processes):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGINT)
         for process in processes:
             try:
                 process.wait(timeout=10)

@@ -230,24 +230,33 @@ def input_feature_names(data):
     return names
 
 
-def refit_final(trainer, calendar, last_fold, base_model=None):
-    """Refits on all windows up to the last test fold's end (the last `train_bars` with a sliding window), with the
-    same carve-out.
-
-    With `base_model` (a registered shared backbone, for `finetune_symbol`), only
-    its new head is trained.
-    """
+def final_split(trainer, calendar, last_fold):
+    """The final refit's windows: all up to the last test fold's end (the last `train_bars` with a sliding window)."""
     from keras_synapse.windows.splitters import Fold, sliding_start
 
-    config, data = trainer.config, trainer.data
+    config = trainer.config
     # A sliding window slides on: the final model sees the last `train_bars` bars, as each fold did.
     start = sliding_start(int(np.searchsorted(calendar, last_fold.test_end)), config.train_bars)
     final = Fold(index=len(calendar), train_start=calendar[start], train_end=last_fold.test_end,
                  test_start=None, test_end=None)
-    split = fold_windows(data.windowed, calendar, final, config)
+    return fold_windows(trainer.data.windowed, calendar, final, config)
+
+
+def refit_final(trainer, calendar, last_fold, base_model=None, fitted=None):
+    """Refits on all windows up to the last test fold's end (the last `train_bars` with a sliding window), with the
+    same carve-out.
+
+    With `base_model` (a registered shared backbone, for `finetune_symbol`), only
+    its new head is trained; `fitted` is a `(model, history)` fitted elsewhere
+    on the same split (an executor's task).
+    """
+    config, data = trainer.config, trainer.data
+    split = final_split(trainer, calendar, last_fold)
     print(f"final refit: {len(split['fit'])} fit windows, {len(split['validation'])} validation windows "
           f"up to {iso_utc(last_fold.test_end)}")
-    if base_model is not None:
+    if fitted is not None:
+        model, history = fitted
+    elif base_model is not None:
         model, history = base_model, {}
     else:
         model, history = trainer.fit(split, "final")
@@ -255,3 +264,45 @@ def refit_final(trainer, calendar, last_fold, base_model=None):
         split = symbol_split(data.windowed, split, config.finetune_symbol)
         model, history = trainer.fit(split, "final_finetune", base_model=model)
     return model, history, split
+
+
+def check_remote_fits(config):
+    """Refuses what an executor's tasks cannot fit yet: trees and stacks (fitted here, they are quick) and
+    fine-tuning (its second fit needs the first's model)."""
+    from keras_synapse.errors import ConfigError
+    from keras_synapse.training.stacking import is_stack
+    from keras_synapse.training.tree_trainer import is_tree
+
+    if is_tree(config) or is_stack(config) or config.finetune_symbol:
+        raise ConfigError(f"`--executor ray` fits neural models' folds and seeds; model={config.model!r}"
+                          f"{f', finetune_symbol={config.finetune_symbol!r}' if config.finetune_symbol else ''} "
+                          "runs with --executor local.")
+
+
+def fit_remotely(executor, trainer, calendar, folds):
+    """Fits every fold and the final refit as independent executor tasks; returns `{name: (model, history)}`.
+
+    Each task gets the seed offset the local loop would give it (fits are
+    numbered fold by fold, `ensemble_seeds` per fold, the final refit last),
+    so the same seeds give the same models as a local run.
+    """
+    members = trainer.config.ensemble_seeds
+    data = executor.share(trainer.data)
+    splits = [(f"fold_{fold.index}", fold_windows(trainer.data.windowed, calendar, fold, trainer.config))
+              for fold in folds]
+    splits.append(("final", final_split(trainer, calendar, folds[-1])))
+    tasks = [(trainer.config, data, str(trainer.run_dir), trainer.resume, split, name, number * members)
+             for number, (name, split) in enumerate(splits)]
+    return {name: tuple(result) for (name, _), result in zip(splits, executor.map(fit_split, tasks))}
+
+
+def fit_split(config, data, run_dir, resume, split, name, first_fit):
+    """One executor task: `FoldTrainer.fit` of one split, numbered as the local loop numbers it."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    trainer = FoldTrainer(config, data, run_dir, resume)
+    trainer.num_fits = first_fit
+    return trainer.fit(split, name)

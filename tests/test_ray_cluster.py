@@ -1,18 +1,70 @@
-"""Tuning on a real two-node Ray cluster (loopback): trials on both nodes, the same scores as a local search."""
+"""Scale-out on a real two-node Ray cluster on 127.0.0.1: train's folds and tune's trials run on both nodes and
+give the local executor's metrics; a task survives its worker's death.
+
+The cluster (a head and a second node, each its own `ray start` process with
+one CPU) is started once for the module and torn down by it. Each Ray run is
+compared with a local run given the same `--cpus-per-task 1` (TensorFlow's
+thread count), run at the same time.
+"""
 
 import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from ray_cluster import ENVIRONMENT, loopback_cluster
 
-pytest.importorskip("ray")
-
-from ray_cluster import ENVIRONMENT, loopback_cluster  # noqa: E402
-
+REPOSITORY = Path(__file__).resolve().parents[1]
 PROJECT = "shared_backbone_random_val_ic"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with loopback_cluster(tmp_path_factory.mktemp("ray"), cpus_per_node=1) as address:
+        yield address
+
+
+def without_ray_address():
+    environment = {**ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    environment.pop("RAY_ADDRESS", None)
+    return environment
+
+
+def train_command(root, *options):
+    return [sys.executable, "-m", "keras_synapse.train", "experiments/shared_backbone.py", "--quick",
+            "--epochs", "2", "--cpus-per-task", "1", "--output", str(root / "runs"),
+            "--registry", str(root / "saved_models"), *options]
+
+
+def test_train_runs_its_folds_on_both_nodes_and_gives_the_local_metrics(cluster, tmp_path):
+    environment = without_ray_address()
+    local = subprocess.Popen(train_command(tmp_path / "local"), cwd=REPOSITORY, env=environment,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        remote = subprocess.run(train_command(tmp_path / "ray", "--executor", "ray"), cwd=REPOSITORY,
+                                env={**environment, "RAY_ADDRESS": cluster}, capture_output=True, text=True,
+                                timeout=500)
+        local_errors = local.communicate(timeout=500)[1]
+    finally:
+        if local.poll() is None:
+            local.kill()
+            local.wait()
+    assert remote.returncode == 0, remote.stderr[-3000:]
+    assert local.returncode == 0, local_errors[-3000:]
+    remote, local = (json.loads(next((tmp_path / name / "runs").glob("*/*/metrics.json")).read_text())
+                     for name in ("ray", "local"))
+    executor = remote["executor"]
+    assert executor["kind"] == "ray" and executor["address"] == cluster
+    assert executor["tasks"] == len(remote["folds"]) + 1  # every fold and the final refit
+    assert len(executor["nodes"]) == 2  # both nodes fitted
+    assert [fold["metrics"] for fold in remote["folds"]] == [fold["metrics"] for fold in local["folds"]]
+    assert remote["summary"] == local["summary"] and remote["baselines"] == local["baselines"]
+    assert local["executor"]["kind"] == "local"
+
 
 
 def tune_command(directory, executor):
@@ -33,23 +85,16 @@ def best_line(output):
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with loopback_cluster(tmp_path_factory.mktemp("ray_cluster"), cpus_per_node=1) as address:
-        yield address
-
-
-@pytest.fixture(scope="module")
-def searches(cluster, tmp_path_factory, request):
+def searches(cluster, tmp_path_factory):
     """The same search on the loopback cluster and locally, run at the same time (~1 min on 2 CPUs)."""
     root = tmp_path_factory.mktemp("tune_ray")
-    environment = {**ENVIRONMENT, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    environment.pop("RAY_ADDRESS", None)
+    environment = without_ray_address()
     (root / "local").mkdir()
     (root / "ray").mkdir()
-    local = subprocess.Popen(tune_command(root / "local", "local"), cwd=request.config.rootpath, env=environment,
+    local = subprocess.Popen(tune_command(root / "local", "local"), cwd=REPOSITORY, env=environment,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        remote = subprocess.run(tune_command(root / "ray", "ray"), cwd=request.config.rootpath,
+        remote = subprocess.run(tune_command(root / "ray", "ray"), cwd=REPOSITORY,
                                 env={**environment, "RAY_ADDRESS": cluster}, capture_output=True, text=True,
                                 timeout=400)
         local_output = local.communicate(timeout=400)[0]
@@ -75,7 +120,6 @@ def raise_value_error():
     raise ValueError("the trial's own error")
 
 
-@pytest.mark.slow
 def test_the_trials_ran_at_once_on_both_nodes(searches):
     root, _, _ = searches
     record = json.loads((root / "ray" / "tuning" / PROJECT / "executor.json").read_text())
@@ -90,7 +134,6 @@ def test_the_trials_ran_at_once_on_both_nodes(searches):
         assert list((root / "ray" / "tuning" / PROJECT / trial_id / "tensorboard" / "fold_0").rglob("*.v2"))
 
 
-@pytest.mark.slow
 def test_ray_and_local_searches_give_the_same_trials_scores_and_best(searches):
     root, local_output, remote_output = searches
     local, remote = trial_reports(root / "local"), trial_reports(root / "ray")
@@ -105,7 +148,6 @@ def test_ray_and_local_searches_give_the_same_trials_scores_and_best(searches):
     print(f"local {best_line(local_output)}, ray {best_line(remote_output)}")
 
 
-@pytest.mark.slow
 def test_submitted_tasks_survive_a_dead_worker_and_report_their_own_errors(cluster, tmp_path, monkeypatch):
     import ray
     import ray.cloudpickle
