@@ -35,8 +35,10 @@ def without_ray_address():
 
 
 def train_command(root, *options):
+    # Two folds and the final refit of two epochs on every fifth window: three tasks for two nodes.
     return [sys.executable, "-m", "keras_synapse.train", "experiments/shared_backbone.py", "--quick",
-            "--epochs", "2", "--cpus-per-task", "1", "--output", str(root / "runs"),
+            "--epochs", "2", "--set", "n_splits=2", "--set", "stride=5", "--cpus-per-task", "1",
+            "--output", str(root / "runs"),
             "--registry", str(root / "saved_models"), *options]
 
 
