@@ -215,8 +215,10 @@ def run(args):
     from keras_synapse import train
 
     tuner.release_data()
-    train_args = [str(tuned_file), "--output", args.output, "--registry", args.registry] + (
-        ["--quick"] if args.quick else [])
+    # The tuned experiment's folds run where the trials ran.
+    train_args = [str(tuned_file), "--output", args.output, "--registry", args.registry,
+                  "--executor", args.executor] + (["--quick"] if args.quick else []) + (
+        ["--cpus-per-task", str(args.cpus_per_task)] if args.cpus_per_task else [])
     print(f"\ntraining the tuned experiment: python -m keras_synapse.train {' '.join(train_args)}")
     run_dir = train.run(train.parse_args(train_args))
     print(search_versus_test_line(best, args.objective, len(completed_rows(rows)), run_dir))
