@@ -6,6 +6,7 @@
     python -m keras_synapse.bench train
     python -m keras_synapse.bench scale
     python -m keras_synapse.bench edge planted|null [--seeds 20]
+    python -m keras_synapse.bench edge power [--seeds 5] [--executor local|ray|ray://HOST:PORT] [--cpus-per-task 1]
 
 Each contender runs in its own subprocess so its peak resident memory is its
 own. Figures depend on the machine; the README quotes the ones measured on a
@@ -201,8 +202,14 @@ def main(argv=None):
                                             "false edges over random-walk seeds")
     bench_edge.add_arguments(edge)
     args = parser.parse_args(argv)
-    {"windows": bench_windows, "features": bench_features, "inference": bench_inference.bench_inference,
-     "train": bench_train.bench_train, "scale": bench_scale.bench_scale,
-     "edge": bench_edge.bench_edge}[args.command](args)
+    from keras_synapse.errors import SynapseError
+
+    try:
+        {"windows": bench_windows, "features": bench_features, "inference": bench_inference.bench_inference,
+         "train": bench_train.bench_train, "scale": bench_scale.bench_scale,
+         "edge": bench_edge.bench_edge}[args.command](args)
+    except SynapseError as error:  # a setting to fix (e.g. `--executor ray` without Ray): one line, status 2
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 

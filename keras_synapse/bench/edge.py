@@ -26,9 +26,21 @@ with nothing to find (driftless random walks) and counts the runs whose
 by chance in at most a few percent of seeds, so 19 or more of 20 must say no.
 Each run is the full command line (folds, baselines, bootstrap, refit,
 export), in its own process.
+
+`power`'s runs are independent, so `--executor ray` (the cluster in
+`RAY_ADDRESS`, or a new one on this machine) or `--executor ray://HOST:PORT`
+runs each as one Ray task (`keras_synapse.training.executors`), the training
+process started on the node that runs the task:
+
+    RAY_ADDRESS=HEAD:6379 python -m keras_synapse.bench edge power --executor ray --cpus-per-task 1
+
+Each task trains on `--cpus-per-task` TensorFlow threads; give a local run
+the same `--cpus-per-task` and the same seeds give the same figures.
 """
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,12 +75,42 @@ def add_arguments(parser):
     parser.add_argument("--bars", type=int, default=2016, help="power: daily bars per symbol. Defaults to 2016 "
                         "(8 years)")
     parser.add_argument("--results", help="power: also write every run's figures to this CSV file")
+    parser.add_argument("--json", dest="json_path", metavar="PATH", help="power: also write every run's figures, "
+                        "where and how long each ran, and the executor's record to this JSON file")
+    parser.add_argument("--executor", default="local", help="power: where the runs go: 'local' (one after another "
+                        "here), 'ray' (Ray tasks on the cluster in RAY_ADDRESS, or a new one on this machine) or "
+                        "'ray://HOST:PORT'. Defaults to local")
+    parser.add_argument("--cpus-per-task", type=int, help="power: CPUs (TensorFlow intra-op threads, one inter-op "
+                        "thread) per run; give local and Ray the same value for the same figures. Defaults to "
+                        "TensorFlow's own count locally and 1 on Ray")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides passed to every training run")
 
 
-def train_run(experiment, output, extra_arguments=()):
+def thread_environment(cpus_per_task):
+    """The environment of a training process with `cpus_per_task` intra-op threads and one inter-op thread.
+
+    TensorFlow reads these variables when it starts, so the count holds in
+    the child whatever the parent has started (`None`: the parent's own
+    environment, TensorFlow's default count).
+    """
+    if cpus_per_task is None:
+        return None
+    threads = str(int(cpus_per_task))
+    return {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "OMP_NUM_THREADS": threads,
+            "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def train_run(experiment, output, extra_arguments=(), cpus_per_task=None):
     """Runs `python -m keras_synapse.train` in a subprocess; returns the run directory.
+
+    Args:
+        experiment: the experiment file.
+        output: directory for the run's `runs/` and `saved_models/`.
+        extra_arguments: more command-line arguments. Defaults to `()`.
+        cpus_per_task: TensorFlow's intra-op threads in the run (see
+            `thread_environment`), or `None` for its default. Defaults to
+            `None`.
 
     Raises:
         RuntimeError: when the run fails, with the end of its output.
@@ -76,7 +118,7 @@ def train_run(experiment, output, extra_arguments=()):
     output = Path(output)
     command = [sys.executable, "-m", "keras_synapse.train", str(experiment), "--output", str(output / "runs"),
                "--registry", str(output / "saved_models"), *extra_arguments]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, env=thread_environment(cpus_per_task))
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
     return max((output / "runs").glob("*/*/metrics.json"), key=lambda path: path.stat().st_mtime).parent
@@ -132,7 +174,7 @@ def planted_data(kind, oracle_ic, seed, num_symbols, num_bars):
 
 
 def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, experiment=MAIN_EXPERIMENT,
-              extra_arguments=()):
+              extra_arguments=(), cpus_per_task=None):
     """Trains `experiment` on one planted (or null) universe; returns the run's figures as a dict.
 
     The model and `POWER_BASELINE` are each scored as a share of the oracle's
@@ -141,7 +183,7 @@ def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, expe
     """
     arguments = ["--data", planted_data(kind, oracle_ic, seed, num_symbols, num_bars), "--seed", str(seed),
                  *extra_arguments]
-    run_dir = train_run(experiment, output, arguments)
+    run_dir = train_run(experiment, output, arguments, cpus_per_task)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     summary, baseline = metrics["summary"], metrics["baselines"][POWER_BASELINE]["summary"]
     row = {"kind": kind or "null", "oracle_ic": oracle_ic if kind else 0.0, "seed": seed,
@@ -156,6 +198,57 @@ def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, expe
         row.update(realized_oracle_ic=oracle, oracle_edge=comparison["oracle_edge"],
                    model_ratio=row["model_ic"] / oracle, baseline_ratio=row["baseline_ic"] / oracle)
     return row
+
+
+def experiment_source(path):
+    """An experiment file as `{"name", "text"}`, shipped to the tasks so every node trains the driver's file.
+
+    Only a file without sibling imports travels this way (the main
+    experiment's imports are all `keras_synapse`'s).
+    """
+    path = Path(path)
+    return {"name": path.name, "text": path.read_text()}
+
+
+def power_task(experiment, kind, oracle_ic, seed, num_symbols, num_bars, extra_arguments, cpus_per_task):
+    """One power run as an executor task: the run's figures, the node it ran on and its seconds.
+
+    Runs wherever the executor puts it (this process, or a Ray worker on any
+    node): the experiment arrives as `experiment_source`'s dict, the
+    universe is generated from its spec by the training process itself, and
+    only the figures come back.
+
+    Args:
+        experiment: `experiment_source(path)`.
+        kind: the planted kind, or `None` for the null.
+        oracle_ic: the planted strength.
+        seed: the universe's and the weights' seed.
+        num_symbols: symbols per universe.
+        num_bars: bars per symbol.
+        extra_arguments: more `keras_synapse.train` arguments (`--set=...`).
+        cpus_per_task: TensorFlow's intra-op threads in the run, or `None`
+            for its default.
+
+    Returns:
+        A dict with `row` (`power_run`'s), `node` (the Ray node id, or the
+        host name outside Ray) and `seconds`.
+    """
+    import time
+
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="keras_synapse_power_") as output:
+        path = Path(output) / experiment["name"]
+        path.write_text(experiment["text"])
+        row = power_run(kind, oracle_ic, seed, Path(output) / "run", num_symbols, num_bars, experiment=path,
+                        extra_arguments=list(extra_arguments), cpus_per_task=cpus_per_task)
+    return {"row": row, "node": _node_name(), "seconds": time.time() - started}
+
+
+def _node_name():
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
 
 
 def power_table(rows):
@@ -181,32 +274,77 @@ def power_table(rows):
     return "\n".join(lines)
 
 
-def bench_power(args):
-    """Runs the power check and prints each run, then the table."""
-    import time
-
+def power_cells(args):
+    """The `power` runs in order: `(kind, strength, seed)` for the null, then every kind x strength."""
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     strengths = [float(value) for value in args.strengths.split(",") if value.strip()]
     groups = [(None, 0.0)] + [(kind, strength) for kind in kinds for strength in strengths]
-    rows, started = [], time.time()
+    return [(kind, strength, seed) for kind, strength in groups for seed in range(args.seeds or 5)]
+
+
+def bench_power(args):
+    """Runs the power check and prints each run, then the table.
+
+    Locally each run is printed as it ends; on Ray all runs are submitted at
+    once and printed in order when the last ends, with the node each ran on
+    and its own seconds. The table is the same either way.
+
+    Returns:
+        A dict with `rows` (each run's figures, in order), `runs` (node and
+        seconds of each), `executor` (the executor's record) and `seconds`.
+    """
+    import time
+
+    from keras_synapse.training.executors import make_executor
+
+    started = time.time()
+    executor = make_executor(args.executor, args.cpus_per_task)
+    experiment = executor.share(experiment_source(MAIN_EXPERIMENT))
     extra = [f"--set={pair}" for pair in args.overrides]
-    for kind, strength in groups:
-        for seed in range(args.seeds or 5):
-            with tempfile.TemporaryDirectory(prefix="keras_synapse_power_") as output:
-                row = power_run(kind, strength, seed, output, args.symbols, args.bars, extra_arguments=extra)
-            rows.append(row)
-            ratio = "" if row["model_ratio"] is None else (f" ({row['model_ratio']:.0%} of the oracle's "
-                                                           f"{row['realized_oracle_ic']:+.4f})")
-            print(f"{row['kind']:<16}{strength:.3f} seed {seed}: model IC {row['model_ic']:+.4f}{ratio} edge "
-                  f"{row['model_edge']}; {POWER_BASELINE} IC {row['baseline_ic']:+.4f} edge {row['baseline_edge']}; "
-                  f"model beats it {row['beats_baseline']}; MDE {row['minimum_detectable_ic']:.4f} "
-                  f"[{time.time() - started:.0f} s]", flush=True)
-            if args.results:
-                pd.DataFrame(rows).to_csv(args.results, index=False)
+    cells = power_cells(args)
+    arguments = [(experiment, kind, strength, seed, args.symbols, args.bars, extra, executor.cpus_per_task)
+                 for kind, strength, seed in cells]
+    rows, runs = [], []
+
+    def report(outcome, strength, seed):
+        row = outcome["row"]
+        rows.append(row)
+        runs.append({"node": outcome["node"], "seconds": outcome["seconds"]})
+        ratio = "" if row["model_ratio"] is None else (f" ({row['model_ratio']:.0%} of the oracle's "
+                                                       f"{row['realized_oracle_ic']:+.4f})")
+        where = (f"{outcome['seconds']:.0f} s on node {outcome['node'][:12]}" if executor.remote
+                 else f"{time.time() - started:.0f} s")
+        print(f"{row['kind']:<16}{strength:.3f} seed {seed}: model IC {row['model_ic']:+.4f}{ratio} edge "
+              f"{row['model_edge']}; {POWER_BASELINE} IC {row['baseline_ic']:+.4f} edge {row['baseline_edge']}; "
+              f"model beats it {row['beats_baseline']}; MDE {row['minimum_detectable_ic']:.4f} [{where}]",
+              flush=True)
+        if args.results:
+            pd.DataFrame(rows).to_csv(args.results, index=False)
+
+    if executor.remote:
+        print(f"{len(cells)} runs submitted to Ray at {executor.address}, {executor.cpus_per_task} CPU(s) each",
+              flush=True)
+        outcomes = executor.map(power_task, arguments)
+    else:
+        # One at a time, so each run is printed as it ends.
+        outcomes = (executor.map(power_task, [task])[0] for task in arguments)
+    for outcome, (kind, strength, seed) in zip(outcomes, cells):
+        report(outcome, strength, seed)
+    seconds = time.time() - started
+    record = executor.record()
+    executor.close()
     print()
     print(power_table(rows))
     print(f"\n{len(rows)} runs of {MAIN_EXPERIMENT.name} on {args.symbols} symbols x {args.bars} bars in "
-          f"{(time.time() - started) / 60:.0f} min")
+          f"{seconds / 60:.0f} min")
+    if executor.remote:
+        nodes = ", ".join(f"{node[:12]} {count}" for node, count in record["nodes"].items())
+        print(f"executor: ray at {record['address']}, {record['tasks']} tasks of {record['cpus_per_task']} CPU(s); "
+              f"tasks per node: {nodes}")
+    result = {"rows": rows, "runs": runs, "executor": record, "seconds": seconds}
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
 
 
 def null_run(seed, output, overrides=(), quick=False):
@@ -228,8 +366,17 @@ def null_run(seed, output, overrides=(), quick=False):
 
 
 def bench_edge(args):
+    """Runs `args.check`.
+
+    Raises:
+        ConfigError: for `--executor` other than `local` with `planted` or
+            `null` (their runs are still in this process, one after another).
+    """
     if args.check == "power":
         return bench_power(args)
+    if args.executor != "local" or args.json_path:
+        raise ConfigError(f"`--executor` and `--json` apply to `bench edge power` only. Received: "
+                          f"check={args.check!r}, executor={args.executor!r}, json={args.json_path!r}")
     with tempfile.TemporaryDirectory(prefix="keras_synapse_edge_") as output:
         if args.check == "planted":
             run_dir = train_run(PLANTED_EXPERIMENT, output, [f"--set={pair}" for pair in args.overrides])

@@ -1,0 +1,101 @@
+"""bench edge power --executor ray: its runs spread over a real two-node cluster, with a local run's figures."""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+from ray_cluster import ENVIRONMENT, loopback_cluster
+
+from keras_synapse.bench import edge
+from keras_synapse.errors import ConfigError
+
+# The smallest power check: the null and one planted row, one seed each (two runs, one per node), on a
+# tiny universe, one fold, one epoch of a small network and no permutation importance.
+SMALLEST_POWER = ["edge", "power", "--seeds", "1", "--kinds", "ar1", "--strengths", "0.05", "--symbols", "3",
+                  "--bars", "300", "--set", "epochs=1", "--set", "n_splits=1", "--set", "lstm_units=8,4",
+                  "--set", "feature_importance=false", "--cpus-per-task", "1"]
+
+
+def bench(arguments, json_path, environment=ENVIRONMENT):
+    return subprocess.Popen([sys.executable, "-m", "keras_synapse.bench", *SMALLEST_POWER, *arguments,
+                             "--json", str(json_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=environment)
+
+
+def finished(process, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def power_arguments(**changes):
+    parser = argparse.ArgumentParser()
+    edge.add_arguments(parser)
+    return argparse.Namespace(**{**vars(parser.parse_args(["power"])), **changes})
+
+
+def test_the_local_executor_runs_every_cell_in_order_and_records_it(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_power_run(kind, oracle_ic, seed, output, num_symbols, num_bars, experiment, extra_arguments,
+                       cpus_per_task):
+        calls.append((kind, oracle_ic, seed, num_symbols, num_bars, experiment.read_text(), extra_arguments,
+                      cpus_per_task))
+        return {"kind": kind or "null", "oracle_ic": oracle_ic, "seed": seed, "model_ic": 0.01 * seed,
+                "model_edge": False, "baseline_ic": 0.0, "baseline_edge": False, "beats_baseline": False,
+                "minimum_detectable_ic": 0.04, "realized_oracle_ic": None if kind is None else 0.05,
+                "oracle_edge": None if kind is None else True, "model_ratio": None if kind is None else 0.2,
+                "baseline_ratio": None if kind is None else 0.0}
+
+    monkeypatch.setattr(edge, "power_run", fake_power_run)
+    args = power_arguments(seeds=2, kinds="ar1", strengths="0.05", symbols=3, bars=300, overrides=["epochs=1"],
+                           json_path=str(tmp_path / "power.json"), results=str(tmp_path / "power.csv"))
+    result = edge.bench_power(args)
+    # The null first, then each kind x strength, each over the seeds; the driver's experiment file in every run.
+    assert [call[:3] for call in calls] == [(None, 0.0, 0), (None, 0.0, 1), ("ar1", 0.05, 0), ("ar1", 0.05, 1)]
+    assert all(call[3:] == (3, 300, edge.MAIN_EXPERIMENT.read_text(), ["--set=epochs=1"], None) for call in calls)
+    assert json.loads((tmp_path / "power.json").read_text())["rows"] == result["rows"]
+    assert result["executor"]["kind"] == "local" and result["executor"]["tasks"] == 4
+    assert len(result["runs"]) == 4 and (tmp_path / "power.csv").is_file()
+    output = capsys.readouterr().out
+    assert "ar1             0.050 seed 1: model IC +0.0100 (20% of the oracle's +0.0500)" in output
+    assert "executor:" not in output  # a local run prints what it printed before executors
+
+
+def test_a_training_process_gets_the_thread_counts_and_other_checks_refuse_an_executor():
+    environment = edge.thread_environment(2)
+    assert (environment["TF_NUM_INTRAOP_THREADS"], environment["OMP_NUM_THREADS"],
+            environment["TF_NUM_INTEROP_THREADS"]) == ("2", "2", "1")
+    assert edge.thread_environment(None) is None
+    with pytest.raises(ConfigError, match="apply to `bench edge power` only"):
+        edge.bench_edge(power_arguments(check="null", executor="ray"))
+    with pytest.raises(ConfigError, match="--executor"):
+        edge.bench_power(power_arguments(executor="spark"))
+
+
+@pytest.mark.slow
+def test_power_runs_as_ray_tasks_on_both_nodes_with_the_local_figures(tmp_path):
+    pytest.importorskip("ray")
+    # The local reference trains while the cluster starts: the figures do not depend on the load, only on the
+    # seeds and the thread counts.
+    local = bench(["--executor", "local"], tmp_path / "local.json")
+    try:
+        with loopback_cluster(tmp_path, cpus_per_node=1) as address:
+            output = finished(bench(["--executor", "ray"], tmp_path / "ray.json",
+                                    {**ENVIRONMENT, "RAY_ADDRESS": address}))
+    finally:
+        local_output = finished(local)
+    on_ray, here = (json.loads((tmp_path / name).read_text()) for name in ("ray.json", "local.json"))
+    # Both nodes ran a task, and the record says which ran what.
+    assert on_ray["executor"]["kind"] == "ray" and on_ray["executor"]["tasks"] == 2
+    assert len(on_ray["executor"]["nodes"]) == 2 and len({run["node"] for run in on_ray["runs"]}) == 2
+    assert here["executor"] == {"kind": "local", "cpus_per_task": 1, "tasks": 2, "nodes": here["executor"]["nodes"]}
+    # The same seeds on one thread each: the very same figures, and the same table.
+    assert [row["kind"] for row in on_ray["rows"]] == ["null", "ar1"]
+    assert on_ray["rows"] == here["rows"]
+    table = [line for line in output.splitlines() if line.startswith(("kind ", "null ", "ar1 "))
+             and "seed" not in line]
+    assert len(table) == 3 and all(line in local_output.splitlines() for line in table)
+    assert "tasks per node" in output
