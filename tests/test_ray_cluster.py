@@ -1,5 +1,5 @@
-"""Scale-out on a real two-node Ray cluster on 127.0.0.1: train's folds and tune's trials run on both nodes and
-give the local executor's metrics; a task survives its worker's death.
+"""Scale-out on a real two-node Ray cluster on 127.0.0.1: train's folds, tune's trials and bench edge's runs run
+on both nodes and give the local executor's figures; a task survives its worker's death.
 
 The cluster (a head and a second node, each its own `ray start` process with
 one CPU) is started once for the module and torn down by it. Each Ray run is
@@ -172,3 +172,44 @@ def test_submitted_tasks_survive_a_dead_worker_and_report_their_own_errors(clust
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         ray.shutdown()
+
+
+# The smallest power check: the null and one planted row, one seed each (two runs, one per node), on a
+# tiny universe, one fold, one epoch of a small network and no permutation importance.
+SMALLEST_POWER = ["edge", "power", "--seeds", "1", "--kinds", "ar1", "--strengths", "0.05", "--symbols", "3",
+                  "--bars", "300", "--set", "epochs=1", "--set", "n_splits=1", "--set", "lstm_units=8,4",
+                  "--set", "feature_importance=false", "--cpus-per-task", "1"]
+
+
+def bench(arguments, json_path, environment):
+    return subprocess.Popen([sys.executable, "-m", "keras_synapse.bench", *SMALLEST_POWER, *arguments,
+                             "--json", str(json_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=environment, cwd=REPOSITORY)
+
+
+def finished(process, timeout=300):
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def test_bench_edge_power_runs_as_ray_tasks_on_both_nodes_with_the_local_figures(cluster, tmp_path):
+    # The local reference trains beside the Ray run: the figures depend on the seeds and the thread counts only.
+    local = bench(["--executor", "local"], tmp_path / "local.json", without_ray_address())
+    try:
+        output = finished(bench(["--executor", "ray"], tmp_path / "ray.json",
+                                {**without_ray_address(), "RAY_ADDRESS": cluster}))
+    finally:
+        local_output = finished(local)
+    on_ray, here = (json.loads((tmp_path / name).read_text()) for name in ("ray.json", "local.json"))
+    # Both nodes ran a task, and the record says which ran what.
+    assert on_ray["executor"]["kind"] == "ray" and on_ray["executor"]["tasks"] == 2
+    assert len(on_ray["executor"]["nodes"]) == 2 and len({run["node"] for run in on_ray["runs"]}) == 2
+    assert here["executor"] == {"kind": "local", "cpus_per_task": 1, "tasks": 2, "nodes": here["executor"]["nodes"]}
+    # The same seeds on one thread each: the very same figures, and the same table.
+    assert [row["kind"] for row in on_ray["rows"]] == ["null", "ar1"]
+    assert on_ray["rows"] == here["rows"]
+    table = [line for line in output.splitlines() if line.startswith(("kind ", "null ", "ar1 "))
+             and "seed" not in line]
+    assert len(table) == 3 and all(line in local_output.splitlines() for line in table)
+    assert "tasks per node" in output

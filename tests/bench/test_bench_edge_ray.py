@@ -1,34 +1,15 @@
-"""bench edge power --executor ray: its runs spread over a real two-node cluster, with a local run's figures."""
+"""bench edge power's executors: the order of its runs, their record, the thread counts, what is refused.
+
+The runs on a real two-node Ray cluster are in tests/test_ray_cluster.py, on the cluster it shares.
+"""
 
 import argparse
 import json
-import subprocess
-import sys
 
 import pytest
-from ray_cluster import ENVIRONMENT, loopback_cluster
 
 from keras_synapse.bench import edge
 from keras_synapse.errors import ConfigError
-
-# The smallest power check: the null and one planted row, one seed each (two runs, one per node), on a
-# tiny universe, one fold, one epoch of a small network and no permutation importance.
-SMALLEST_POWER = ["edge", "power", "--seeds", "1", "--kinds", "ar1", "--strengths", "0.05", "--symbols", "3",
-                  "--bars", "300", "--set", "epochs=1", "--set", "n_splits=1", "--set", "lstm_units=8,4",
-                  "--set", "feature_importance=false", "--cpus-per-task", "1"]
-
-
-def bench(arguments, json_path, environment=ENVIRONMENT):
-    return subprocess.Popen([sys.executable, "-m", "keras_synapse.bench", *SMALLEST_POWER, *arguments,
-                             "--json", str(json_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=environment)
-
-
-def finished(process, timeout=300):
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-4000:]
-    return output
-
 
 def power_arguments(**changes):
     parser = argparse.ArgumentParser()
@@ -73,29 +54,3 @@ def test_a_training_process_gets_the_thread_counts_and_other_checks_refuse_an_ex
         edge.bench_edge(power_arguments(check="null", executor="ray"))
     with pytest.raises(ConfigError, match="--executor"):
         edge.bench_power(power_arguments(executor="spark"))
-
-
-@pytest.mark.slow
-def test_power_runs_as_ray_tasks_on_both_nodes_with_the_local_figures(tmp_path):
-    pytest.importorskip("ray")
-    # The local reference trains while the cluster starts: the figures do not depend on the load, only on the
-    # seeds and the thread counts.
-    local = bench(["--executor", "local"], tmp_path / "local.json")
-    try:
-        with loopback_cluster(tmp_path, cpus_per_node=1) as address:
-            output = finished(bench(["--executor", "ray"], tmp_path / "ray.json",
-                                    {**ENVIRONMENT, "RAY_ADDRESS": address}))
-    finally:
-        local_output = finished(local)
-    on_ray, here = (json.loads((tmp_path / name).read_text()) for name in ("ray.json", "local.json"))
-    # Both nodes ran a task, and the record says which ran what.
-    assert on_ray["executor"]["kind"] == "ray" and on_ray["executor"]["tasks"] == 2
-    assert len(on_ray["executor"]["nodes"]) == 2 and len({run["node"] for run in on_ray["runs"]}) == 2
-    assert here["executor"] == {"kind": "local", "cpus_per_task": 1, "tasks": 2, "nodes": here["executor"]["nodes"]}
-    # The same seeds on one thread each: the very same figures, and the same table.
-    assert [row["kind"] for row in on_ray["rows"]] == ["null", "ar1"]
-    assert on_ray["rows"] == here["rows"]
-    table = [line for line in output.splitlines() if line.startswith(("kind ", "null ", "ar1 "))
-             and "seed" not in line]
-    assert len(table) == 3 and all(line in local_output.splitlines() for line in table)
-    assert "tasks per node" in output
