@@ -188,9 +188,7 @@ class RayExecutor:
         return self.ray.put(value)
 
     def map(self, function, argument_tuples):
-        task = self._remote.options(num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task,
-                                    max_retries=MAX_RETRIES, retry_exceptions=False, scheduling_strategy="SPREAD")
-        references = [task.remote(function, self.cpus_per_task, *arguments) for arguments in argument_tuples]
+        references = [self.submit(function, arguments) for arguments in argument_tuples]
         results = []
         for value, node in self.ray.get(references):
             self.nodes[node] += 1
