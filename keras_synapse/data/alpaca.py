@@ -106,15 +106,25 @@ def _parse_timeframe(timeframe):
     raise ConfigError(f"`timeframe` is not an Alpaca timeframe ({problem}). Received: timeframe={timeframe!r}")
 
 
-def _stock_keys():
+def keys_from_environment(refusal):
+    """`(key id, secret key)` from `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`.
+
+    Args:
+        refusal: builds the error to raise from the names of the variables
+            not set (each caller says what it needed the keys for).
+    """
     missing = [name for name in (KEY_ID_VARIABLE, SECRET_KEY_VARIABLE) if not os.environ.get(name)]
     if missing:
-        raise DataError(
-            f"{SOURCE}: stock bars need Alpaca API keys in the environment variables {KEY_ID_VARIABLE} "
-            f"and {SECRET_KEY_VARIABLE}; not set: {', '.join(missing)}. "
-            "Crypto pairs such as BTC/USD need no keys."
-        )
+        raise refusal(missing)
     return os.environ[KEY_ID_VARIABLE], os.environ[SECRET_KEY_VARIABLE]
+
+
+def stock_keys():
+    """The keys stock bars need, or a `DataError` naming the variables not set."""
+    return keys_from_environment(lambda missing: DataError(
+        f"{SOURCE}: stock bars need Alpaca API keys in the environment variables {KEY_ID_VARIABLE} "
+        f"and {SECRET_KEY_VARIABLE}; not set: {', '.join(missing)}. "
+        "Crypto pairs such as BTC/USD need no keys."))
 
 
 def _download(symbol, start, end, timeframe, url_override):
@@ -128,7 +138,7 @@ def _download(symbol, start, end, timeframe, url_override):
         client = CryptoHistoricalDataClient(raw_data=True, url_override=url_override)
         get_bars = functools.partial(client.get_crypto_bars, CryptoBarsRequest(**request_fields))
     else:
-        key_id, secret_key = _stock_keys()
+        key_id, secret_key = stock_keys()
         client = StockHistoricalDataClient(key_id, secret_key, raw_data=True, url_override=url_override)
         get_bars = functools.partial(
             client.get_stock_bars, StockBarsRequest(adjustment=Adjustment.ALL, **request_fields)

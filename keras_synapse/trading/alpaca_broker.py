@@ -22,7 +22,6 @@ sleeps inside a call, is switched off: retrying is the runner's decision.
 
 import logging
 import math
-import os
 import re
 
 import requests
@@ -31,7 +30,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, OrderStatus as AlpacaOrderStatus, PositionSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from keras_synapse.data.alpaca import KEY_ID_VARIABLE, SECRET_KEY_VARIABLE
+from keras_synapse.data.alpaca import KEY_ID_VARIABLE, SECRET_KEY_VARIABLE, keys_from_environment
 from keras_synapse.errors import BrokerError
 from keras_synapse.trading.brokers import FILLED, OPEN, REJECTED, Broker, OrderStatus
 
@@ -95,7 +94,7 @@ class AlpacaBroker(Broker):
     def __init__(self, live=False, url_override=None, timeout=30.0):
         if not isinstance(timeout, (int, float)) or not timeout > 0:
             raise BrokerError(f"alpaca: `timeout` must be a positive number of seconds. Received: timeout={timeout!r}")
-        key_id, secret_key = _keys_from_environment()
+        key_id, secret_key = _trading_keys()
         self.live = bool(live)
         self.url = (url_override or (LIVE_URL if self.live else PAPER_URL)).rstrip("/")
         self._client = TradingClient(key_id, secret_key, paper=not self.live, url_override=self.url)
@@ -228,15 +227,11 @@ class AlpacaBroker(Broker):
         return BrokerError(f"alpaca: {description}: the answer could not be read ({detail}).")
 
 
-def _keys_from_environment():
-    missing = [name for name in (KEY_ID_VARIABLE, SECRET_KEY_VARIABLE) if not os.environ.get(name)]
-    if missing:
-        raise BrokerError(
-            f"alpaca: trading needs an Alpaca account's API keys in the environment variables {KEY_ID_VARIABLE} "
-            f"and {SECRET_KEY_VARIABLE}; not set: {', '.join(missing)}. Create paper keys on "
-            "https://app.alpaca.markets (Paper Trading, API Keys) and export both."
-        )
-    return os.environ[KEY_ID_VARIABLE], os.environ[SECRET_KEY_VARIABLE]
+def _trading_keys():
+    return keys_from_environment(lambda missing: BrokerError(
+        f"alpaca: trading needs an Alpaca account's API keys in the environment variables {KEY_ID_VARIABLE} "
+        f"and {SECRET_KEY_VARIABLE}; not set: {', '.join(missing)}. Create paper keys on "
+        "https://app.alpaca.markets (Paper Trading, API Keys) and export both."))
 
 
 def _redactor(*secrets):

@@ -68,13 +68,13 @@ class AlpacaBars:
     def __init__(self, symbols, warmup_bars, timeframe="1Day", url_override=None, history_start=None, now=None):
         from alpaca.data.historical import StockHistoricalDataClient
 
-        from keras_synapse.data.alpaca import _parse_timeframe, _stock_keys
+        from keras_synapse.data.alpaca import _parse_timeframe, stock_keys
 
         self.symbols = list(symbols)
         self.warmup_bars = int(warmup_bars)
         self.timeframe = _parse_timeframe(timeframe)
         self.period = pd.Timedelta(_timeframe_length(timeframe))
-        key_id, secret_key = _stock_keys()
+        key_id, secret_key = stock_keys()
         self.client = StockHistoricalDataClient(key_id, secret_key, raw_data=True, url_override=url_override)
         self.now = now or (lambda: pd.Timestamp.now(tz="UTC"))
         self.history_start = _utc(history_start) if history_start is not None else None
