@@ -70,3 +70,18 @@ def _requested_config(args):
         if getattr(args, key) is not None:
             overrides.append(f"{key}={getattr(args, key)}")
     return apply_overrides(config, overrides)
+
+
+def add_executor_arguments(parser, units):
+    """`--executor` and `--cpus-per-task`, as `train`, `tune` and `bench edge power` take them.
+
+    Args:
+        parser: the command's `ArgumentParser`.
+        units: what the executor runs, e.g. `"folds and the final refit"`.
+    """
+    parser.add_argument("--executor", default="local", help=f"where the {units} run: 'local' (here, one after "
+                        "another), 'ray' (Ray tasks on the cluster in RAY_ADDRESS, or a new one here) or "
+                        "'ray://HOST:PORT'. Defaults to local")
+    parser.add_argument("--cpus-per-task", type=int, help="CPUs (TensorFlow intra-op threads) per task; give local "
+                        "and ray runs the same value for the same figures. Defaults to TensorFlow's own locally, 1 on "
+                        "Ray")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_synapse.cli import resolve_config
+from keras_synapse.cli import add_executor_arguments, resolve_config
 from keras_synapse.errors import DataError
 from keras_synapse.evaluation.importance import importance_of_run, permuted_scores
 from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
@@ -63,11 +63,7 @@ def parse_args(argv):
     parser.add_argument("--no-promote", dest="promote", action="store_false",
                         help="register the model without pointing saved_models/<experiment>/latest at it (a "
                         "challenger: python -m keras_synapse.registry promote, or keras_synapse.retrain, moves it)")
-    parser.add_argument("--executor", default="local", help="where the fits run: 'local' (this process), 'ray' (the "
-                        "Ray cluster in RAY_ADDRESS, or a new one here) or 'ray://HOST:PORT'; folds and the final refit "
-                        "are independent Ray tasks. Defaults to local")
-    parser.add_argument("--cpus-per-task", type=int, help="CPUs (TensorFlow intra-op threads) per fit; give local "
-                        "and ray runs the same value for the same metrics. Defaults to TensorFlow's own locally, 1 on Ray")
+    add_executor_arguments(parser, "folds and the final refit (each an independent task)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (e.g. after kill -9) from "
                         "its last completed epoch, with its own config.json; completed folds are not retrained")
     return parser.parse_args(argv)

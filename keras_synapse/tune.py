@@ -73,6 +73,7 @@ import sys
 import time
 from pathlib import Path
 
+from keras_synapse.cli import add_executor_arguments
 from keras_synapse.errors import SynapseError
 from keras_synapse.tuning.results import (
     best_row,
@@ -126,11 +127,7 @@ def parse_args(argv):
                         "TensorBoard logs). Defaults to tuning/")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing search in --directory "
                         "instead of resuming it")
-    parser.add_argument("--executor", default="local", help="where trials run: local (here, one after another), "
-                        "ray (the Ray cluster in RAY_ADDRESS, or a new one here) or ray://HOST:PORT. "
-                        "Defaults to local")
-    parser.add_argument("--cpus-per-task", type=int, help="CPUs (and TensorFlow intra-op threads) per trial. "
-                        "Defaults to TensorFlow's own threads locally, 1 on Ray")
+    add_executor_arguments(parser, "trials")
     parser.add_argument("--max-concurrent-trials", type=int, help="at most this many trials at once. Defaults "
                         "to as many as the cluster's CPUs allow (1 locally)")
     parser.add_argument("--tuned-file", help="where to write the best configuration as an experiment file. "
