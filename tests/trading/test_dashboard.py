@@ -238,7 +238,10 @@ def test_read_status_names_the_file(live_dir):
 def chromium(url, *flags, profile):
     """Runs headless Chromium on `url` with `flags`; returns its stdout (the DOM with --dump-dom)."""
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
-               "--no-first-run", f"--user-data-dir={profile}", "--window-size=1400,1000",
+               "--no-first-run", f"--user-data-dir={profile}",
+               # Nothing beyond 127.0.0.1: no component updates, safe-browsing lists, sync or metrics.
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--disable-default-apps", "--no-default-browser-check", "--metrics-recording-only", "--window-size=1400,1000",
                "--virtual-time-budget=8000", *flags, url]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
