@@ -34,6 +34,24 @@ def without_ray_address():
     return environment
 
 
+def run_beside(local_command, remote_command, cluster, timeout=500):
+    """Runs a command locally and, at the same time, on the cluster; returns both outputs once both succeeded."""
+    environment = without_ray_address()
+    local = subprocess.Popen(local_command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        remote = subprocess.run(remote_command, cwd=REPOSITORY, env={**environment, "RAY_ADDRESS": cluster},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        local_output = local.communicate(timeout=timeout)[0]
+    finally:
+        if local.poll() is None:
+            local.kill()
+            local.wait()
+    assert remote.returncode == 0, remote.stdout[-4000:]
+    assert local.returncode == 0, local_output[-4000:]
+    return local_output, remote.stdout
+
+
 def train_command(root, *options):
     # Two folds and the final refit of two epochs on every fifth window: three tasks for two nodes.
     return [sys.executable, "-m", "keras_synapse.train", "experiments/shared_backbone.py", "--quick",
@@ -43,20 +61,7 @@ def train_command(root, *options):
 
 
 def test_train_runs_its_folds_on_both_nodes_and_gives_the_local_metrics(cluster, tmp_path):
-    environment = without_ray_address()
-    local = subprocess.Popen(train_command(tmp_path / "local"), cwd=REPOSITORY, env=environment,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        remote = subprocess.run(train_command(tmp_path / "ray", "--executor", "ray"), cwd=REPOSITORY,
-                                env={**environment, "RAY_ADDRESS": cluster}, capture_output=True, text=True,
-                                timeout=500)
-        local_errors = local.communicate(timeout=500)[1]
-    finally:
-        if local.poll() is None:
-            local.kill()
-            local.wait()
-    assert remote.returncode == 0, remote.stderr[-3000:]
-    assert local.returncode == 0, local_errors[-3000:]
+    run_beside(train_command(tmp_path / "local"), train_command(tmp_path / "ray", "--executor", "ray"), cluster)
     remote, local = (json.loads(next((tmp_path / name / "runs").glob("*/*/metrics.json")).read_text())
                      for name in ("ray", "local"))
     executor = remote["executor"]
@@ -90,23 +95,10 @@ def best_line(output):
 def searches(cluster, tmp_path_factory):
     """The same search on the loopback cluster and locally, run at the same time (~1 min on 2 CPUs)."""
     root = tmp_path_factory.mktemp("tune_ray")
-    environment = without_ray_address()
     (root / "local").mkdir()
     (root / "ray").mkdir()
-    local = subprocess.Popen(tune_command(root / "local", "local"), cwd=REPOSITORY, env=environment,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        remote = subprocess.run(tune_command(root / "ray", "ray"), cwd=REPOSITORY,
-                                env={**environment, "RAY_ADDRESS": cluster}, capture_output=True, text=True,
-                                timeout=400)
-        local_output = local.communicate(timeout=400)[0]
-    finally:
-        if local.poll() is None:
-            local.kill()
-            local.wait()
-    remote_output = remote.stdout + remote.stderr
-    assert remote.returncode == 0, remote_output[-4000:]
-    assert local.returncode == 0, local_output[-4000:]
+    local_output, remote_output = run_beside(tune_command(root / "local", "local"), tune_command(root / "ray", "ray"),
+                                             cluster, timeout=400)
     return root, local_output, remote_output
 
 
