@@ -45,6 +45,21 @@ def alpaca_runner(predictor, panel, warmup, fake, live_dir):
                       sleep=lambda seconds: None)
 
 
+def run_with_one_failure(setup, tmp_path, status, path_prefix):
+    """A session against the fake Alpaca whose next request under `path_prefix` fails with `status`."""
+    predictor, panel, warmup = setup
+    fake = FakeAlpaca(panel, revealed=warmup)
+    try:
+        runner = alpaca_runner(predictor, panel, warmup, fake, tmp_path)
+        runner.start()
+        fake.fail_next(status, path_prefix, times=1)
+        traded = runner.run(poll_interval=0, max_idle_polls=2)
+        runner.close()
+    finally:
+        fake.stop()
+    return runner, fake, traded
+
+
 def records(runner, kind):
     return [record for record in runner.journal.records if record["type"] == kind]
 
@@ -74,16 +89,7 @@ def test_a_transient_broker_failure_is_retried_and_an_order_left_unanswered_is_s
 
 
 def test_refused_keys_stop_the_runner_with_the_reason_and_nothing_after(setup, alpaca_keys, tmp_path):
-    predictor, panel, warmup = setup
-    fake = FakeAlpaca(panel, revealed=warmup)
-    try:
-        runner = alpaca_runner(predictor, panel, warmup, fake, tmp_path)
-        runner.start()
-        fake.fail_next(403, "/v2/orders", times=1)
-        traded = runner.run(poll_interval=0, max_idle_polls=2)
-        runner.close()
-    finally:
-        fake.stop()
+    runner, fake, traded = run_with_one_failure(setup, tmp_path, 403, "/v2/orders")
     assert traded == 1 and fake.orders == []
     assert "refused the keys" in runner.stopped_reason and "APCA_API_KEY_ID" in runner.stopped_reason
     assert records(runner, "fallback")[-1]["action"] == "stop"
@@ -91,16 +97,7 @@ def test_refused_keys_stop_the_runner_with_the_reason_and_nothing_after(setup, a
 
 
 def test_a_data_failure_holds_the_book_and_the_next_poll_carries_on(setup, alpaca_keys, tmp_path):
-    predictor, panel, warmup = setup
-    fake = FakeAlpaca(panel, revealed=warmup)
-    try:
-        runner = alpaca_runner(predictor, panel, warmup, fake, tmp_path)
-        runner.start()
-        fake.fail_next(500, "/v2/stocks/bars", times=1)
-        traded = runner.run(poll_interval=0, max_idle_polls=2)
-        runner.close()
-    finally:
-        fake.stop()
+    runner, _, traded = run_with_one_failure(setup, tmp_path, 500, "/v2/stocks/bars")
     fallbacks = records(runner, "fallback")
     assert [fallback["action"] for fallback in fallbacks] == ["hold"] and fallbacks[0]["reason"].startswith("data:")
     assert traded == TRADED_BARS
