@@ -17,6 +17,12 @@ rows with it, feature by feature:
   rows a p-value alone flags differences too small to matter, down to the
   sampling noise of a model's own training rows.
 
+Each feature gets one `flag` (`"drift"`, `"moderate"` or `"stable"`) and
+the tests that raised it (`flagged_by`, with a `reason` such as "KS 0.160 >=
+0.1 with p 4.0e-04 < 0.01"): a feature can drift by KS while its PSI is
+only moderate, and a table that showed the PSI level beside a KS flag would
+not say why it was flagged. Summary counts are counts of these flags.
+
 Both tests treat rows as independent draws. Feature rows of one series are
 autocorrelated (a 20-bar rolling volatility barely moves from one bar to the
 next), so KS p-values are over-confident on long windows of new rows: a
@@ -26,6 +32,7 @@ number of rows the same way and is the primary flag.
     reference = training_distributions(train_rows, feature_names)
     report = drift_report(reference, new_rows)   # new_rows: a frame with those columns
     report["drifted"]                            # PSI > 0.25, or KS p < 0.01 with KS >= 0.1
+    report["features"]["rsi_14"]["reason"]       # which test flagged it, its value and threshold
 """
 
 import numpy as np
@@ -127,11 +134,15 @@ def drift_report(reference, feature_rows, feature_names=None):
         feature_names: column names for an array. Defaults to `None`.
 
     Returns:
-        A dict: `num_rows`; `features`, mapping each feature to `psi`,
-        `psi_level` (`"stable"`, `"moderate"` or `"drift"`), `ks_statistic`,
-        `ks_p_value`, `ks_flag`, `mean` and `training_mean`; `drifted` (PSI
-        above 0.25, or KS p below 0.01 with a statistic of 0.1 or more),
-        `moderate` (PSI 0.1 to 0.25);
+        A dict: `num_rows`; `thresholds` (those applied); `features`,
+        mapping each feature to `psi`, `psi_level` (`"stable"`, `"moderate"`
+        or `"drift"` by PSI alone), `ks_statistic`, `ks_p_value`, `ks_flag`,
+        `mean`, `training_mean`, and the feature's verdict: `flag`
+        (`"drift"` when PSI is above 0.25 or KS flags it, else `"moderate"`
+        when PSI is 0.1 to 0.25, else `"stable"`), `flagged_by` (the tests
+        that raised the flag, `"psi"` and/or `"ks"`) and `reason` (those
+        tests' values against their thresholds, empty when stable);
+        `drifted` and `moderate` (the features flagged so, in order);
         `missing` (reference features absent from the rows).
 
     Raises:
@@ -148,12 +159,10 @@ def drift_report(reference, feature_rows, feature_names=None):
         if values.ndim != 2 or values.shape[1] != len(columns):
             raise SynapseError(f"feature_rows must be [rows, {len(columns)}]. Received shape: {values.shape}")
         frame = pd.DataFrame(values, columns=columns)
-    thresholds = reference.get("thresholds", {})
-    psi_moderate = thresholds.get("psi_moderate", PSI_MODERATE)
-    psi_drift = thresholds.get("psi_drift", PSI_DRIFT)
-    ks_limit = thresholds.get("ks_p_value", KS_P_VALUE)
-    ks_effect = thresholds.get("ks_min_statistic", KS_MIN_STATISTIC)
-    report = {"num_rows": int(len(frame)), "features": {}, "drifted": [], "moderate": [], "missing": []}
+    thresholds = {"psi_moderate": PSI_MODERATE, "psi_drift": PSI_DRIFT, "ks_p_value": KS_P_VALUE,
+                  "ks_min_statistic": KS_MIN_STATISTIC, **reference.get("thresholds", {})}
+    report = {"num_rows": int(len(frame)), "thresholds": thresholds, "features": {}, "drifted": [], "moderate": [],
+              "missing": []}
     for name in names:
         if name not in frame.columns:
             report["missing"].append(name)
@@ -168,31 +177,71 @@ def drift_report(reference, feature_rows, feature_names=None):
         counts = np.bincount(_bin_of(values, edges), minlength=len(edges) + 1)
         psi = population_stability_index(summary["proportions"], counts / counts.sum())
         ks = ks_2samp(np.asarray(summary["sample"], dtype=np.float64), values)
-        level = "drift" if psi > psi_drift else "moderate" if psi > psi_moderate else "stable"
-        ks_flag = bool(ks.pvalue < ks_limit and ks.statistic >= ks_effect)
-        report["features"][name] = {
-            "psi": psi, "psi_level": level, "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue),
-            "ks_flag": ks_flag, "mean": float(values.mean()), "training_mean": summary["mean"],
-        }
-        if level == "drift" or ks_flag:
-            report["drifted"].append(name)
-        elif level == "moderate":
-            report["moderate"].append(name)
+        result = {"psi": psi, "ks_statistic": float(ks.statistic), "ks_p_value": float(ks.pvalue),
+                  "mean": float(values.mean()), "training_mean": summary["mean"]}
+        result.update(feature_flag(result, thresholds))
+        report["features"][name] = result
+        if result["flag"] in ("drift", "moderate"):
+            report["drifted" if result["flag"] == "drift" else "moderate"].append(name)
     return report
 
 
+def feature_flag(result, thresholds):
+    """One feature's flag and the tests that raised it, from its `psi`, `ks_statistic` and `ks_p_value`.
+
+    Args:
+        result: a dict with `psi`, `ks_statistic` and `ks_p_value`.
+        thresholds: `psi_moderate`, `psi_drift`, `ks_p_value` and
+            `ks_min_statistic`.
+
+    Returns:
+        A dict: `psi_level`, `ks_flag`, `flag` (`"drift"`, `"moderate"` or
+        `"stable"`), `flagged_by` (`"psi"` and/or `"ks"`: the tests that
+        raised `flag`) and `reason` (their values against their thresholds).
+    """
+    psi, statistic, p_value = result["psi"], result["ks_statistic"], result["ks_p_value"]
+    level = ("drift" if psi > thresholds["psi_drift"] else "moderate" if psi > thresholds["psi_moderate"]
+             else "stable")
+    ks_flag = bool(p_value < thresholds["ks_p_value"] and statistic >= thresholds["ks_min_statistic"])
+    flagged_by, reasons = [], []
+    if level == "drift":
+        flagged_by.append("psi")
+        reasons.append(f"PSI {psi:.3f} > {thresholds['psi_drift']:g}")
+    if ks_flag:
+        flagged_by.append("ks")
+        reasons.append(f"KS {statistic:.3f} >= {thresholds['ks_min_statistic']:g} with p {p_value:.1e} < "
+                       f"{thresholds['ks_p_value']:g}")
+    flag = "drift" if flagged_by else level
+    if flag == "moderate":
+        flagged_by.append("psi")
+        reasons.append(f"PSI {psi:.3f} in {thresholds['psi_moderate']:g}-{thresholds['psi_drift']:g}")
+    return {"psi_level": level, "ks_flag": ks_flag, "flag": flag, "flagged_by": flagged_by,
+            "reason": "; ".join(reasons)}
+
+
 def format_drift_report(report):
-    """A plain-text table of a `drift_report`, flagged features first."""
-    lines = [f"feature drift vs training ({report['num_rows']} rows; PSI > {PSI_DRIFT} drift, "
-             f"{PSI_MODERATE}-{PSI_DRIFT} moderate; KS p < {KS_P_VALUE} with KS >= {KS_MIN_STATISTIC})",
-             f"{'feature':<28}{'PSI':>8}  {'level':<9}{'KS':>7}{'KS p':>11}  flag"]
-    order = sorted(report["features"].items(), key=lambda item: -item[1]["psi"])
+    """A plain-text table of a `drift_report`, flagged features first, each with the test that flagged it.
+
+    The closing counts are counts of the `flag` column, so they agree with
+    the rows: a feature KS flags as drift is counted as drifted (by KS)
+    even when its PSI alone is only moderate.
+    """
+    thresholds = {"psi_moderate": PSI_MODERATE, "psi_drift": PSI_DRIFT, "ks_p_value": KS_P_VALUE,
+                  "ks_min_statistic": KS_MIN_STATISTIC, **report.get("thresholds", {})}
+    lines = [f"feature drift vs training ({report['num_rows']} rows; drift: PSI > {thresholds['psi_drift']:g}, or KS "
+             f">= {thresholds['ks_min_statistic']:g} with p < {thresholds['ks_p_value']:g}; moderate: PSI "
+             f"{thresholds['psi_moderate']:g}-{thresholds['psi_drift']:g})",
+             f"{'feature':<28}{'PSI':>8}{'KS':>8}{'KS p':>11}  {'flag':<9}flagged by"]
+    rank = {"drift": 0, "moderate": 1, "stable": 2}
+    order = sorted(report["features"].items(), key=lambda item: (rank[item[1]["flag"]], -item[1]["psi"]))
     for name, result in order:
-        flag = "DRIFT" if name in report["drifted"] else "moderate" if name in report["moderate"] else ""
-        lines.append(f"{name:<28}{result['psi']:>8.3f}  {result['psi_level']:<9}{result['ks_statistic']:>7.3f}"
-                     f"{result['ks_p_value']:>11.2e}  {flag}")
+        flag = {"drift": "DRIFT", "moderate": "moderate", "stable": ""}[result["flag"]]
+        lines.append(f"{name:<28}{result['psi']:>8.3f}{result['ks_statistic']:>8.3f}{result['ks_p_value']:>11.2e}  "
+                     f"{flag:<9}{result['reason']}".rstrip())
     if report["missing"]:
         lines.append(f"not in the data: {', '.join(report['missing'])}")
-    lines.append(f"{len(report['drifted'])} drifted, {len(report['moderate'])} moderate of "
-                 f"{len(report['features'])} features")
+    by_test = {test: sum(test in report["features"][name]["flagged_by"] for name in report["drifted"])
+               for test in ("psi", "ks")}
+    lines.append(f"{len(report['drifted'])} drifted (by PSI {by_test['psi']}, by KS {by_test['ks']}), "
+                 f"{len(report['moderate'])} moderate of {len(report['features'])} features")
     return "\n".join(lines)

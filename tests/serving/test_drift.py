@@ -78,3 +78,53 @@ def test_a_significant_but_negligible_difference_is_not_drift():
     # A real shift is still flagged by both tests.
     shifted = drift_report(reference, rng.normal(1.0, 1.0, (20_000, 1)))
     assert shifted["drifted"] == ["x"] and shifted["features"]["x"]["ks_flag"]
+
+
+def flag_column(table):
+    """The `flag` cell of each feature row of a `format_drift_report` table."""
+    header, *rows = table.splitlines()[1:-1]
+    start = header.index("flag")
+    return [row[start:start + 9].strip() for row in rows if not row.startswith("not in the data")]
+
+
+def test_each_flag_names_the_test_that_raised_it_and_the_counts_agree_with_the_rows():
+    """A 0.4-sd shift on 20,000 rows: PSI alone is moderate, KS flags drift. The row and the counts say KS."""
+    reference = training_distributions(rows(20000, seed=0), NAMES)
+    report = drift_report(reference, rows(20000, seed=3, shift=0.4))
+    returns = report["features"]["returns"]
+    assert returns["psi_level"] == "moderate" and returns["ks_flag"]
+    assert returns["flag"] == "drift" and returns["flagged_by"] == ["ks"]
+    assert returns["reason"] == (f"KS {returns['ks_statistic']:.3f} >= 0.1 with p {returns['ks_p_value']:.1e} "
+                                 "< 0.01")
+    assert report["drifted"] == ["returns"] and report["moderate"] == []
+    table = format_drift_report(report)
+    # The table used to show the PSI level ("moderate") beside the KS flag, and "0 moderate" under it.
+    assert "moderate" not in "\n".join(table.splitlines()[2:-1])
+    flags = flag_column(table)
+    assert flags == ["DRIFT", "", ""]
+    assert table.splitlines()[-1] == "1 drifted (by PSI 0, by KS 1), 0 moderate of 3 features"
+
+    # PSI raises a flag of its own: drift above 0.25 (with KS here too), moderate in 0.1-0.25 without KS.
+    new = rows(2000, seed=2, shift=1.0)
+    new[:, 1] *= 3.0
+    both = drift_report(reference, new)["features"]["returns"]
+    assert both["flagged_by"] == ["psi", "ks"] and both["reason"].startswith(f"PSI {both['psi']:.3f} > 0.25; KS ")
+    moderate = drift_report(reference, rows(200, seed=5, shift=0.35))
+    result = moderate["features"]["returns"]
+    assert result["flag"] == "moderate" and result["flagged_by"] == ["psi"] and not result["ks_flag"]
+    assert result["reason"] == f"PSI {result['psi']:.3f} in 0.1-0.25"
+    table = format_drift_report(moderate)
+    assert flag_column(table).count("moderate") == len(moderate["moderate"]) == 1
+    assert table.splitlines()[-1].endswith(", 1 moderate of 3 features")
+
+
+def test_the_counts_agree_with_the_rows_on_many_mixed_reports():
+    reference = training_distributions(rows(5000, seed=0), NAMES)
+    rng = np.random.default_rng(7)
+    for seed in range(12):
+        new = rows(int(rng.integers(200, 4000)), seed=seed + 10, shift=rng.uniform(0, 0.6), scale=rng.uniform(0.8, 1.3))
+        report = drift_report(reference, new)
+        flags = flag_column(format_drift_report(report))
+        counts = format_drift_report(report).splitlines()[-1]
+        assert counts.startswith(f"{flags.count('DRIFT')} drifted ")
+        assert counts.endswith(f", {flags.count('moderate')} moderate of 3 features")
