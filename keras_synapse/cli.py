@@ -65,11 +65,20 @@ def _requested_config(args):
     from keras_synapse.config import apply_overrides, load_experiment
 
     config = load_experiment(args.experiment, quick=args.quick)
-    overrides = list(args.overrides)
-    for key in ("data", "epochs", "seed"):
-        if getattr(args, key) is not None:
-            overrides.append(f"{key}={getattr(args, key)}")
-    return apply_overrides(config, overrides)
+    return apply_overrides(config, command_overrides(args))
+
+
+def command_overrides(args):
+    """The `key=value` overrides of parsed `train`/`tune` arguments: every `--set`, then `--data`/`--epochs`/`--seed`."""
+    return list(args.overrides) + [f"{key}={getattr(args, key)}" for key in ("data", "epochs", "seed")
+                                   if getattr(args, key) is not None]
+
+
+def describe_request(args):
+    """One line echoing what was asked: the experiment, `--quick`, and each override as it was given."""
+    overrides = command_overrides(args)
+    return (f"experiment: {args.experiment}{' --quick' if args.quick else ''}"
+            + (f" with {', '.join(overrides)}" if overrides else " with its own settings"))
 
 
 def add_executor_arguments(parser, units):

@@ -6,7 +6,9 @@ with `--set key=value`; values are parsed to the field's type.
 """
 
 import dataclasses
+import difflib
 import importlib.util
+import math
 import re
 import sys
 import typing
@@ -160,7 +162,11 @@ class ExperimentConfig:
 
     def __post_init__(self):
         # Every value is checked here, when the config is built, so a bad `--set` stops before any run
-        # directory exists rather than as a Keras traceback minutes later.
+        # directory exists rather than as a Keras traceback minutes later. Nothing here imports
+        # TensorFlow: a typo costs a second (tests/test_config.py checks).
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            _require(not isinstance(value, float) or math.isfinite(value), field.name, value, "a finite number")
         _require(_PLAIN_NAME.fullmatch(self.name) is not None and ".." not in self.name, "name", self.name,
                  "a plain name (letters, digits, '.', '_', '-'; it names the run and registry directories)")
         _require(self.horizon >= 1, "horizon", self.horizon, ">= 1")
@@ -202,7 +208,7 @@ class ExperimentConfig:
         _require(0 <= self.filter_confidence < 1, "filter_confidence", self.filter_confidence, "in [0, 1)")
         strategy_rules(self)  # an unknown setting or a bad value is refused before any data is loaded
         self._check_model_values()
-        from keras_synapse.training.callbacks import MONITORS
+        from keras_synapse.training.choices import MONITORS
 
         _require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {tuple(MONITORS)}")
         # Scale-out: refuses "multi_worker" with the reason.
@@ -220,14 +226,11 @@ class ExperimentConfig:
             )
 
     def _check_model_values(self):
-        from keras_synapse.models import MODEL_NAMES
-        from keras_synapse.models.transformer import POOLINGS, POSITIONAL_ENCODINGS
+        from keras_synapse.models import HEAD_ACTIVATIONS, MODEL_NAMES, POOLINGS, POSITIONAL_ENCODINGS
         from keras_synapse.models.trees import TREE_MODELS
-        from keras_synapse.training.callbacks import LEARNING_RATE_SCHEDULES
-        from keras_synapse.training.losses import LOSS_NAMES
-        from keras_synapse.windows.weights import WEIGHTINGS
-
+        from keras_synapse.training.choices import LEARNING_RATE_SCHEDULES, LOSS_NAMES
         from keras_synapse.training.stacking import is_stack, stack_members
+        from keras_synapse.windows.weights import WEIGHTINGS
 
         stack_members(self.model) if is_stack(self.model) else _require(
             self.model in MODEL_NAMES + TREE_MODELS, "model", self.model, f"one of {MODEL_NAMES + TREE_MODELS} or "
@@ -242,6 +245,8 @@ class ExperimentConfig:
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
         _require(self.clipnorm > 0, "clipnorm", self.clipnorm, "> 0")
         _require(self.patience >= 0, "patience", self.patience, ">= 0")
+        _require(self.head_activation in HEAD_ACTIVATIONS, "head_activation", self.head_activation,
+                 f"one of {HEAD_ACTIVATIONS} (a regression head's output; classifiers use sigmoid/softmax)")
         _require(self.pooling in POOLINGS, "pooling", self.pooling, f"one of {POOLINGS}")
         _require(self.positional_encoding in POSITIONAL_ENCODINGS, "positional_encoding", self.positional_encoding,
                  f"one of {POSITIONAL_ENCODINGS}")
@@ -372,7 +377,7 @@ def apply_overrides(config, overrides):
                                   f"Received: {override!r}")
             key = name
         if key not in fields:
-            raise ConfigError(f"Unknown config field {key!r}. Fields: {', '.join(fields)}")
+            raise ConfigError(_unknown_field_message(key, fields))
         changes[key] = _parse(text.strip(), hints[key], key)
     try:
         return dataclasses.replace(config, **changes)
@@ -390,7 +395,19 @@ def _parse(text, kind, key):
             return tuple(int(part) for part in text.split(",") if part.strip())
         return kind(text)
     except ValueError:
-        raise ConfigError(f"`{key}` expects a {kind.__name__}. Received: {key}={text!r}") from None
+        expected = {tuple: "whole numbers separated by commas, e.g. 64,32", bool: "true or false",
+                    int: "a whole number", float: "a number"}.get(kind, f"a {kind.__name__}")
+        raise ConfigError(f"`{key}` expects {expected}. Received: {key}={text!r}") from None
+
+
+def _unknown_field_message(key, fields):
+    close = difflib.get_close_matches(key, fields, n=3, cutoff=0.6)
+    owner_groups = {name: group for group, names in CONFIG_GROUPS.items() for name in names}
+    if close:
+        suggestions = " or ".join(f"`{name}` ({owner_groups.get(name, '?')} group)" for name in close)
+        return f"Unknown config field {key!r}: did you mean {suggestions}? Received: {key}"
+    return (f"Unknown config field {key!r}. Groups and their fields: "
+            + "; ".join(f"{group}: {', '.join(names)}" for group, names in CONFIG_GROUPS.items()))
 
 
 def reference_symbols(config):

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from keras_synapse.cli import add_executor_arguments, resolve_config
+from keras_synapse.cli import add_executor_arguments, describe_request, resolve_config
 from keras_synapse.errors import DataError
 from keras_synapse.evaluation.importance import importance_of_run, permuted_scores
 from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
+from keras_synapse.progress import phase
 from keras_synapse.serving.registration import register_model
 from keras_synapse.training.preparation import fold_windows, make_folds, prepare_data, symbol_split
 from keras_synapse.training.seed_ensemble import member_columns
@@ -55,7 +56,9 @@ def parse_args(argv):
                         "'alpaca:SYM,SYM'. Defaults to the experiment's `data` field.")
     parser.add_argument("--epochs", type=int, help="maximum epochs per fold (early stopping may end sooner)")
     parser.add_argument("--seed", type=int, help="random seed; same seed and data give identical predictions")
-    parser.add_argument("--quick", action="store_true", help="smoke-sized run: small data, few epochs")
+    parser.add_argument("--quick", action="store_true", help="smoke-sized run (under a minute): the first 6 symbols "
+                        "and their last 1500 bars, the experiment's quick settings; registers a challenger and never "
+                        "moves saved_models/<experiment>/latest")
     parser.add_argument("--output", default="runs", help="run directory root. Defaults to runs/")
     parser.add_argument("--registry", default="saved_models", help="model registry root. Defaults to saved_models/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -80,6 +83,10 @@ def run(args):
     started = time.time()
     # --- Config -------------------------------------------------------------
     config = resolve_config(args)
+    print(describe_request(args), flush=True)
+
+    # A smoke run registers a challenger: it never moves `latest`, the model `live` and `serve ... latest` use.
+    promote = getattr(args, "promote", True) and not args.quick
 
     # --- Data: bars -> features + labels -> stacked windows -------------------
     data = prepare_data(config, args.quick)
@@ -99,7 +106,6 @@ def run(args):
         check_remote_fits(config)
     import keras
     import tensorflow as tf
-    from tqdm import tqdm
 
     from keras_synapse.config import config_to_dict
     from keras_synapse.runs import new_run_dir, write_json
@@ -129,8 +135,11 @@ def run(args):
     fold_results, histories, predictions, fold_models, permuted, stack_records = [], {}, [], [], [], []
     # On a cluster every fold and the final refit are fitted at once, as independent tasks, before evaluation.
     fitted = fit_remotely(executor, trainer, calendar, folds) if executor.remote else {}
-    for fold in tqdm(folds, desc="folds", unit="fold"):
+    for position, fold in enumerate(folds, start=1):
+        where = f"fold {position}/{len(folds)}"
         split = fold_windows(data.windowed, calendar, fold, config)
+        print(f"{where}: fit on {len(split['fit'])} windows to {iso_utc(fold.train_end)[:10]}, "
+              f"test {iso_utc(fold.test_start)[:10]}..{iso_utc(fold.test_end)[:10]}", flush=True)
         model, history = fitted.get(f"fold_{fold.index}") or trainer.fit(split, f"fold_{fold.index}")
         shared_model = None
         if config.finetune_symbol:
@@ -138,18 +147,20 @@ def run(args):
             model, history = trainer.fit(split, f"fold_{fold.index}_finetune", base_model=shared_model)
         histories[f"fold {fold.index}"] = history
         frame = predict_windows(model, data, split["test"], config.batch_size)
-        frame = frame.assign(fold=fold.index, **baseline_columns(data, split, config.seed + fold.index),
-                             **member_columns(model, lambda member: predict_windows(
-                                 member, data, split["test"], config.batch_size)["prediction"]))
+        with phase(f"{where}: baselines on the same windows"):
+            baselines = baseline_columns(data, split, config.seed + fold.index)
+        frame = frame.assign(fold=fold.index, **baselines, **member_columns(model, lambda member: predict_windows(
+            member, data, split["test"], config.batch_size)["prediction"]))
         if shared_model is not None:
             # The same windows scored by the shared backbone before fine-tuning.
             frame["baseline_shared_backbone"] = predict_windows(shared_model, data, split["test"],
                                                                 config.batch_size)["prediction"].to_numpy()
         predictions.append(frame)
         if config.feature_importance:
-            permuted.append(pd.DataFrame(permuted_scores(
-                lambda inputs: window_scores(model, data, inputs), data.windowed.gather(split["test"]),
-                input_feature_names(data), seed=config.seed + fold.index)))
+            with phase(f"{where}: feature importance"):
+                permuted.append(pd.DataFrame(permuted_scores(
+                    lambda inputs: window_scores(model, data, inputs), data.windowed.gather(split["test"]),
+                    input_feature_names(data), seed=config.seed + fold.index)))
         fold_models.append(model)
         if getattr(model, "record", None):  # a stack: its members' weights and out-of-fold ICs
             stack_records.append({"fold": fold.index, **model.record})
@@ -164,8 +175,9 @@ def run(args):
         permuted = [pd.concat(permuted, ignore_index=True)[masks[0]].reset_index(drop=True)] if permuted else []
 
     # --- Evaluate: summary with intervals, baselines, backtest ------------------
-    metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar,
-                                   fold_predictions, masks)
+    with phase("evaluation: intervals, baselines, backtest and A/B"):
+        metrics, equity = evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar,
+                                       fold_predictions, masks)
     from keras_synapse.training.callbacks import log_test_metrics
 
     for fold in metrics["folds"]:  # beside each fold's training curves
@@ -177,12 +189,15 @@ def run(args):
 
         metrics["ensemble"] = agreement_record(test_predictions, config.horizon, BOOTSTRAP_RESAMPLES, config.seed)
     if permuted:
-        metrics["feature_importance"] = importance_of_run(test_predictions, pd.concat(permuted, ignore_index=True),
-                                                          config.horizon, BOOTSTRAP_RESAMPLES, config.seed)
+        with phase("feature importance: intervals"):
+            metrics["feature_importance"] = importance_of_run(
+                test_predictions, pd.concat(permuted, ignore_index=True), config.horizon, BOOTSTRAP_RESAMPLES,
+                config.seed)
 
     # --- Register: refit on all data up to the last test fold, export, save ----
     base_model = (load_base_model(config, args.registry, data, folds[-1])
                   if config.finetune_symbol and config.base_model else None)
+    print("final model: refit on every window up to the last test fold's end", flush=True)
     final_model, final_history, final_split = refit_final(trainer, calendar, folds[-1], base_model,
                                                           fitted.get("final"))
     histories["final refit"] = final_history
@@ -193,10 +208,15 @@ def run(args):
     else:
         # Parity is checked on the most recent windows the refit held back for early stopping.
         parity_inputs = data.windowed.gather(final_split["validation"][-256:])
-        version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
-                                     drift_rows=data.windowed.timestamps <= final_split["fit_end"],
-                                     fold_models=fold_models, promote=getattr(args, "promote", True))
+        with phase("register: model.keras, ONNX export and its parity check, model card"):
+            version_dir = register_model(config, args.registry, final_model, data, metrics, parity_inputs,
+                                         drift_rows=data.windowed.timestamps <= final_split["fit_end"],
+                                         fold_models=fold_models, promote=promote)
         write_json(run_dir / REGISTERED_RECORD, {"version_dir": str(version_dir)})
+        if not promote:
+            print(f"registered {version_dir} as a challenger{' (a --quick run)' if args.quick else ''}: `latest` "
+                  f"is unchanged. To serve it: python -m keras_synapse.registry promote {config.name} {version_dir.name} "
+                  f"--registry {args.registry}")
     onnx_only = is_tree(config) or is_stack(config)
     if is_stack(config):
         metrics["stack"]["final"] = final_model.record
@@ -214,7 +234,8 @@ def run(args):
 
     write_json(run_dir / "metrics.json", metrics)
     test_predictions.to_csv(run_dir / "test_predictions.csv", index=False)
-    write_report(run_dir / "report.html", metrics, histories, test_predictions, equity, config_to_dict(config))
+    with phase("report.html"):
+        write_report(run_dir / "report.html", metrics, histories, test_predictions, equity, config_to_dict(config))
     print()
     print(format_summary(metrics))
     print(f"model: {metrics['model']['onnx']}" if onnx_only

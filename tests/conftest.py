@@ -54,6 +54,10 @@ def trained_registry(tmp_path_factory):
                "--output", str(root / "runs"), "--registry", str(root / "saved_models")]
     result = subprocess.run(command, cwd=repository, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    # A quick run registers a challenger; the tests that serve `latest` need it promoted, as a user would.
+    from keras_synapse.serving.registry import set_latest
+
+    set_latest(root / "saved_models" / "shared_backbone", 1, reason="test fixture")
     return (root / "saved_models" / "shared_backbone" / "latest").resolve()
 
 

@@ -20,7 +20,7 @@ def test_overrides_are_parsed_to_field_types():
     [
         ("epochs", r"`--set` expects key=value. Received: 'epochs'"),
         ("epoch=3", r"Unknown config field 'epoch'"),
-        ("epochs=three", r"`epochs` expects a int. Received: epochs='three'"),
+        ("epochs=three", r"`epochs` expects a whole number. Received: epochs='three'"),
         ("epochs=0", r"`epochs` must be >= 1. Received: epochs=0"),
         ("gap=2", r"`gap` must be >= `horizon` \(5\).*Received: gap=2"),
     ],
@@ -59,6 +59,12 @@ def test_missing_experiment_and_missing_get_config(tmp_path):
         ("pooling=nope", "`pooling` must be one of ('last', 'mean'). Received: pooling='nope'"),
         ("name=../x", "`name` must be a plain name"),
         ("loss=nope", "`loss` must be one of ('auto', 'correlation_aware', 'crossentropy', 'focal', 'huber', 'mse')"),
+        ("head_activation=tanhh", "`head_activation` must be one of ('tanh', 'linear')"),
+        ("learning_rate=inf", "`learning_rate` must be a finite number. Received: learning_rate=inf"),
+        ("cost_bps=nan", "`cost_bps` must be a finite number. Received: cost_bps=nan"),
+        ("lstm_units=32,16x", "`lstm_units` expects whole numbers separated by commas, e.g. 64,32. Received: "
+                              "lstm_units='32,16x'"),
+        ("droput=0.2", "Unknown config field 'droput': did you mean `dropout` (model group)"),
     ],
 )
 def test_a_bad_value_stops_the_command_in_one_line_before_any_directory_exists(override, message, tmp_path, request,
@@ -80,6 +86,24 @@ def test_the_same_through_python_dash_m(tmp_path, request):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: `name` must be a plain name")
     assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("override", ["dropout=-0.5", "droput=0.2", "head_activation=tanhh", "learning_rate=inf"])
+def test_a_bad_set_ends_in_one_line_before_tensorflow_is_imported(override, tmp_path, request):
+    # In a fresh process: the command's whole output is the one error line, and TensorFlow never loaded.
+    script = ("import sys\nfrom keras_synapse.train import main\n"
+              f"status = main([{str(request.config.rootpath / 'experiments/shared_backbone.py')!r}, '--set', "
+              f"{override!r}, '--output', {str(tmp_path / 'runs')!r}])\n"
+              "print('tensorflow' in sys.modules, 'keras' in sys.modules, status)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False", "2"]
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("error: ")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_key_far_from_any_field_lists_the_groups():
+    with pytest.raises(ConfigError, match=r"Unknown config field 'zzz'. Groups and their fields: data: data, "):
+        apply_overrides(ExperimentConfig(), ["zzz=1"])
 
 
 def test_every_field_is_in_exactly_one_group():

@@ -35,6 +35,26 @@ def quick_run(tmp_path_factory, request):
     return workdir, run_dir, result
 
 
+def test_quick_run_is_a_challenger_and_says_each_phase_without_tensorflow_noise(quick_run):
+    workdir, run_dir, result = quick_run
+    # A smoke run never creates or moves `latest` (what `live` and `serve ... latest` use).
+    assert (workdir / "saved_models" / "shared_backbone" / "1" / "model.keras").is_file()
+    assert not (workdir / "saved_models" / "shared_backbone" / "latest").exists()
+    assert "as a challenger (a --quick run): `latest` is unchanged" in result.stdout
+    # The request echoed once, the data bound stated, each fold announced before its epochs.
+    assert result.stdout.count("experiment: ") == 1 and "--quick with feature_importance=true" in result.stdout
+    assert "quick: 6 of 6 symbol(s), the last 1500 of up to 1500 bars each" in result.stdout
+    for position in (1, 2, 3):
+        assert result.stdout.index(f"fold {position}/3: fit on ") < result.stdout.index("Epoch 1/", result.stdout.index(
+            f"fold {position}/3: fit on "))
+        assert f"fold {position}/3: baselines on the same windows: done in" in result.stderr
+    for phase in ("evaluation: intervals", "register: model.keras, ONNX export", "report.html"):
+        assert f"{phase}" in result.stderr
+    # TensorFlow's native start-up lines (CUDA probing on a CPU machine, oneDNN notes) are silenced.
+    for noise in ("absl::InitializeLog", "cuInit", "cuda drivers", "oneDNN", "I0000", "E0000", "W0000"):
+        assert noise not in result.stderr, noise
+
+
 def test_quick_run_writes_the_contracted_metrics(quick_run):
     _, run_dir, result = quick_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -88,8 +108,14 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
     logged = {value.tag: float(tf.make_ndarray(value.tensor)) for event in tf.compat.v1.train.summary_iterator(
         str(events)) for value in event.summary.value}
     fold = metrics["folds"][1]
-    assert logged["test/ic"] == pytest.approx(fold["metrics"]["ic"], rel=1e-6)
-    assert logged["test/ic_ci_low"] == pytest.approx(fold["intervals"]["ic"][0], rel=1e-6)
+    assert logged["epoch_ic"] == pytest.approx(fold["metrics"]["ic"], rel=1e-6)  # the validation IC's tag
+    assert logged["epoch_ic_ci_low"] == pytest.approx(fold["intervals"]["ic"][0], rel=1e-6)
+    # ... at the epoch early stopping kept, not the last one trained.
+    from keras_synapse.training.callbacks import read_checkpoint
+
+    stopping = read_checkpoint(run_dir / "checkpoints" / "fold_1")["callbacks"][0]
+    assert {event.step for event in tf.compat.v1.train.summary_iterator(str(events)) if event.summary.value} == {
+        stopping["best_epoch"]}
     # The printed summary shows the fold table and says whether there is an edge.
     assert "fold train" in result.stdout and "detectable edge" in result.stdout
     assert f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}" in result.stdout
@@ -109,7 +135,7 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
 def test_registered_model_loads_without_keras_synapse_and_matches_onnx(quick_run, tmp_path):
     workdir, run_dir, _ = quick_run
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    version_dir = workdir / "saved_models" / "shared_backbone" / "latest"
+    version_dir = workdir / "saved_models" / "shared_backbone" / "1"
     assert (version_dir / "model.keras").is_file() and metrics["model"]["onnx"].endswith("model.onnx")
     metadata = json.loads((version_dir / "metadata.json").read_text())
     assert metadata["label"]["horizon"] == 5 and len(metadata["normalization"]["sequence"]["mean"]) == 11
@@ -154,7 +180,7 @@ def test_own_csv_directory(tmp_path, request):
     # `predict` on the same CSVs with the last fold's model reproduces that fold's test predictions.
     output = tmp_path / "predictions.csv"
     predicted = subprocess.run(
-        [sys.executable, "-m", "keras_synapse.predict", str(tmp_path / "models" / "shared_backbone" / "latest"),
+        [sys.executable, "-m", "keras_synapse.predict", str(tmp_path / "models" / "shared_backbone" / "1"),
          "--data", str(bars_dir), "--fold", "2", "--output", str(output)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
@@ -186,7 +212,7 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
     card = json.loads((tmp_path / "models" / "shared_backbone" / "1" / "metadata.json").read_text())
     assert card["feature_names"][-3:] == ["log_return_1_vs_universe", "log_return_20_vs_universe",
                                           "volume_zscore_20_vs_universe"]
-    predictor = Predictor.from_registry(tmp_path / "models" / "shared_backbone" / "latest")
+    predictor = Predictor.from_registry(tmp_path / "models" / "shared_backbone" / "1")
     latest = predictor.predict_latest(load_panel("sample", quick=True))
     assert len(latest) == 6 and not latest["fallback"].any() and latest["score"].notna().all()
     with pytest.raises(SynapseError, match="trained on cross-sectional inputs .* Score it with `predict`"):
@@ -245,7 +271,7 @@ def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
         assert "seed ensemble of 2: member ICs" in result.stdout
         # predict builds the same bars from the source's before scoring.
         predicted = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(tmp_path / "models" /
-                                    "shared_backbone" / "latest"), "--data", "sample", "--quick", "--latest"],
+                                    "shared_backbone" / "1"), "--data", "sample", "--quick", "--latest"],
                                    capture_output=True, text=True, cwd=tmp_path, timeout=300)
         assert predicted.returncode == 0, predicted.stderr[-3000:]
         assert "(bars dollar:2x, as the model was trained)" in predicted.stdout

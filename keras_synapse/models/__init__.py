@@ -7,9 +7,23 @@ new model is a new module and nothing else.
 import importlib
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.models.blocks import ModelSpec  # noqa: F401  (re-exported)
 
+# The names the model settings accept, here rather than beside the layers that
+# use them: the config checks them before TensorFlow is imported.
 MODEL_NAMES = ("shared_backbone", "gru", "multitask", "lstm_attention", "transformer")
+POSITIONAL_ENCODINGS = ("learned", "sinusoidal")
+POOLINGS = ("last", "mean")
+# A regression head's output: tanh (the shared-backbone design) or linear. Classifiers use sigmoid/softmax.
+HEAD_ACTIVATIONS = ("tanh", "linear")
+
+
+def __getattr__(name):
+    # `ModelSpec` lives with the blocks, which import Keras: loaded only when asked for.
+    if name == "ModelSpec":
+        from keras_synapse.models.blocks import ModelSpec
+
+        return ModelSpec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def get_model_builder(name):

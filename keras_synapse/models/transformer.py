@@ -17,10 +17,8 @@ import keras
 import numpy as np
 
 from keras_synapse.errors import ConfigError
+from keras_synapse.models import POOLINGS, POSITIONAL_ENCODINGS
 from keras_synapse.models.blocks import model_inputs, prediction_head
-
-POSITIONAL_ENCODINGS = ("learned", "sinusoidal")
-POOLINGS = ("last", "mean")
 
 
 def sinusoidal_encoding(length, model_dim):

@@ -48,13 +48,8 @@ from scipy import stats
 
 from keras_synapse.errors import ConfigError
 from keras_synapse.evaluation.panel_metrics import information_coefficients
+from keras_synapse.training.choices import LEARNING_RATE_SCHEDULES, MONITORS
 
-LEARNING_RATE_SCHEDULES = ("constant", "reduce_on_plateau", "cosine")
-# What early stopping may watch, and which way is better. `val_loss` is the
-# training loss (with any L2 penalty); `val_mse` is the plain squared error of
-# regression outputs; `val_ic` and `val_rank_ic` come from
-# InformationCoefficientCallback.
-MONITORS = {"val_loss": "min", "val_mse": "min", "val_ic": "max", "val_rank_ic": "max"}
 CHECKPOINT_FILE = "checkpoint.json"
 CHECKPOINT_FORMAT = 1
 # The attributes that make up each supported callback's training state.
@@ -216,24 +211,73 @@ class InformationCoefficientCallback(keras.callbacks.Callback):
             logs.update(values)
 
 
-def log_test_metrics(run_dir, name, metrics, intervals, step):
-    """Writes a fold's test metrics (and their interval bounds) to `tensorboard/<name>/test`, at `step`.
+def log_test_metrics(run_dir, name, metrics, intervals, epochs_trained=None):
+    """Writes a fit's test metrics (and their interval bounds) to `tensorboard/<name>/test`, at the epoch kept.
 
-    TensorBoard then shows them beside that fold's per-epoch training
-    curves, as scalars `test/ic`, `test/ic_ci_low`, `test/ic_ci_high`, ...
-    at the step of the last epoch trained.
+    Keras' `TensorBoard` callback writes a fit's per-epoch curves to
+    `tensorboard/<name>/train` and `tensorboard/<name>/validation`, as
+    `epoch_<metric>` at step = epoch (0-based); a validation metric `val_ic`
+    is `epoch_ic` of the `validation` run. The test metrics go to a third
+    run, `test`, under the same names (`epoch_ic`, `epoch_rank_ic`,
+    `epoch_directional_accuracy`, ..., and `epoch_ic_ci_low`,
+    `epoch_ic_ci_high` for the interval bounds), so TensorBoard draws each one
+    on the card of the matching validation curve: one point at the epoch
+    whose weights made the test predictions. That is the epoch early
+    stopping kept (`restore_best_weights`), recorded as `EarlyStopping`'s
+    `best_epoch` in the fit's checkpoint (`run_dir/checkpoints/<name>`), not
+    the last epoch trained. A seed ensemble (`<name>_member_<k>`) is logged
+    beside its first member, whose history the fold reports.
+
+    Args:
+        run_dir: the run directory.
+        name: the fit's name, e.g. `"fold_0"`.
+        metrics: metric name -> test value; non-numbers are skipped.
+        intervals: metric name -> `(low, high)`.
+        epochs_trained: the fit's number of epochs, used only when no
+            checkpoint records the kept epoch (the last one is then
+            assumed). Defaults to `None` (step 0).
+
+    Returns:
+        The step the metrics were written at.
     """
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / name / "test"))
+    run_dir = pathlib.Path(run_dir)
+    fit_name, step = kept_epoch_of(run_dir, name)
+    if step is None:
+        step = max(int(epochs_trained or 0) - 1, 0)
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / fit_name / "test"))
     with writer.as_default():
         for metric, value in metrics.items():
-            if isinstance(value, (int, float)) and np.isfinite(value):
-                tf.summary.scalar(f"test/{metric}", float(value), step=step)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
+                tf.summary.scalar(f"epoch_{metric}", float(value), step=step)
             for bound, bound_value in zip(("ci_low", "ci_high"), intervals.get(metric, ())):
-                tf.summary.scalar(f"test/{metric}_{bound}", float(bound_value), step=step)
+                if np.isfinite(bound_value):
+                    tf.summary.scalar(f"epoch_{metric}_{bound}", float(bound_value), step=step)
     writer.flush()
     writer.close()
+    return step
+
+
+def kept_epoch_of(run_dir, name):
+    """`(fit name, epoch)`: the epoch (0-based) whose weights `EarlyStopping` restored for fit `name`.
+
+    Read from the fit's checkpoint (or, for a seed ensemble, its first
+    member's). Without `EarlyStopping` state, or when it never saved weights
+    to restore (its monitor was never logged), the model kept the last
+    epoch's weights. The epoch is `None` when there is no checkpoint (a tree
+    model).
+    """
+    checkpoints = pathlib.Path(run_dir) / "checkpoints"
+    for fit_name in (name, f"{name}_member_0"):
+        if not (checkpoints / fit_name / CHECKPOINT_FILE).exists():
+            continue
+        state = read_checkpoint(checkpoints / fit_name)
+        stopping = next((saved for saved in state["callbacks"] if saved["class"] == "EarlyStopping"), None)
+        if stopping is not None and stopping.get("has_best_weights") and stopping.get("best_epoch") is not None:
+            return fit_name, int(stopping["best_epoch"])
+        return fit_name, int(state["epoch"])
+    return name, None
 
 
 def _write_atomically(path, write):

@@ -20,14 +20,7 @@ import numpy as np
 from keras import ops
 
 from keras_synapse.errors import ConfigError
-from keras_synapse.labels.common import LABEL_KINDS
-
-TASK_KINDS = LABEL_KINDS  # defined once, with the labels
-LOSS_NAMES = {
-    "regression": ("mse", "huber", "huber:DELTA", "correlation_aware", "correlation_aware:WEIGHT"),
-    "binary": ("crossentropy", "focal", "focal:GAMMA"),
-    "multiclass": ("crossentropy", "focal", "focal:GAMMA"),
-}
+from keras_synapse.training.choices import LOSS_NAMES, TASK_KINDS
 
 
 def _flat(values, dtype):

@@ -22,7 +22,7 @@ def fold_score(history, objective, monitor):
 
     Early stopping restores the weights of the first epoch with the best
     `monitor` (strictly better only, so ties keep the earliest), in the
-    direction `keras_synapse.training.callbacks.MONITORS` gives; the fold's score must
+    direction `keras_synapse.training.choices.MONITORS` gives; the fold's score must
     describe that model, not the best objective of any epoch.
 
     Args:
@@ -38,7 +38,7 @@ def fold_score(history, objective, monitor):
     Raises:
         ConfigError: for a `monitor` that is not a key of `MONITORS`.
     """
-    from keras_synapse.training.callbacks import MONITORS
+    from keras_synapse.training.choices import MONITORS
 
     if monitor not in MONITORS:
         raise ConfigError(f"`monitor` must be one of {', '.join(MONITORS)}. Received: {monitor!r}")

@@ -39,3 +39,21 @@ def test_references_leave_the_traded_panel_only_when_a_feature_set_reads_them():
     only_references = panel.select(["MARKET", "SECTOR-0", "VIX", "VIX3M"])
     with pytest.raises(DataError, match="Every symbol of the data is a reference series"):
         split_reference_inputs(only_references, dataclasses.replace(ExperimentConfig(features="pattern17"), **roles))
+
+
+def test_quick_panel_bounds_symbols_and_bars_whatever_the_data_size(capsys):
+    from conftest import make_bars
+
+    from keras_synapse.config import ExperimentConfig
+    from keras_synapse.data.panel import Panel
+    from keras_synapse.training.preparation import QUICK_MAX_BARS, QUICK_MAX_SYMBOLS, quick_panel
+
+    frames = {f"S{number:02d}": make_bars(num_bars=5000, seed=number) for number in range(20)}
+    frames["SP500"] = make_bars(num_bars=5000, seed=99)  # the config's market reference series is kept besides
+    sliced = quick_panel(Panel(frames), ExperimentConfig())
+    assert sliced.symbols == tuple(f"S{number:02d}" for number in range(QUICK_MAX_SYMBOLS)) + ("SP500",)
+    for symbol in sliced.symbols:
+        assert len(sliced[symbol]) == QUICK_MAX_BARS
+        assert sliced[symbol].index[-1] == frames[symbol].index[-1]  # the last bars, not the first
+    said = capsys.readouterr().out
+    assert f"quick: {QUICK_MAX_SYMBOLS + 1} of 21 symbol(s), the last {QUICK_MAX_BARS} of up to 5000 bars" in said
