@@ -21,6 +21,10 @@ such as `metrics`, `drift_reference` and `onnx`:
 |                  | and `formula`, or `null` where the set is not restated         |
 | `label`          | `name`, `kind` (`regression`/`binary`/`multiclass`), `horizon` |
 | `normalization`  | per input: the training-fold `mean` and `variance` per feature |
+|                  | and the variance's `ddof` (`0`: the population variance, sum   |
+|                  | of squares over the row count, as Keras' `Normalization.adapt` |
+|                  | computes it); `formula` says what the model computes:          |
+|                  | `(x - mean) / max(sqrt(variance), 1e-7)`                       |
 | `windows`        | (optional) how windows are cut: `sequence_length`, `warmup`,   |
 |                  | `max_gap_factor` and the rules in words                        |
 | `files`          | (optional) SHA-256 per model file, see below                   |
@@ -35,6 +39,10 @@ whose bytes changed (e.g. a damaged ONNX weight tensor that still passes
 label kind) is refused by name instead of giving silently wrong predictions.
 They guard against damage and unaware edits, not against an attacker, who can
 recompute them.
+
+Cards written before `ddof` was recorded hold the same population variance
+(`ddof` 0, what every keras_synapse version fitted) and load as they are;
+`normalization_statistics` says so for them.
 
 Cards written before `format_version` existed have the same fields and are
 read as format 1 (without `files` and `checksum`, nothing is verified);
@@ -53,6 +61,8 @@ from keras_synapse.labels.common import LABEL_KINDS
 FORMAT_VERSION = 1
 FILE_NAME = "metadata.json"
 CHECKSUM = "checksum"
+# The delta degrees of freedom of the recorded variances: Keras' Normalization.adapt divides by the row count.
+NORMALIZATION_DDOF = 0
 
 
 class ModelCardError(SynapseError):
@@ -141,6 +151,22 @@ class ModelCard(collections.abc.Mapping):
                                  "differs from the one in metadata.json): it was changed or damaged. Restore it or "
                                  "re-export it (python -m keras_synapse.export) from model.keras.")
 
+    def normalization_statistics(self, name="sequence"):
+        """The training-fold `mean`, `variance` and its `ddof` of input `name`, as float lists and an int.
+
+        A card written before `ddof` was recorded gets `NORMALIZATION_DDOF`
+        (`0`), the only value keras_synapse ever fitted. To normalize a raw
+        feature row `x` as the model does:
+        `(x - mean) / np.maximum(np.sqrt(variance), 1e-7)`.
+
+        Raises:
+            KeyError: when the card has no input `name`.
+        """
+        statistics = self["normalization"][name]
+        return {"mean": [float(value) for value in statistics["mean"]],
+                "variance": [float(value) for value in statistics["variance"]],
+                "ddof": int(statistics.get("ddof", NORMALIZATION_DDOF))}
+
     def to_dict(self):
         """The card's content as a plain dict (a copy)."""
         return json.loads(json.dumps(self._fields))
@@ -212,6 +238,11 @@ def _validate_input(name, spec, statistics, fail):
                  f"Received: {len(values) if isinstance(values, list) else values!r} values")
         if key == "variance" and any(not isinstance(value, (int, float)) or value < 0 for value in values):
             fail(f"`normalization.{name}.variance` must be non-negative numbers. Received: {values!r:.200}")
+    # Optional: cards written before it was recorded hold ddof-0 variances too.
+    ddof = statistics.get("ddof", NORMALIZATION_DDOF)
+    if ddof not in (0, 1) or isinstance(ddof, bool):
+        fail(f"`normalization.{name}.ddof` must be 0 (population variance) or 1 (sample variance). "
+             f"Received: ddof={ddof!r}")
 
 
 def content_checksum(fields):

@@ -23,7 +23,7 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     from keras_synapse.config import config_to_dict
     from keras_synapse.runs import json_ready
     from keras_synapse.serving.drift import training_distributions
-    from keras_synapse.serving.model_card import file_digest
+    from keras_synapse.serving.model_card import NORMALIZATION_DDOF, file_digest
     from keras_synapse.serving.onnx_export import export_onnx
     from keras_synapse.serving.probes import record_probes, select_probe_inputs
     from keras_synapse.serving.registry import register
@@ -66,17 +66,18 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     normalized = (ensemble_members(model) or [model])[0]
 
     def statistics(layer_name):
-        layer = normalized.get_layer(layer_name)
-        return {"mean": np.asarray(layer.mean).ravel().tolist(), "variance": np.asarray(layer.variance).ravel().tolist()}
+        return normalization_statistics(normalized.get_layer(layer_name))
 
     inputs = {"sequence": {"shape": [None, config.sequence_length, len(windowed.feature_names)],
                            "feature_set": config.features, "feature_names": list(windowed.feature_names),
                            "definitions": feature_definitions(config.features, windowed.feature_names)}}
     normalization = {"fitted_on": "the final refit's fit rows (training data only)",
-                     "sequence": (fit_row_moments(windowed.features[drift_rows]) if tree or stack
-                                  else statistics("feature_normalization"))}
+                     "sequence": ({**fit_row_moments(windowed.features[drift_rows]), "ddof": NORMALIZATION_DDOF}
+                                  if tree or stack else statistics("feature_normalization"))}
     if tree or stack:
         normalization["used"] = "none: trees split on the raw features; the fit rows' moments, for parity inputs"
+    else:
+        normalization["formula"] = NORMALIZATION_FORMULA
     if windowed.static_features is not None:
         inputs["static"] = {"shape": [None, len(windowed.static_feature_names)], "feature_set": config.static_features,
                             "feature_names": list(windowed.static_feature_names),
@@ -111,6 +112,24 @@ def register_model(config, registry_dir, model, data, metrics, parity_inputs, dr
     metadata["drift_reference"] = training_distributions(rows, names)
     metadata = json_ready(metadata)
     return register(registry_dir, config.name, write_files, metadata, promote=promote)
+
+
+# What the model's Normalization layers compute (Keras' backend epsilon, 1e-7, guards a constant feature).
+NORMALIZATION_FORMULA = ("(x - mean) / max(sqrt(variance), 1e-7) per feature, the variance with ddof 0 (the sum of "
+                         "squared deviations over the row count)")
+
+
+def normalization_statistics(layer):
+    """The card's entry for an adapted `keras.layers.Normalization`: its `mean`, `variance` and their `ddof`.
+
+    `adapt` computes the population variance (`ddof` 0, numpy's default),
+    so a user who standardizes with pandas' `std()` (`ddof` 1) would feed
+    the model slightly different inputs; the card names the convention.
+    """
+    from keras_synapse.serving.model_card import NORMALIZATION_DDOF
+
+    return {"mean": np.asarray(layer.mean, dtype=np.float64).ravel().tolist(),
+            "variance": np.asarray(layer.variance, dtype=np.float64).ravel().tolist(), "ddof": NORMALIZATION_DDOF}
 
 
 def _package_versions():

@@ -61,6 +61,10 @@ def _without(key):
      "`normalization.sequence.mean` must hold one value per feature \\(3\\). Received: 2 values"),
     (card_fields(normalization={"sequence": {"mean": [0.0, 0.1, 0.2], "variance": [1.0, -2.0, 3.0]}}),
      "variance` must be non-negative"),
+    (card_fields(normalization={"sequence": {"mean": [0.0, 0.1, 0.2], "variance": [1.0, 2.0, 3.0], "ddof": 2}}),
+     "`normalization.sequence.ddof` must be 0 \\(population variance\\) or 1 \\(sample variance\\). Received: ddof=2"),
+    (card_fields(normalization={"sequence": {"mean": [0.0, 0.1, 0.2], "variance": [1.0, 2.0, 3.0], "ddof": "0"}}),
+     "`normalization.sequence.ddof` must be 0 .*Received: ddof='0'"),
     (card_fields(inputs={"sequence": {"shape": [None, 20, 4], "feature_set": "core", "feature_names": NAMES}}),
      "`inputs.sequence.shape` must end with the number of features \\(3\\)"),
     (card_fields(inputs={"sequence": {"shape": [None, 20, 3], "feature_set": "core",
@@ -74,8 +78,49 @@ def test_an_inconsistent_card_says_what_is_wrong(fields, message):
         ModelCard(fields, source="saved_models/x/3/metadata.json")
 
 
+def test_the_card_names_the_ddof_of_the_variance_the_normalization_layer_used():
+    import numpy as np
+
+    from keras_synapse.config import ExperimentConfig
+    from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
+    from keras_synapse.serving.registration import normalization_statistics
+
+    # Eight training rows: a variance over n - 1 would be 8/7 of one over n, inputs 7% apart.
+    rng = np.random.default_rng(0)
+    rows = rng.normal(1.0, 2.0, (8, len(NAMES))).astype("float32")
+    model = get_model_builder("shared_backbone")(ExperimentConfig(), ModelSpec(4, len(NAMES)))
+    fit_normalization(model, rows)  # as training adapts it
+    layer = model.get_layer("feature_normalization")
+    card = ModelCard(card_fields(normalization={"sequence": normalization_statistics(layer)}))
+    recorded = card.normalization_statistics("sequence")
+    # Recomputed from the training rows with the ddof the card names: the layer's statistics.
+    assert recorded["ddof"] == 0 and card["normalization"]["sequence"]["ddof"] == 0
+    np.testing.assert_allclose(recorded["mean"], rows.astype(np.float64).mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(recorded["variance"], rows.astype(np.float64).var(axis=0, ddof=recorded["ddof"]),
+                               rtol=1e-5)
+    assert not np.allclose(recorded["variance"], rows.astype(np.float64).var(axis=0, ddof=1), rtol=1e-2)
+    # A user normalizing raw rows from the card gets what the model's layer computes.
+    raw = rng.normal(1.0, 2.0, (5, len(NAMES))).astype("float32")
+    by_hand = (raw - np.asarray(recorded["mean"])) / np.maximum(np.sqrt(recorded["variance"]), 1e-7)
+    np.testing.assert_allclose(np.asarray(layer(raw[:, None, :]))[:, 0], by_hand, rtol=1e-5, atol=1e-6)
+    # A card written before the field existed still loads, and reads as what was always fitted.
+    old = ModelCard(card_fields())
+    assert "ddof" not in old["normalization"]["sequence"] and old.normalization_statistics()["ddof"] == 0
+
+
 def test_the_registry_writes_format_version_and_the_commands_name_a_damaged_card(trained_registry, tmp_path):
-    assert json.loads((trained_registry / "metadata.json").read_text())["format_version"] == FORMAT_VERSION
+    written = json.loads((trained_registry / "metadata.json").read_text())
+    assert written["format_version"] == FORMAT_VERSION
+    # The normalization's variance is the population variance of the training rows the drift reference
+    # describes (numpy, ddof 0), and the card says so.
+    import numpy as np
+
+    statistics, reference = written["normalization"]["sequence"], written["drift_reference"]
+    assert statistics["ddof"] == 0 and "ddof 0" in written["normalization"]["formula"]
+    rows = reference["num_rows"]
+    stds = np.array([reference["features"][name]["std"] for name in written["inputs"]["sequence"]["feature_names"]])
+    np.testing.assert_allclose(statistics["variance"], stds ** 2, rtol=2e-5)
+    assert not np.allclose(statistics["variance"], stds ** 2 * rows / (rows - 1), rtol=2e-5)
     version = copy_version(trained_registry, tmp_path / "saved_models")
     text = (version / "metadata.json").read_text()
     (version / "metadata.json").write_text(text[: len(text) // 2])
@@ -93,6 +138,7 @@ def test_a_version_registered_before_format_version_still_predicts(trained_regis
     for key in ("format_version", "windows", "checksum", "files"):
         del card[key]
     del card["inputs"]["sequence"]["definitions"]
+    del card["normalization"]["sequence"]["ddof"], card["normalization"]["formula"]
     (version / "metadata.json").write_text(json.dumps(card))
     result = subprocess.run([sys.executable, "-m", "keras_synapse.predict", str(version), "--data", "sample",
                              "--quick", "--latest"], capture_output=True, text=True, timeout=300)
