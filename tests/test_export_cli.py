@@ -13,6 +13,7 @@ from conftest import copy_version
 from keras_synapse.config import ExperimentConfig
 from keras_synapse.export import main
 from keras_synapse.serving.onnx_export import (
+    MAX_QUANTIZATION_ERROR,
     check_parity,
     convert_to_onnx,
     export_onnx,
@@ -33,7 +34,14 @@ def test_reexport_with_quantization_records_parity_and_keeps_the_float_model(tra
     int8 = metadata["onnx_int8"]
     assert (version / "model.int8.onnx").stat().st_size == int8["size_bytes"] < int8["float_size_bytes"]
     assert 0 < int8["max_abs_diff_vs_float"] < 0.1
-    assert "max |int8 - float|" in output and "parity: max |ONNX - Keras|" in output
+    # Measured by the score on the parity windows and the card's probe windows, gated, and said.
+    assert int8["parity_samples"] == 256 + 4 and "the card's 4 probe windows" in int8["compared_on"]
+    assert 0 < int8["score_max_abs_diff"] <= int8["max_abs_diff_vs_float"]
+    assert int8["relative_error"] == pytest.approx(int8["score_max_abs_diff"] / int8["score_std"])
+    assert int8["relative_error"] <= int8["max_relative_error"] == MAX_QUANTIZATION_ERROR
+    assert (f"score max |int8 - float| = {int8['score_max_abs_diff']:.3g}, {int8['relative_error']:.0%} of the "
+            f"scores' standard deviation ({int8['score_std']:.3g}; allowed 25%) on 260 windows") in output
+    assert "parity: max |ONNX - Keras|" in output
     # model.onnx stays the float graph.
     float_ops = {node.op_type for node in onnx.load(version / "model.onnx").graph.node}
     int8_ops = {node.op_type for node in onnx.load(version / "model.int8.onnx").graph.node}
@@ -47,6 +55,21 @@ def test_reexport_with_quantization_records_parity_and_keeps_the_float_model(tra
     int8_scores = Predictor.from_registry(version, backend="onnx_int8").predict_latest(panel)["score"]
     float_scores = Predictor.from_registry(version).predict_latest(panel)["score"]
     np.testing.assert_allclose(int8_scores, float_scores, atol=0.1)
+
+
+def test_an_int8_model_past_the_gate_is_refused_and_nothing_changes(trained_registry, tmp_path):
+    version = copy_version(trained_registry, tmp_path)
+    before = {path.relative_to(version): path.read_bytes() for path in version.rglob("*") if path.is_file()}
+    result = subprocess.run([sys.executable, "-m", "keras_synapse.export", str(version), "--quantize",
+                             "--max-quantization-error", "0"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: int8 model refused: its scores differ from the float model's by up to ")
+    assert "of the scores' standard deviation" in line and "over the allowed 0% (--max-quantization-error 0)" in line
+    assert "Traceback" not in result.stderr and "model.onnx is unchanged" in line
+    # Nothing half-written: the float model, the card and every other file are byte for byte as they were.
+    after = {path.relative_to(version): path.read_bytes() for path in version.rglob("*") if path.is_file()}
+    assert after == before and not list(version.glob(".*"))
 
 
 def test_reexport_on_random_inputs_says_so(trained_registry, tmp_path, capsys):

@@ -7,7 +7,15 @@ from onnx import numpy_helper
 
 from keras_synapse.config import ExperimentConfig
 from keras_synapse.errors import ExportError
-from keras_synapse.serving.onnx_export import check_parity, convert_to_onnx, export_onnx
+from keras_synapse.serving.onnx_export import (
+    MAX_QUANTIZATION_ERROR,
+    QuantizationError,
+    check_parity,
+    convert_to_onnx,
+    export_onnx,
+    onnx_outputs,
+    quantize_onnx,
+)
 from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
 
 NUM_FEATURES = 8
@@ -50,3 +58,28 @@ def test_nothing_is_written_when_parity_fails(tmp_path, model_and_inputs):
     with pytest.raises(ExportError):
         export_onnx(model, tmp_path / "model.onnx", inputs, tolerance=-1.0)  # an impossible bar: the gate must refuse
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_int8_copy_is_measured_by_its_score_and_refused_past_the_gate(tmp_path, model_and_inputs):
+    model, inputs = model_and_inputs
+    export_onnx(model, tmp_path / "model.onnx", inputs)
+    float_bytes = (tmp_path / "model.onnx").read_bytes()
+    info = quantize_onnx(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", inputs,
+                         max_relative_error=MAX_QUANTIZATION_ERROR)
+    float_scores = onnx_outputs(tmp_path / "model.onnx", inputs)["prediction"][:, 0].astype(np.float64)
+    int8_scores = onnx_outputs(tmp_path / "model.int8.onnx", inputs)["prediction"][:, 0].astype(np.float64)
+    assert info["score_max_abs_diff"] == pytest.approx(np.max(np.abs(int8_scores - float_scores)), rel=1e-6)
+    assert info["score_max_abs_diff"] > 0
+    assert info["score_std"] == pytest.approx(np.std(float_scores), rel=1e-6)
+    assert info["relative_error"] == pytest.approx(info["score_max_abs_diff"] / info["score_std"])
+    assert info["relative_error"] <= info["max_relative_error"] == MAX_QUANTIZATION_ERROR
+    assert info["parity_samples"] == 64
+    # Past the gate: a one-line error with the figures, and nothing written beside the untouched float model.
+    (tmp_path / "model.int8.onnx").unlink()
+    with pytest.raises(QuantizationError, match=r"int8 model refused: its scores differ from the float model's by "
+                                                r"up to .*% of the scores' standard deviation .* on 64 windows, over "
+                                                r"the allowed 0% \(--max-quantization-error 0\)") as refused:
+        quantize_onnx(tmp_path / "model.onnx", tmp_path / "model.int8.onnx", inputs, max_relative_error=0.0)
+    assert "\n" not in str(refused.value)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx"]
+    assert (tmp_path / "model.onnx").read_bytes() == float_bytes
