@@ -9,6 +9,14 @@ missing) and prints a summary; with `--latest` only each symbol's newest
 window is scored (the streaming path). When the model's metadata holds a
 `drift_reference`, the input features are compared with the training ones
 and drifted features are flagged.
+
+The verdict recorded at training (whether the test folds showed a detectable
+edge, the IC with its 95% interval, the minimum detectable IC) is printed on
+one line after the summary, and the `--output` CSV carries it on every row:
+column `edge_significant` (true/false) and column `verdict` (that sentence),
+the two fields the HTTP service answers with. A model without a detectable
+edge reads "No detectable edge: ..." there; a card from before verdicts were
+recorded reads "No verdict recorded ...".
 """
 
 import argparse
@@ -30,7 +38,8 @@ def parse_args(argv):
     parser.add_argument("--data", required=True, help="bars to predict on: 'sample', a directory of per-symbol "
                         "CSV/Parquet files, one long CSV/Parquet with a symbol column, 'yfinance:SYM,SYM' or "
                         "'alpaca:SYM,SYM'")
-    parser.add_argument("--output", help="write the predictions to this CSV file")
+    parser.add_argument("--output", help="write the predictions to this CSV file, with the training verdict in "
+                        "columns edge_significant and verdict")
     parser.add_argument("--latest", action="store_true", help="score only each symbol's newest window")
     parser.add_argument("--backend", choices=("onnx", "onnx_int8", "keras"), default="onnx",
                         help="model runtime. Defaults to onnx (falls back to keras when model.onnx is missing)")
@@ -70,13 +79,35 @@ def run(args):
     else:
         predictions = predictor.predict_panel(panel)
     elapsed = time.perf_counter() - started
+    verdict = recorded_verdict(predictor)
     print(format_summary(predictions, args.latest))
+    print(f"verdict at training: {verdict['verdict']}")
     if args.output:
-        predictions.reset_index().to_csv(args.output, index=False)
+        predictions.reset_index().assign(**verdict).to_csv(args.output, index=False)
         print(f"predictions: {args.output} ({len(predictions)} rows)")
     print_drift(predictor, panel, args.drift_bars)
     print(f"done in {elapsed:.1f} s")
     return predictions
+
+
+def recorded_verdict(predictor):
+    """`{"edge_significant", "verdict"}` as the model card recorded them at training, the service's wording.
+
+    The verdict sentence states the IC with its 95% interval; the minimum
+    detectable IC is added where the sentence leaves it out (a model with an
+    edge). A card without a verdict says so rather than leaving it blank.
+    """
+    from keras_synapse.serving.app import model_verdict
+
+    verdict = model_verdict(predictor)
+    summary = predictor.metadata.get("metrics", {}).get("summary", {})
+    text = verdict["verdict"]
+    if not text:
+        text = ("No verdict recorded on the model card (registered before verdicts were kept, or without test "
+                "folds): treat it as no detectable edge")
+    elif verdict["edge_significant"] and "minimum_detectable_ic" in summary:  # the no-edge sentence states it
+        text = f"{text} Minimum detectable IC (80% power): {summary['minimum_detectable_ic']:.4f}."
+    return {"edge_significant": verdict["edge_significant"], "verdict": text}
 
 
 STALE_SPACINGS = 5

@@ -7,6 +7,7 @@ import pandas as pd
 from conftest import copy_version
 
 from keras_synapse.data import load_panel
+from keras_synapse.evaluation.summary import edge_verdict
 from keras_synapse.predict import main
 from keras_synapse.serving.drift import training_distributions
 from keras_synapse.serving.inference import Predictor
@@ -19,12 +20,48 @@ def test_predict_command_writes_every_window(trained_registry, tmp_path):
                              "--data", "sample", "--quick", "--output", str(output)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     predictions = pd.read_csv(output)
-    assert list(predictions.columns) == ["symbol", "timestamp", "score"]
+    assert list(predictions.columns) == ["symbol", "timestamp", "score", "edge_significant", "verdict"]
+    # The verdict recorded at training, on every row and on one line of the console.
+    summary = ModelCard.read(trained_registry)["metrics"]["summary"]
+    assert (predictions["edge_significant"] == summary["edge_significant"]).all()
+    assert predictions["verdict"].nunique() == 1 and predictions["verdict"][0].startswith(summary["verdict"])
+    assert f"verdict at training: {predictions['verdict'][0]}" in result.stdout.splitlines()
     assert predictions["symbol"].nunique() == 6 and len(predictions) > 8000
     assert "model: shared_backbone v1 (onnx)" in result.stdout
     assert f"{len(predictions)} windows of 6 symbols" in result.stdout
     # The trainer stores the fitted rows' distributions, so predict reports drift against them.
     assert "feature drift vs training" in result.stdout and "of 11 features" in result.stdout
+
+
+def _summary(ic, low, high):
+    interval = {"pooled": ic, "mean": ic, "ci_low": low, "ci_high": high}
+    summary = {"ic": interval, "excess_directional_accuracy": {"pooled": 0.01, "ci_low": -0.01, "ci_high": 0.03},
+               "edge_significant": low > 0, "minimum_detectable_ic": 0.0312}
+    return {**summary, "verdict": edge_verdict(summary)}
+
+
+def test_the_predictions_say_whether_the_model_had_a_detectable_edge(trained_registry, tmp_path, capsys):
+    from keras_synapse.serving.app import model_verdict
+
+    version = copy_version(trained_registry, tmp_path)
+    card = ModelCard.read(version)
+    output = tmp_path / "latest.csv"
+    cases = [(_summary(0.004, -0.011, 0.019), False, ["No detectable edge", "IC +0.0040 [95% CI -0.0110, +0.0190]",
+                                                      "an IC of 0.0312 or more would be detected"]),
+             (_summary(0.05, 0.02, 0.08), True, ["Detectable edge", "IC +0.0500 [95% CI +0.0200, +0.0800]",
+                                                 "Minimum detectable IC (80% power): 0.0312."]),
+             ({}, False, ["No verdict recorded on the model card"])]
+    for summary, edge, phrases in cases:
+        card.updated(metrics={**card["metrics"], "summary": summary}).write(version)
+        assert main([str(version), "--data", "sample", "--quick", "--latest", "--output", str(output)]) == 0
+        (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("verdict at training: ")]
+        frame = pd.read_csv(output)  # plain read_csv: no comment lines to skip, one column more
+        assert len(frame) == 6 and (frame["edge_significant"] == edge).all() and frame["verdict"].nunique() == 1
+        assert line == f"verdict at training: {frame['verdict'][0]}"
+        assert all(phrase in line for phrase in phrases), line
+        # The service's own words: the recorded sentence is the one /model and every answer carry.
+        recorded = model_verdict(Predictor.from_registry(version))["verdict"]
+        assert recorded is None or frame["verdict"][0].startswith(recorded)
 
 
 def test_latest_with_drift_flags(trained_registry, tmp_path, capsys):
