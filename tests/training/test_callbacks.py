@@ -14,6 +14,7 @@ from keras_synapse.training.callbacks import (
     EpochCheckpoint,
     InformationCoefficientCallback,
     learning_rate_schedule,
+    log_test_metrics,
     read_checkpoint,
     restore_checkpoint,
 )
@@ -223,3 +224,59 @@ def test_learning_rate_schedules():
         learning_rate_schedule("step", 1e-3, 10, 5)
     with pytest.raises(ConfigError, match=r"Received: learning_rate=0"):
         learning_rate_schedule("constant", 0, 10, 5)
+
+
+class ScriptedInformationCoefficient(keras.callbacks.Callback):
+    """Logs `val_ic` from a script, so early stopping keeps a known epoch."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["val_ic"] = self.values[epoch]
+
+
+def scalars(run_directory):
+    """`{tag: {step: value}}` of the TensorBoard event files in one run directory."""
+    logged = {}
+    for events in run_directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                logged.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return logged
+
+
+def test_test_metrics_sit_on_the_validation_curves_at_the_epoch_early_stopping_kept(tmp_path):
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(SEED)
+    dataset, steps_per_epoch = training_dataset(0)
+    model, _ = build_model("constant", steps_per_epoch, 10)
+    # The best validation IC is at epoch 1; patience 2 stops after epoch 3, having trained 4 epochs.
+    early_stopping = keras.callbacks.EarlyStopping(monitor="val_ic", mode="max", patience=2,
+                                                   restore_best_weights=True)
+    checkpoint = EpochCheckpoint(tmp_path / "checkpoints" / "fold_0", callbacks=[early_stopping])
+    log_dir = tmp_path / "tensorboard" / "fold_0"
+    model.fit(dataset, steps_per_epoch=steps_per_epoch, epochs=10, validation_data=validation_dataset(),
+              callbacks=[ScriptedInformationCoefficient([0.1, 0.3, 0.2, 0.1, 0.0, 0.0]), early_stopping, checkpoint,
+                         keras.callbacks.TensorBoard(log_dir=str(log_dir))], shuffle=False, verbose=0)
+    epochs_trained = len(checkpoint.history["loss"])
+    assert epochs_trained == 4 and early_stopping.best_epoch == 1
+
+    step = log_test_metrics(tmp_path, "fold_0", {"ic": 0.05, "directional_accuracy": 0.52, "n": 300},
+                            {"ic": (0.01, 0.09)}, epochs_trained)
+    assert step == 1
+    validation, test = scalars(log_dir / "validation"), scalars(log_dir / "test")
+    # Beside the validation curve: the same tag, in a `test` run next to `train` and `validation`.
+    assert "epoch_ic" in validation and sorted(validation["epoch_ic"]) == [0, 1, 2, 3]
+    assert test["epoch_ic"] == {1: pytest.approx(0.05)}
+    assert test["epoch_ic_ci_low"] == {1: pytest.approx(0.01)} and test["epoch_ic_ci_high"] == {1: pytest.approx(0.09)}
+    assert test["epoch_directional_accuracy"] == {1: pytest.approx(0.52)}
+    assert sorted(path.name for path in log_dir.iterdir()) == ["test", "train", "validation"]
+
+
+def test_test_metrics_without_a_checkpoint_go_at_the_last_epoch(tmp_path):
+    # A fit without early-stopping state (a tree model has no checkpoint): its last epoch, or 0.
+    assert log_test_metrics(tmp_path, "fold_2", {"ic": 0.02}, {}, epochs_trained=5) == 4
+    assert scalars(tmp_path / "tensorboard" / "fold_2" / "test") == {"epoch_ic": {4: pytest.approx(0.02)}}
+    assert log_test_metrics(tmp_path, "fold_3", {"ic": 0.02}, {}, epochs_trained=0) == 0
