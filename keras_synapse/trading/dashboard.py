@@ -7,15 +7,17 @@ to the service's FastAPI app:
 - `GET /dashboard`: a self-contained page (vanilla JS and hand-written SVG,
   no external assets) polling the endpoints below every few seconds: the
   equity line with its drawdown shaded below it, the rolling IC against zero
-  and its no-edge band, the rolling accuracy against 50%, positions by
-  weight, recent orders, drift flags, badges for the breakers, the fallback
-  and drift, and the model's version and recorded verdict in the header;
+  and its no-edge band, the rolling accuracy against 50% and its band, the
+  session's IC with its 95% interval, positions by weight, recent orders,
+  drift flags (each naming the test that raised it), badges for the
+  breakers, the fallback and drift, and the model's version and recorded
+  verdict in the header;
 - `GET /dashboard/api/status`: the header, the latest equity, breakers,
   fallbacks and summaries of the monitor and drift;
 - `GET /dashboard/api/equity`: the equity and drawdown series;
 - `GET /dashboard/api/positions`: positions, largest weight first;
 - `GET /dashboard/api/orders?limit=50`: the newest orders first;
-- `GET /dashboard/api/monitor`: the rolling IC and accuracy and their bands;
+- `GET /dashboard/api/monitor`: the rolling IC and accuracy, their bands and the session's IC;
 - `GET /dashboard/api/drift`: the drift check, drifted features first.
 
 Before the runner's first bar there is no `status.json`: every endpoint answers
@@ -38,12 +40,12 @@ from pathlib import Path
 
 from keras_synapse.errors import SynapseError
 from keras_synapse.serving.app import NO_EDGE_WARNING
-from keras_synapse.serving.drift import PSI_DRIFT, PSI_MODERATE
+from keras_synapse.serving.drift import KS_MIN_STATISTIC, KS_P_VALUE, PSI_DRIFT, PSI_MODERATE
 
 STATUS_FILE = "status.json"
 DEFAULT_REFRESH_SECONDS = 3.0
-# 1.96 standard errors: where a statistic of n independent samples lands 95% of the time under no edge.
-Z_95 = 1.96
+DRIFT_THRESHOLDS = {"psi_moderate": PSI_MODERATE, "psi_drift": PSI_DRIFT, "ks_p_value": KS_P_VALUE,
+                    "ks_min_statistic": KS_MIN_STATISTIC}
 
 
 class StatusMissing(SynapseError):
@@ -126,12 +128,6 @@ def _age_seconds(updated, now):
     return round((now - moment).total_seconds(), 1)
 
 
-def _band(num_samples, spread):
-    """The half-width of the 95% band of a statistic of `num_samples` samples whose per-sample spread is `spread`."""
-    num_samples = _number(num_samples)
-    return Z_95 * spread / math.sqrt(num_samples) if num_samples and num_samples > 1 else None
-
-
 def equity_json(status):
     """The equity and drawdown series with the latest values and the deepest drawdown."""
     points = _records(status.get("equity"), "timestamp", "equity", "drawdown")
@@ -166,46 +162,74 @@ def orders_json(status, limit=50):
 
 
 def monitor_json(status):
-    """The rolling IC and accuracy, their latest values and the bands a model without edge stays in.
+    """The rolling IC and accuracy, their latest values, the bands a model without edge stays in, the session's IC.
 
-    The bands are 95% bands under no edge for `realized` independent
-    predictions (the rows of the latest window, all symbols pooled): an IC's
-    standard error is then about 1/sqrt(n), a hit rate's 0.5/sqrt(n).
-    Overlapping horizons and symbols moving together make the rows
-    dependent, so the true bands are wider: a point outside them is a hint,
-    inside them it is noise.
+    The bands are the runner's (`keras_synapse.trading.status.monitor`):
+    95% bands under no edge that allow for overlapping labels, persistent
+    scores and symbols moving together, one per point (`band`), the latest
+    as `ic_band` and `accuracy_band`; `design_effect` is how many times the
+    latest window's variance exceeds that of as many independent rows. A
+    status without them (an older runner's) gets no band (`None`) rather
+    than the iid one, which a model without an edge leaves about half the
+    time. `session` is the whole session's rank IC with its 95% interval
+    (`keras_synapse.trading.status.session_ic`), `None` before enough dates.
     """
     monitor = status.get("monitor") or {}
-    rolling_ic = _records(monitor.get("rolling_ic"), "timestamp", "ic")
-    rolling_accuracy = _records(monitor.get("rolling_accuracy"), "timestamp", "accuracy")
-    window, realized = monitor.get("window"), monitor.get("realized")
-    samples = realized if _number(realized) else window
+    rolling_ic = _records(monitor.get("rolling_ic"), "timestamp", "ic", "band")
+    rolling_accuracy = _records(monitor.get("rolling_accuracy"), "timestamp", "accuracy", "band")
     latest_ic = _number(monitor.get("ic"))
     latest_accuracy = _number(monitor.get("accuracy"))
     if latest_ic is None and rolling_ic:
         latest_ic = _number(rolling_ic[-1]["ic"])
     if latest_accuracy is None and rolling_accuracy:
         latest_accuracy = _number(rolling_accuracy[-1]["accuracy"])
-    return {"window": window, "realized": realized, "degraded": bool(monitor.get("degraded")),
-            "min_ic": _number(monitor.get("min_ic")), "ic_band": _band(samples, 1.0),
-            "accuracy_band": _band(samples, 0.5), "latest_ic": latest_ic, "latest_accuracy": latest_accuracy,
+    session = monitor.get("session")
+    session = _records([session], "ic", "ci_low", "ci_high", "level", "realized", "dates", "block_length",
+                       "minimum_detectable", "method")[0] if isinstance(session, dict) else None
+    return {"window": monitor.get("window"), "realized": monitor.get("realized"),
+            "degraded": bool(monitor.get("degraded")), "min_ic": _number(monitor.get("min_ic")),
+            "ic_band": _number(monitor.get("ic_band")), "accuracy_band": _number(monitor.get("accuracy_band")),
+            "design_effect": _number(monitor.get("design_effect")), "band_method": monitor.get("band_method"),
+            "latest_ic": latest_ic, "latest_accuracy": latest_accuracy, "session": session,
             "rolling_ic": rolling_ic, "rolling_accuracy": rolling_accuracy}
 
 
 def drift_json(status):
-    """The latest drift check, drifted features first, then by PSI; `available` is False before any check."""
+    """The latest drift check, drifted features first, then moderate ones, then by PSI.
+
+    Each feature carries its `flag` (`drift`, `moderate`, `stable`),
+    `flagged_by` (the tests that raised it: `psi`, `ks`) and `reason` (their
+    values against their thresholds); `by_test` counts the drifted features
+    each test flagged. `available` is False before any check.
+    """
     drift = status.get("drift")
-    thresholds = {"psi_moderate": PSI_MODERATE, "psi_drift": PSI_DRIFT}
     if not drift:
-        return {"available": False, "drifted": False, "num_drifted": 0, "num_features": 0,
-                "checked_at": None, "thresholds": thresholds, "features": []}
-    features = [{"name": str(name), **_records([fields], "psi", "ks_statistic", "ks_p_value", "drifted")[0]}
-                for name, fields in (drift.get("features") or {}).items() if isinstance(fields, dict)]
-    features.sort(key=lambda feature: (not feature["drifted"], -(_number(feature["psi"]) or 0.0)))
+        return {"available": False, "drifted": False, "num_drifted": 0, "num_moderate": 0, "num_features": 0,
+                "by_test": {"psi": 0, "ks": 0}, "checked_at": None, "thresholds": dict(DRIFT_THRESHOLDS),
+                "features": []}
+    thresholds = {**DRIFT_THRESHOLDS, **{key: value for key, value in (drift.get("thresholds") or {}).items()
+                                         if _number(value) is not None}}
+    features = []
+    for name, fields in (drift.get("features") or {}).items():
+        if not isinstance(fields, dict):
+            continue
+        feature = {"name": str(name), **_records([fields], "psi", "ks_statistic", "ks_p_value", "drifted", "flag",
+                                                 "flagged_by", "reason")[0]}
+        if feature["flag"] is None:  # an older runner's status: the flag from the numbers
+            feature["flag"] = ("drift" if feature["drifted"] else "moderate"
+                               if (_number(feature["psi"]) or 0.0) > thresholds["psi_moderate"] else "stable")
+        feature["flagged_by"] = [str(test) for test in feature["flagged_by"] or ()]
+        feature["reason"] = feature["reason"] or ""
+        features.append(feature)
+    rank = {"drift": 0, "moderate": 1}
+    features.sort(key=lambda feature: (rank.get(feature["flag"], 2), -(_number(feature["psi"]) or 0.0)))
+    drifted = [feature for feature in features if feature["flag"] == "drift"]
     return {"available": True, "drifted": bool(drift.get("drifted")),
-            "num_drifted": drift.get("num_drifted", sum(bool(feature["drifted"]) for feature in features)),
-            "num_features": drift.get("num_features", len(features)), "checked_at": drift.get("checked_at"),
-            "thresholds": thresholds, "features": features}
+            "num_drifted": drift.get("num_drifted", len(drifted)),
+            "num_moderate": sum(feature["flag"] == "moderate" for feature in features),
+            "num_features": drift.get("num_features", len(features)),
+            "by_test": {test: sum(test in feature["flagged_by"] for feature in drifted) for test in ("psi", "ks")},
+            "checked_at": drift.get("checked_at"), "thresholds": thresholds, "features": features}
 
 
 def status_json(status, now=None):
@@ -222,7 +246,8 @@ def status_json(status, now=None):
         `bars_processed`, `updated`, `age_seconds`), the account (`capital`,
         `equity`, `return`, `drawdown`, `max_drawdown`), `breakers`,
         `fallback` (the safe state's reason, or `None`), the ten newest
-        `fallbacks`, and summaries of the monitor and the drift check.
+        `fallbacks`, and summaries of the monitor (with the session's IC
+        and its interval) and the drift check.
     """
     now = now or datetime.datetime.now(datetime.timezone.utc)
     equity, monitor, drift = equity_json(status), monitor_json(status), drift_json(status)
@@ -242,9 +267,9 @@ def status_json(status, now=None):
             "num_fallbacks": len(fallbacks),
             "monitor": {key: monitor[key] for key in ("window", "realized", "degraded", "latest_ic",
                                                       "latest_accuracy", "ic_band", "accuracy_band",
-                                                      "min_ic")},
+                                                      "design_effect", "min_ic", "session")},
             "drift": {key: drift[key] for key in ("available", "drifted", "num_drifted", "num_features",
-                                                  "checked_at")}}
+                                                  "by_test", "checked_at")}}
 
 
 def dashboard_page(refresh_seconds=DEFAULT_REFRESH_SECONDS):

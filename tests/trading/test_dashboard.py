@@ -21,8 +21,13 @@ from conftest import running_server
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from test_status import no_edge_session
+
 from keras_synapse.serving.app import NO_EDGE_WARNING
-from keras_synapse.trading.dashboard import StatusMissing, StatusUnreadable, add_dashboard, read_status
+from keras_synapse.serving.drift import feature_flag
+from keras_synapse.trading.dashboard import (DRIFT_THRESHOLDS, StatusMissing, StatusUnreadable, add_dashboard,
+                                            read_status)
+from keras_synapse.trading.status import monitor
 
 CHROMIUM = "/usr/bin/chromium"
 SYMBOLS = ["AAA", "BBB", "CCC", "DDD", "EEE"]
@@ -36,10 +41,13 @@ def session_status(num_bars=120, window=60, horizon=5, seed=2, capital=100_000.0
 
     Equity is a random walk with a dip (so the drawdown is visible), five
     positions (one short), an order per symbol every few bars (one rejected,
-    the newest still pending), a rolling IC and accuracy over `window`
-    bars of realized predictions (rank IC pooled over symbols, as the
-    runner's `keras_synapse.trading.status` computes it), two drifted
-    features and one fallback.
+    the newest still pending), the monitor of realized predictions of a
+    model without an edge (overlapping labels, persistent scores, symbols
+    moving together) as the runner's `keras_synapse.trading.status.monitor`
+    computes it: rolling IC and accuracy over `window` bars with their
+    no-edge bands, and the session's IC with its interval; two drifted
+    features (one by PSI and KS, one by KS alone while its PSI is moderate)
+    and one fallback.
     """
     rng = np.random.default_rng(seed)
     today = pd.Timestamp.now(tz="UTC").normalize()
@@ -66,17 +74,19 @@ def session_status(num_bars=120, window=60, horizon=5, seed=2, capital=100_000.0
     orders[7]["state"], orders[7]["filled_price"] = "rejected", None
     orders[-1]["state"], orders[-1]["filled_price"] = "submitted", None
     realized_bars = num_bars - horizon - 20  # bars whose predictions' horizon has passed, after the warm-up
-    rolling = range(num_bars - realized_bars + window - 1 - horizon, num_bars - horizon)
-    realized = min(window, realized_bars) * len(SYMBOLS)  # the rows of the latest window, all symbols pooled
-    ic = np.clip(0.01 + np.cumsum(rng.normal(0, 0.012, len(rolling))), -0.3, 0.3)
-    accuracy = np.clip(0.51 + np.cumsum(rng.normal(0, 0.006, len(rolling))), 0.3, 0.7)
+    realized = no_edge_session(rng, num_dates=realized_bars, num_symbols=len(SYMBOLS), horizon=horizon)
+    realized["timestamp"] = np.repeat(times[20:20 + realized_bars], len(SYMBOLS))
     features = {}
     for index, name in enumerate(FEATURES):
         psi = float(abs(rng.normal(0.04, 0.03)))
         features[name] = {"psi": psi, "ks_statistic": float(abs(rng.normal(0.05, 0.02))),
-                          "ks_p_value": float(rng.uniform(0.05, 0.9)), "drifted": False}
-    features["rsi_14"] = {"psi": 0.31, "ks_statistic": 0.12, "ks_p_value": 0.001, "drifted": True}
-    features["volume_zscore_20"] = {"psi": 0.14, "ks_statistic": 0.16, "ks_p_value": 0.0004, "drifted": True}
+                          "ks_p_value": float(rng.uniform(0.05, 0.9))}
+    features["rsi_14"] = {"psi": 0.31, "ks_statistic": 0.12, "ks_p_value": 0.001}
+    features["volume_zscore_20"] = {"psi": 0.14, "ks_statistic": 0.16, "ks_p_value": 0.0004}
+    for values in features.values():
+        flag = feature_flag(values, DRIFT_THRESHOLDS)
+        values.update(drifted=flag["flag"] == "drift", flag=flag["flag"], flagged_by=flag["flagged_by"],
+                      reason=flag["reason"])
     return {
         "updated": pd.Timestamp.now(tz="UTC").isoformat(), "experiment": "shared_backbone", "version": 3,
         "verdict": "no detectable edge: IC -0.004 [-0.03, +0.02]", "edge_significant": False,
@@ -85,14 +95,9 @@ def session_status(num_bars=120, window=60, horizon=5, seed=2, capital=100_000.0
         "equity": [{"timestamp": stamp[bar], "equity": float(equity[bar]), "drawdown": float(drawdown[bar])}
                    for bar in range(num_bars)],
         "positions": positions, "orders": orders,
-        "monitor": {"window": window, "realized": realized,
-                    "rolling_ic": [{"timestamp": stamp[bar], "ic": float(value)} for bar, value in zip(rolling, ic)],
-                    "rolling_accuracy": [{"timestamp": stamp[bar], "accuracy": float(value)}
-                                         for bar, value in zip(rolling, accuracy)],
-                    "ic": float(ic[-1]), "accuracy": float(accuracy[-1]), "degraded": False,
-                    "min_ic": -0.02, "min_realized": 40},
+        "monitor": monitor(realized, window, -0.02, 40, horizon=horizon),
         "drift": {"checked_at": stamp[-1], "num_drifted": 2, "num_features": len(FEATURES), "drifted": False,
-                  "features": features},
+                  "thresholds": DRIFT_THRESHOLDS, "features": features},
         "breakers": {"halted": False, "stopped": False, "flattened": False, "cut": False, "ramp": 0.5,
                      "fallback": None},
         "fallbacks": [{"timestamp": stamp[num_bars * 3 // 4], "reason": "broker: HTTP 429", "action": "hold"}],
@@ -135,7 +140,7 @@ def test_endpoints_answer_the_session(client, live_dir):
     assert header["breakers"]["ramp"] == 0.5 and header["fallback"] is None
     assert header["fallbacks"] == status["fallbacks"] and header["num_fallbacks"] == 1
     assert header["drift"] == {"available": True, "drifted": False, "num_drifted": 2, "num_features": 17,
-                               "checked_at": status["last_bar"]}
+                               "by_test": {"psi": 1, "ks": 2}, "checked_at": status["last_bar"]}
     assert header["bars_processed"] == 120 and 0 <= header["age_seconds"] < 600
 
     equity = client.get("/dashboard/api/equity").json()
@@ -154,15 +159,32 @@ def test_endpoints_answer_the_session(client, live_dir):
 
     monitor = client.get("/dashboard/api/monitor").json()
     assert monitor["rolling_ic"] == status["monitor"]["rolling_ic"] and monitor["window"] == 60
-    # The bands count the realized predictions of the latest window (all symbols pooled).
-    assert monitor["ic_band"] == pytest.approx(1.96 / math.sqrt(300)) and monitor["min_ic"] == -0.02
-    assert monitor["accuracy_band"] == pytest.approx(0.98 / math.sqrt(300))
+    assert monitor["rolling_accuracy"] == status["monitor"]["rolling_accuracy"] and monitor["min_ic"] == -0.02
+    # The runner's bands, one per point: the 300 rows of the latest window (all symbols pooled) are worth
+    # 300 / design_effect independent ones, so the band is wider than the iid 1.96/sqrt(300).
+    assert monitor["realized"] == 300 and monitor["design_effect"] > 1.5
+    assert monitor["ic_band"] == status["monitor"]["ic_band"] == monitor["rolling_ic"][-1]["band"]
+    assert monitor["ic_band"] == pytest.approx(1.96 * math.sqrt(monitor["design_effect"] / 300))
+    assert monitor["accuracy_band"] == monitor["rolling_accuracy"][-1]["band"] > 0.98 / math.sqrt(300)
     assert monitor["latest_accuracy"] == status["monitor"]["rolling_accuracy"][-1]["accuracy"]
+    # The session-wide IC with the verdict's interval, in the monitor and in the header.
+    session = status["monitor"]["session"]
+    assert monitor["session"] == header["monitor"]["session"] == session
+    assert session["ci_low"] < session["ic"] < session["ci_high"] and session["realized"] == 95 * 5
+    assert header["monitor"]["ic_band"] == monitor["ic_band"]
 
     drift = client.get("/dashboard/api/drift").json()
     assert [feature["name"] for feature in drift["features"][:2]] == ["rsi_14", "volume_zscore_20"]
     assert drift["features"][0] == {"name": "rsi_14", **status["drift"]["features"]["rsi_14"]}
-    assert len(drift["features"]) == 17 and drift["thresholds"] == {"psi_moderate": 0.1, "psi_drift": 0.25}
+    assert len(drift["features"]) == 17 and drift["thresholds"] == {"psi_moderate": 0.1, "psi_drift": 0.25,
+                                                                    "ks_p_value": 0.01, "ks_min_statistic": 0.1}
+    # Each flag names the test that raised it: volume_zscore_20's PSI (0.14) is only moderate, KS flagged it.
+    volume = drift["features"][1]
+    assert volume["flag"] == "drift" and volume["flagged_by"] == ["ks"]
+    assert volume["reason"] == "KS 0.160 >= 0.1 with p 4.0e-04 < 0.01"
+    assert drift["features"][0]["flagged_by"] == ["psi", "ks"] and drift["features"][0]["reason"].startswith(
+        "PSI 0.310 > 0.25; KS 0.120")
+    assert drift["by_test"] == {"psi": 1, "ks": 2} and drift["num_moderate"] == 0
 
     page = client.get("/dashboard")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -229,6 +251,24 @@ def test_an_empty_session_and_no_drift_check(client, live_dir):
     assert client.get("/dashboard/api/monitor").json()["rolling_ic"] == []
 
 
+def test_an_older_runners_status_gets_no_band_and_flags_from_its_numbers(client, live_dir):
+    """A status without bands or flags (a runner before them): no iid band, which a model without edge leaves."""
+    status = session_status()
+    for point in status["monitor"]["rolling_ic"] + status["monitor"]["rolling_accuracy"]:
+        del point["band"]
+    for key in ("ic_band", "accuracy_band", "design_effect", "session", "band_method"):
+        del status["monitor"][key]
+    for values in status["drift"]["features"].values():
+        del values["flag"], values["flagged_by"], values["reason"]
+    write_status(live_dir, status)
+    monitor = client.get("/dashboard/api/monitor").json()
+    assert monitor["ic_band"] is None and monitor["accuracy_band"] is None and monitor["session"] is None
+    assert {point["band"] for point in monitor["rolling_ic"]} == {None}
+    drift = client.get("/dashboard/api/drift").json()
+    assert [feature["flag"] for feature in drift["features"][:3]] == ["drift", "drift", "stable"]
+    assert drift["features"][0]["flagged_by"] == [] and drift["features"][0]["reason"] == ""
+
+
 def test_read_status_names_the_file(live_dir):
     (live_dir / "status.json").mkdir(parents=True)  # something in its place that cannot be read as a file
     with pytest.raises(StatusUnreadable, match=r"status\.json could not be read"):
@@ -261,6 +301,11 @@ def attribute(tag, name):
     return match.group(1)
 
 
+def signed(value):
+    """`value` as the page writes it: three decimals, a plus sign when positive."""
+    return ("+" if value > 0 else "") + f"{value:.3f}"
+
+
 def num_points(path_tag):
     return len(re.findall(r"[ML]-?\d", attribute(path_tag, "d")))
 
@@ -290,12 +335,32 @@ def test_dashboard_in_headless_chromium(trained_registry, tmp_path):
         assert attribute(element(dom, "drawdown-area"), "d").count("Z") >= 1
         assert num_points(element(dom, "ic-line")) == len(status["monitor"]["rolling_ic"])
         assert num_points(element(dom, "accuracy-line")) == len(status["monitor"]["rolling_accuracy"])
+        # Each point's own no-edge band: an upper and a lower edge through every point that has one.
+        banded = [point for point in status["monitor"]["rolling_ic"] if point["band"] is not None]
+        assert num_points(element(dom, "ic-line-band")) == 2 * len(banded) > 0
+        assert int(attribute(element(dom, "ic-line-band"), "data-points")) == len(banded)
+        assert int(attribute(element(dom, "accuracy-line-band"), "data-points")) == len(
+            [point for point in status["monitor"]["rolling_accuracy"] if point["band"] is not None])
+        monitor = status["monitor"]
+        note = re.search(r'id="kpi-ic-note"[^>]*>([^<]*)<', dom).group(1)
+        assert note == (f"300 realized (worth {round(300 / monitor['design_effect'])}) · no-edge band "
+                        f"±{monitor['ic_band']:.3f}")
+        # The session's IC with its interval.
+        session = monitor["session"]
+        value = re.search(r'id="kpi-session-ic"[^>]*>([^<]*)<', dom).group(1)
+        assert value == signed(session["ic"])
+        note = re.search(r'id="kpi-session-ic-note"[^>]*>([^<]*)<', dom).group(1)
+        assert note == f"95% CI [{signed(session['ci_low'])}, {signed(session['ci_high'])}] · 475 on 95 dates"
         bars = re.findall(r'class="position-bar" data-symbol="([A-Z]+)"', dom)
         assert sorted(bars) == sorted(status["positions"])
         # The newest orders, the drift flags and the badges.
         assert status["orders"][-1]["client_order_id"] in dom and ">submitted<" in dom and ">rejected<" in dom
-        assert 'class="drift-row drifted" data-feature="rsi_14"' in dom
-        assert 'data-feature="volume_zscore_20"' in dom and "2 features flagged" in dom
+        assert 'class="drift-row drifted" data-feature="rsi_14" data-flagged-by="psi,ks"' in dom
+        assert 'data-feature="volume_zscore_20" data-flagged-by="ks"' in dom and "2 features flagged" in dom
+        # The bar is PSI; the row says which test flagged the feature.
+        assert re.search(r'id="drift-by-volume_zscore_20"[^>]*>KS 0.16<', dom)
+        assert re.search(r'id="drift-by-rsi_14"[^>]*>PSI\+KS<', dom)
+        assert "2 of 17 drifted (PSI 1 · KS 2)" in dom
         assert "breakers clear" in dom and "no fallback" in dom and "broker: HTTP 429" in dom
 
         # A runner in its safe state: the badges turn red.
