@@ -15,10 +15,12 @@ with the keys in `APCA_API_KEY_ID` and `APCA_API_SECRET_KEY`.
 Everything is journaled in `--live-dir` (default `live/<experiment>`) before
 it is acted on: run the same command again after a crash or `kill -9` and it
 resumes, never sending an order twice. `python -m keras_synapse.serve MODEL
---live-dir DIR` shows the session at `/dashboard`.
+--live-dir DIR` shows the session at `/dashboard`. A replay shows a progress
+bar over its bars on stderr; stdout keeps only the closing summary.
 """
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -95,13 +97,18 @@ def run(args):
     live_dir = Path(args.live_dir or Path("live") / predictor.experiment)
     broker = _broker(args, live_dir)
     runner = LiveRunner(predictor, broker, source, live_dir, settings)
-    traded = 0
+    traded, progress = 0, None
     try:
         runner.start()
-        traded = runner.run(args.poll_interval, args.max_idle_polls, args.max_bars, _retrain_hook(args, symbols))
+        progress = _replay_progress(source, runner, args.max_bars) if args.replay else None
+        with _logs_above(progress):
+            traded = runner.run(args.poll_interval, args.max_idle_polls, args.max_bars,
+                                _on_bar(progress, _retrain_hook(args, symbols)))
     except KeyboardInterrupt:  # a stop by hand: the journal holds everything done so far
         print("stopped by the user; run the same command to resume", file=sys.stderr)
     finally:
+        if progress is not None:
+            progress.close()
         runner.close()
     positions = ", ".join(f"{symbol} {quantity:g}" for symbol, quantity in sorted(runner.positions().items()))
     print(f"{predictor.experiment} v{predictor.version} on {broker.name}: {traded} bar(s) traded this session, "
@@ -152,6 +159,38 @@ def _source(args, symbols, warmup):
         raise ConfigError("`--symbols` is needed to trade Alpaca's bars, e.g. --symbols AAPL,MSFT")
     return AlpacaBars(symbols, warmup, args.timeframe, url_override=args.data_url,
                       history_start=args.history_start)
+
+
+def _replay_progress(source, runner, max_bars=None):
+    """A tqdm bar over the bars a replay trades, on stderr; a resumed replay starts at the bars already traded."""
+    from tqdm import tqdm
+
+    remaining_in_source = len(source.calendar) - source.warmup_bars
+    done = min(len({row["timestamp"] for row in runner.predictions}), remaining_in_source)
+    total = remaining_in_source if max_bars is None else min(remaining_in_source, done + max_bars)
+    return tqdm(total=total, initial=done, desc="replay", unit="bar", file=sys.stderr, dynamic_ncols=True)
+
+
+def _logs_above(progress):
+    """Log lines printed above the progress bar instead of through it."""
+    if progress is None:
+        return contextlib.nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
+
+
+def _on_bar(progress, hook):
+    """What the runner calls after each traded bar: the progress bar's step, then the retrain hook."""
+    if progress is None:
+        return hook
+
+    def on_bar(runner):
+        progress.update(1)
+        if hook is not None:
+            hook(runner)
+
+    return on_bar
 
 
 def _retrain_hook(args, symbols):
