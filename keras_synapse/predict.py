@@ -106,7 +106,8 @@ def recorded_verdict(predictor):
         text = ("No verdict recorded on the model card (registered before verdicts were kept, or without test "
                 "folds): treat it as no detectable edge")
     elif verdict["edge_significant"] and "minimum_detectable_ic" in summary:  # the no-edge sentence states it
-        text = f"{text} Minimum detectable IC (80% power): {summary['minimum_detectable_ic']:.4f}."
+        label = (summary.get("primary") or {}).get("label", "IC")
+        text = f"{text} Minimum detectable {label} (80% power): {summary['minimum_detectable_ic']:.4f}."
     return {"edge_significant": verdict["edge_significant"], "verdict": text}
 
 

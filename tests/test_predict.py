@@ -7,7 +7,6 @@ import pandas as pd
 from conftest import copy_version
 
 from keras_synapse.data import load_panel
-from keras_synapse.evaluation.summary import edge_verdict
 from keras_synapse.predict import main
 from keras_synapse.serving.drift import training_distributions
 from keras_synapse.serving.inference import Predictor
@@ -33,11 +32,18 @@ def test_predict_command_writes_every_window(trained_registry, tmp_path):
     assert "feature drift vs training" in result.stdout and "of 11 features" in result.stdout
 
 
-def _summary(ic, low, high):
-    interval = {"pooled": ic, "mean": ic, "ci_low": low, "ci_high": high}
-    summary = {"ic": interval, "excess_directional_accuracy": {"pooled": 0.01, "ci_low": -0.01, "ci_high": 0.03},
-               "edge_significant": low > 0, "minimum_detectable_ic": 0.0312}
-    return {**summary, "verdict": edge_verdict(summary)}
+# Verdicts as training records them (keras_synapse.evaluation.summary.edge_verdict); predict only carries them.
+NO_EDGE = ("No detectable edge: the IC's interval includes zero or less (IC +0.0040 [95% CI -0.0110, +0.0190], "
+           "directional accuracy above chance +0.0010 [-0.0100, +0.0120]); an IC of 0.0312 or more would be detected "
+           "with 80% power.")
+EDGE = ("Detectable edge: the IC's interval lies above zero (IC +0.0500 [95% CI +0.0200, +0.0800], directional "
+        "accuracy above chance +0.0150 [+0.0020, +0.0280]).")
+
+
+def _summary(edge, verdict):
+    return {"edge_significant": edge, "minimum_detectable_ic": 0.0312, "verdict": verdict,
+            "ic": {"pooled": 0.05 if edge else 0.004, "ci_low": 0.02 if edge else -0.011,
+                   "ci_high": 0.08 if edge else 0.019}}
 
 
 def test_the_predictions_say_whether_the_model_had_a_detectable_edge(trained_registry, tmp_path, capsys):
@@ -46,19 +52,17 @@ def test_the_predictions_say_whether_the_model_had_a_detectable_edge(trained_reg
     version = copy_version(trained_registry, tmp_path)
     card = ModelCard.read(version)
     output = tmp_path / "latest.csv"
-    cases = [(_summary(0.004, -0.011, 0.019), False, ["No detectable edge", "IC +0.0040 [95% CI -0.0110, +0.0190]",
-                                                      "an IC of 0.0312 or more would be detected"]),
-             (_summary(0.05, 0.02, 0.08), True, ["Detectable edge", "IC +0.0500 [95% CI +0.0200, +0.0800]",
-                                                 "Minimum detectable IC (80% power): 0.0312."]),
-             ({}, False, ["No verdict recorded on the model card"])]
-    for summary, edge, phrases in cases:
+    cases = [(_summary(False, NO_EDGE), False, NO_EDGE),
+             (_summary(True, EDGE), True, EDGE + " Minimum detectable IC (80% power): 0.0312."),
+             ({}, False, "No verdict recorded on the model card (registered before verdicts were kept, or without "
+                         "test folds): treat it as no detectable edge")]
+    for summary, edge, expected in cases:
         card.updated(metrics={**card["metrics"], "summary": summary}).write(version)
         assert main([str(version), "--data", "sample", "--quick", "--latest", "--output", str(output)]) == 0
         (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("verdict at training: ")]
         frame = pd.read_csv(output)  # plain read_csv: no comment lines to skip, one column more
         assert len(frame) == 6 and (frame["edge_significant"] == edge).all() and frame["verdict"].nunique() == 1
-        assert line == f"verdict at training: {frame['verdict'][0]}"
-        assert all(phrase in line for phrase in phrases), line
+        assert line == f"verdict at training: {expected}" and frame["verdict"][0] == expected
         # The service's own words: the recorded sentence is the one /model and every answer carry.
         recorded = model_verdict(Predictor.from_registry(version))["verdict"]
         assert recorded is None or frame["verdict"][0].startswith(recorded)
