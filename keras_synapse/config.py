@@ -36,6 +36,16 @@ class ExperimentConfig:
     # The model's bars from the source's: "" (as loaded), "time:1W" (coarser
     # time bars), "volume:2e6" or "dollar:5e8" (a bar per that much traded).
     bars: str = ""
+    # The user's own files (keras_synapse.data.files): the date column's name
+    # ("": timestamp/datetime/date/time/index or an unnamed first column), the
+    # files' own names for OHLCV columns ("close=Close Price;volume=Vol"; keys
+    # open, high, low, close, volume, value, adj_close, symbol), bars failing
+    # a check ("error": all listed in one error; "drop": dropped, said), and
+    # whether an adjusted-close column rescales the prices (said).
+    date_column: str = ""
+    columns: str = ""
+    bad_bars: str = "error"
+    adjust_prices: bool = True
     features: str = "core"
     # Cross-sectional inputs (equity research): `universe_features` adds each
     # of log_return_1, log_return_20, volume_zscore_20 minus that date's mean
@@ -91,6 +101,10 @@ class ExperimentConfig:
     embargo: int = 5
     cv_groups: int = 6
     cv_test_groups: int = 2
+    # The statistic the verdict reads, fixed before any number is seen: "auto" (the per-date rank IC for a
+    # panel of 5+ symbols a date, the within-fold rank IC otherwise), "per_date_rank_ic" or
+    # "within_fold_rank_ic"; see keras_synapse.evaluation.summary.choose_primary_statistic.
+    primary_statistic: str = "auto"
     # Model hyperparameters (seed 004's shared backbone).
     lstm_units: tuple = (64, 32)
     dense_units: int = 16
@@ -189,12 +203,21 @@ class ExperimentConfig:
         from keras_synapse.windows.splitters import SPLITTERS
 
         parse_bar_spec(self.bars)  # a malformed spec is refused before any data is loaded
+        from keras_synapse.data.bad_bars import BAD_BARS
+        from keras_synapse.data.columns import column_mapping
+
+        _require(self.bad_bars in BAD_BARS, "bad_bars", self.bad_bars, f"one of {BAD_BARS}")
+        column_mapping(self.columns)  # a malformed mapping is refused before any file is read
         from keras_synapse.features.cross_section import FEATURE_CROSS_SECTIONS
 
         _require(self.feature_cross_section in FEATURE_CROSS_SECTIONS, "feature_cross_section",
                  self.feature_cross_section, f"one of {FEATURE_CROSS_SECTIONS}")
 
         _require(self.cv in SPLITTERS, "cv", self.cv, f"one of {SPLITTERS}")
+        from keras_synapse.evaluation.summary import PRIMARY_STATISTICS
+
+        _require(self.primary_statistic in ("auto", *PRIMARY_STATISTICS), "primary_statistic",
+                 self.primary_statistic, f"one of {('auto', *PRIMARY_STATISTICS)}")
         _require(self.embargo >= 0, "embargo", self.embargo, ">= 0")
         _require(1 <= self.cv_test_groups < self.cv_groups, "cv_test_groups", self.cv_test_groups,
                  f"in [1, cv_groups={self.cv_groups})")
@@ -266,13 +289,14 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # test checks). `--set group.field=value` names the group; tuning prepares
 # data once for every trial that differs only outside `PREPARED_DATA_GROUPS`.
 CONFIG_GROUPS = {
-    "data": ("data", "sample_signal_strength", "bars", "features", "universe_features", "feature_cross_section",
-             "static_features", "market_symbol", "sector_symbol", "vix_symbol", "vix3m_symbol"),
+    "data": ("data", "sample_signal_strength", "bars", "date_column", "columns", "bad_bars", "adjust_prices",
+             "features", "universe_features", "feature_cross_section", "static_features", "market_symbol",
+             "sector_symbol", "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_cross_section", "label_options", "heads", "horizon",
                "execution_lag"),
     "windows": ("sequence_length", "max_gap_factor"),
     "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "cv", "embargo", "cv_groups",
-                   "cv_test_groups", "feature_importance", "horizons"),
+                   "cv_test_groups", "primary_statistic", "feature_importance", "horizons"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
               "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
               "causal_mask", "pooling"),

@@ -192,7 +192,7 @@ def run(args):
         with phase("feature importance: intervals"):
             metrics["feature_importance"] = importance_of_run(
                 test_predictions, pd.concat(permuted, ignore_index=True), config.horizon, BOOTSTRAP_RESAMPLES,
-                config.seed)
+                config.seed, statistic=metrics["summary"]["primary"]["statistic"])
 
     # --- Register: refit on all data up to the last test fold, export, save ----
     base_model = (load_base_model(config, args.registry, data, folds[-1])

@@ -69,16 +69,20 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         assert item["ci_low"] <= item["pooled"] <= item["ci_high"]
     summary = metrics["summary"]
     assert isinstance(summary["edge_significant"], bool)
-    assert summary["edge_significant"] == (summary["ic"]["ci_low"] > 0)
+    # The primary statistic, fixed by the run's shape (6 symbols a date: a panel), alone decides.
+    primary = summary["primary"]
+    assert primary["statistic"] == "per_date_rank_ic" and "6 symbols on the median test date" in primary["reason"]
+    assert summary["edge_significant"] == (summary["per_date_rank_ic"]["ci_low"] > 0)
+    assert primary["value"] == summary["per_date_rank_ic"]["pooled"] and np.isfinite(primary["icir"])
     assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "ridge_window", "lightgbm", "random"}
     # How large an edge the run could have seen, and the model against every baseline with a defined IC.
     assert 0 < summary["minimum_detectable_ic"] < 1
     assert set(summary["versus_baselines"]) == {"momentum", "ridge", "ridge_window", "lightgbm", "random"}
     for name, item in summary["versus_baselines"].items():
-        baseline_ic = metrics["baselines"][name]["summary"]["ic"]["pooled"]
-        assert item["ic_difference"] == pytest.approx(summary["ic"]["pooled"] - baseline_ic)
-        assert item["ci_low"] <= item["ic_difference"] <= item["ci_high"]
-        assert item["beats"] == (item["ci_low"] > 0)
+        baseline_value = metrics["baselines"][name]["summary"]["per_date_rank_ic"]["pooled"]
+        assert item["difference"] == pytest.approx(summary["per_date_rank_ic"]["pooled"] - baseline_value)
+        assert item["ci_low"] <= item["difference"] <= item["ci_high"]
+        assert item["beats"] == (item["ci_low"] > 0) and item["level"] == pytest.approx(1 - 0.05 / 5)
     assert summary["best_baseline"] in summary["versus_baselines"]
     # The model, buy-and-hold and every baseline trade under the same rules.
     assert metrics["backtest"]["same_books"] == {"baseline_always_up": "buy_and_hold"}  # not drawn twice
@@ -118,14 +122,17 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         stopping["best_epoch"]}
     # The printed summary shows the fold table and says whether there is an edge.
     assert "fold train" in result.stdout and "detectable edge" in result.stdout
-    assert f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}" in result.stdout
-    assert "model IC minus baseline" in result.stdout
+    assert (f"Minimum detectable per-date rank IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}"
+            in result.stdout)
+    assert "model minus baseline, date rIC [99.0% CI: 95% over the 5 comparisons]" in result.stdout
+    assert "primary statistic: per-date rank IC, chosen before training" in result.stdout
     assert "per-date IC across symbols" in result.stdout and "momentum" in result.stdout.split("backtest after")[1]
     # Permutation importance of every input feature, with its interval, printed and in the report.
     importance = metrics["feature_importance"]
     assert len(importance) == 11 and all(item["ci_low"] <= item["ic_drop"] <= item["ci_high"]
                                          for item in importance.values())
-    assert "feature importance (test IC drop when permuted)" in result.stdout
+    assert "feature importance (test per-date rank IC drop when permuted)" in result.stdout
+    assert "99.5% CI (95% over the 11 features)" in result.stdout
     report = (run_dir / "report.html").read_text()
     assert "Feature importance" in report and "<b>data</b>: sample" in report and "execution lag 0" in report
     assert "the epoch early stopping kept" in report and report.count("<img") == 4  # equity, training curves, scatter, per-date IC

@@ -45,46 +45,61 @@ def permuted_scores(score, inputs, input_names, seed=0):
     return scores
 
 
-def importance_of_run(test_predictions, permuted, horizon, num_resamples, seed):
+def importance_of_run(test_predictions, permuted, horizon, num_resamples, seed, statistic="ic"):
     """`feature_importance` of a run's pooled test predictions and their permuted scores (aligned rows).
 
     One bootstrap for the model's column and every permuted one, with blocks of at least one label horizon.
+    `statistic` is the one whose drop is measured: the run's primary statistic. Defaults to `"ic"`.
     """
     from keras_synapse.evaluation.intervals import bootstrap_metrics
 
     frame = test_predictions.assign(**permuted)
     bootstrap = bootstrap_metrics(frame, ["prediction", *permuted], min_block_length=horizon,
                                   num_resamples=num_resamples, seed=seed)
-    return feature_importance(bootstrap, "prediction", list(permuted))
+    return feature_importance(bootstrap, "prediction", list(permuted), statistic)
 
 
-def feature_importance(bootstrap, prediction_column, permuted_columns):
-    """Each feature's IC drop with its paired interval, from a `bootstrap_metrics` result holding both columns.
+def feature_importance(bootstrap, prediction_column, permuted_columns, statistic="ic"):
+    """Each feature's drop in `statistic` with its paired interval, from a `bootstrap_metrics` result holding both.
+
+    The features are a scan: each interval is at the Bonferroni level that
+    holds 95% over all of them, so "used" is not one feature in twenty
+    clearing 95% by chance.
 
     Returns:
-        A dict feature -> `{"ic_drop", "ci_low", "ci_high", "used", "hurts"}`,
-        largest drop first; `used` is true when the interval lies above zero,
-        `hurts` when it lies below (the model relies on the feature in a way
-        that loses on data it never saw: the IC rises when it is scrambled).
+        A dict feature -> `{"ic_drop" (the drop, in `statistic`), "ci_low",
+        "ci_high", "level", "statistic", "used", "hurts"}`, largest drop
+        first; `used` is true when the interval lies above zero, `hurts`
+        when it lies below (the model relies on the feature in a way that
+        loses on data it never saw: the statistic rises when it is
+        scrambled).
     """
+    from keras_synapse.evaluation.summary import corrected_level
+
+    level = corrected_level(len(permuted_columns))
     importance = {}
     for column in permuted_columns:
-        difference = bootstrap.difference(prediction_column, column, "ic")
+        difference = bootstrap.difference(prediction_column, column, statistic, level=level)
         importance[column.removeprefix(PERMUTED_PREFIX)] = {
             "ic_drop": float(difference["difference"]), "ci_low": float(difference["ci_low"]),
-            "ci_high": float(difference["ci_high"]), "used": bool(difference["ci_low"] > 0),
-            "hurts": bool(difference["ci_high"] < 0)}
+            "ci_high": float(difference["ci_high"]), "level": level, "statistic": statistic,
+            "used": bool(difference["ci_low"] > 0), "hurts": bool(difference["ci_high"] < 0)}
     return dict(sorted(importance.items(), key=lambda item: -item[1]["ic_drop"]))
 
 
 def format_importance(importance):
     """A plain-text table of `feature_importance`."""
-    lines = [f"{'feature importance (test IC drop when permuted)':<48}{'drop':>9}   95% CI"]
+    first = next(iter(importance.values()))
+    label = {"per_date_rank_ic": "per-date rank IC", "within_fold_rank_ic": "within-fold rank IC"}.get(
+        first.get("statistic", "ic"), "IC")
+    level = first.get("level", 0.95)
+    lines = [f"{f'feature importance (test {label} drop when permuted)':<56}{'drop':>9}   "
+             f"{level:.1%} CI (95% over the {len(importance)} features)"]
     for name, item in importance.items():
-        note = "  used" if item["used"] else "  hurts (IC rises when scrambled)" if item.get("hurts") else ""
-        lines.append(f"{name:<48}{item['ic_drop']:>+9.4f}   [{item['ci_low']:+.4f}, {item['ci_high']:+.4f}]{note}")
+        note = "  used" if item["used"] else "  hurts (rises when scrambled)" if item.get("hurts") else ""
+        lines.append(f"{name:<56}{item['ic_drop']:>+9.4f}   [{item['ci_low']:+.4f}, {item['ci_high']:+.4f}]{note}")
     used = sum(item["used"] for item in importance.values())
     hurts = sum(bool(item.get("hurts")) for item in importance.values())
     lines.append(f"{used} of {len(importance)} features measurably used (interval above zero), {hurts} hurt "
-                 "(interval below zero)")
+                 "(interval below zero), each interval corrected for the scan over every feature")
     return "\n".join(lines)

@@ -31,6 +31,19 @@ the estimate's own uncertainty. That holds the false-exclusion rate at 5-6%
 there (`tests/evaluation/test_intervals.py`), and where the data are not persistent the
 two standard errors agree, so it changes little.
 
+Two more statistics are the field's (see `keras_synapse.evaluation.summary`
+for which one a run's verdict reads): the per-date rank IC (each date's
+Spearman correlation across its symbols, averaged over dates, as Qlib and
+alphalens report it) and the within-fold rank IC (predictions and outcomes
+ranked within each test fold, so a fold's own prediction level cannot pass
+for skill). Both are rank-based: a few crash or split windows cannot decide
+them.
+
+The mean block length is chosen from the labels, not from any model's
+predictions: the Politis-White rule on each date's mean outcome, at least one
+label horizon. So a run's model and every baseline share one block length,
+and the same baseline gets the same interval in two runs whatever the model.
+
 The minimum detectable IC is the smallest true IC whose interval would lie
 above zero with 80% probability: `(z_(1 - alpha/2) + z_power)` standard
 errors.
@@ -41,12 +54,17 @@ from scipy import stats
 
 from keras_synapse.errors import ConfigError
 
-METRIC_NAMES = ("directional_accuracy", "excess_directional_accuracy", "ic", "rank_ic", "mse")
+METRIC_NAMES = ("per_date_rank_ic", "within_fold_rank_ic", "directional_accuracy", "excess_directional_accuracy",
+                "ic", "rank_ic", "mse")
+# A date enters the per-date rank IC when at least this many symbols have an outcome there.
+MIN_CROSS_SECTION = 5
 
 # Per-timestamp sums that every metric is a function of, in column order.
 _SUMS = ("count", "prediction", "reference", "prediction_squared", "reference_squared", "cross",
          "rank_prediction", "rank_reference", "rank_prediction_squared", "rank_reference_squared", "rank_cross",
-         "moved", "predicted_up", "realized_up", "agreed", "squared_error")
+         "moved", "predicted_up", "realized_up", "agreed", "squared_error",
+         "fold_rank_prediction", "fold_rank_reference", "fold_rank_prediction_squared",
+         "fold_rank_reference_squared", "fold_rank_cross", "date_rank_ic", "date_counted")
 
 
 class TimestampSums:
@@ -55,7 +73,8 @@ class TimestampSums:
     Args:
         frame: test predictions with columns `timestamp`, `target` (for
             `mse`), `reference` (the forward return, or a centred event
-            outcome) and the prediction columns.
+            outcome), the prediction columns and, optionally, `fold` (the
+            test fold of each window; without it all windows are one fold).
         columns: the prediction columns.
 
     Attributes:
@@ -67,16 +86,19 @@ class TimestampSums:
         timestamps, codes = np.unique(frame["timestamp"].to_numpy(), return_inverse=True)
         self.timestamps = timestamps
         self.codes = codes
+        self.folds = (np.unique(frame["fold"].to_numpy(), return_inverse=True)[1] if "fold" in frame
+                      else np.zeros(len(frame), dtype=int))
         reference = frame["reference"].to_numpy(dtype=np.float64)
         target = frame["target"].to_numpy(dtype=np.float64)
-        self.sums = {column: self._sums(frame[column].to_numpy(dtype=np.float64), reference, target)
-                     for column in columns}
         self._reference = reference
         self._frame_columns = {column: frame[column].to_numpy(dtype=np.float64) for column in columns}
+        self.sums = {column: self._sums(self._frame_columns[column], reference, target) for column in columns}
 
     def _sums(self, prediction, reference, target):
         rank_prediction = _centred_ranks(prediction)
         rank_reference = _centred_ranks(reference)
+        fold_prediction = _group_percentile_ranks(prediction, self.folds)
+        fold_reference = _group_percentile_ranks(reference, self.folds)
         moved = reference != 0
         predicted_up = moved & (prediction > 0)
         realized_up = moved & (reference > 0)
@@ -85,31 +107,83 @@ class TimestampSums:
             rank_prediction, rank_reference, rank_prediction**2, rank_reference**2, rank_prediction * rank_reference,
             moved, predicted_up, realized_up, moved & (predicted_up == realized_up),
             np.where(np.isfinite(target), (prediction - target) ** 2, 0.0),
+            fold_prediction, fold_reference, fold_prediction**2, fold_reference**2, fold_prediction * fold_reference,
         ]).astype(np.float64)
         sums = np.zeros((len(self.timestamps), len(_SUMS)))
-        np.add.at(sums, self.codes, values)
+        np.add.at(sums[:, :values.shape[1]], self.codes, values)
+        date_ic, counted = self._per_date_rank_ic(prediction, reference)
+        sums[:, _SUMS.index("date_rank_ic")] = np.where(counted, date_ic, 0.0)
+        sums[:, _SUMS.index("date_counted")] = counted
         return sums
 
-    def influence(self, column, ranks=False):
-        """Each timestamp's contribution to the pooled IC of `column` (its empirical influence).
+    def _per_date_rank_ic(self, prediction, reference):
+        """Each timestamp's Spearman correlation across its symbols, and whether it counts (enough symbols, not tied)."""
+        rank_prediction = _group_percentile_ranks(prediction, self.codes)
+        rank_reference = _group_percentile_ranks(reference, self.codes)
+        size = len(self.timestamps)
+        count = np.bincount(self.codes, minlength=size)
+        cross = np.bincount(self.codes, weights=rank_prediction * rank_reference, minlength=size)
+        variance_prediction = np.bincount(self.codes, weights=rank_prediction**2, minlength=size)
+        variance_reference = np.bincount(self.codes, weights=rank_reference**2, minlength=size)
+        counted = (count >= MIN_CROSS_SECTION) & (variance_prediction > 1e-12) & (variance_reference > 1e-12)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            correlation = cross / np.sqrt(variance_prediction * variance_reference)
+        return np.where(counted, correlation, np.nan), counted.astype(np.float64)
+
+    def per_date_rank_ic(self, column):
+        """The per-timestamp rank ICs of `column` (NaN where a date does not count), for the ICIR and plots."""
+        return self._per_date_rank_ic(self._frame_columns[column], self._reference)[0]
+
+    def influence(self, column, metric="ic"):
+        """Each timestamp's contribution to `metric` of `column` (its empirical influence), and its normalizer.
 
         For standardized values `a` and `b` with correlation `rho`, one
         observation moves the correlation by `a b - rho (a^2 + b^2) / 2`;
         summed over a timestamp's symbols, this is the series whose
-        dependence the block length must respect. With `ranks`, the same for
-        the rank IC.
+        long-run variance floors the interval (divided by the normalizer, the
+        number of windows). The rank IC and within-fold rank IC take the
+        same form on their ranks. The per-date rank IC is a mean over
+        dates: each date moves it by its own IC minus the mean, and the
+        normalizer is the number of dates that count.
+
+        Returns:
+            `(series, normalizer)`.
         """
         prediction, reference = self._frame_columns[column], self._reference
-        if ranks:
+        if metric == "per_date_rank_ic":
+            date_ic, counted = self._per_date_rank_ic(prediction, reference)
+            mean = np.nansum(date_ic) / max(counted.sum(), 1.0)
+            return np.where(counted > 0, np.nan_to_num(date_ic) - mean, 0.0), float(max(counted.sum(), 1.0))
+        if metric == "rank_ic":
             prediction, reference = _centred_ranks(prediction), _centred_ranks(reference)
+        elif metric == "within_fold_rank_ic":
+            prediction = _group_percentile_ranks(prediction, self.folds)
+            reference = _group_percentile_ranks(reference, self.folds)
         a = (prediction - prediction.mean()) / (prediction.std() or 1.0)
         b = (reference - reference.mean()) / (reference.std() or 1.0)
         rho = np.mean(a * b)
-        return np.bincount(self.codes, weights=a * b - rho * (a**2 + b**2) / 2, minlength=len(self.timestamps))
+        series = np.bincount(self.codes, weights=a * b - rho * (a**2 + b**2) / 2, minlength=len(self.timestamps))
+        return series, float(len(prediction))
+
+    def label_block_length(self):
+        """The Politis-White mean block length of each timestamp's mean outcome: the labels' own dependence."""
+        count = np.bincount(self.codes, minlength=len(self.timestamps))
+        mean_outcome = np.bincount(self.codes, weights=self._reference, minlength=len(self.timestamps)) / count
+        return politis_white_block_length(mean_outcome)
 
 
 def _centred_ranks(values):
     return stats.rankdata(values) - (len(values) + 1) / 2
+
+
+def _group_percentile_ranks(values, groups):
+    """Ranks within each group, scaled to (-0.5, 0.5) and centred (ties share their mean rank)."""
+    import pandas as pd
+
+    grouped = pd.Series(values).groupby(groups)
+    ranks = grouped.rank(method="average").to_numpy()
+    sizes = grouped.transform("size").to_numpy(dtype=np.float64)
+    return (ranks - (sizes + 1) / 2) / sizes
 
 
 def metrics_from_sums(sums):
@@ -138,6 +212,11 @@ def metrics_from_sums(sums):
                                     column["rank_prediction_squared"], column["rank_reference_squared"],
                                     column["rank_cross"]),
             "mse": column["squared_error"] / count,
+            "within_fold_rank_ic": _correlation(count, column["fold_rank_prediction"], column["fold_rank_reference"],
+                                                column["fold_rank_prediction_squared"],
+                                                column["fold_rank_reference_squared"], column["fold_rank_cross"]),
+            "per_date_rank_ic": np.where(column["date_counted"] > 0,
+                                         column["date_rank_ic"] / np.maximum(column["date_counted"], 1.0), np.nan),
         }
 
 
@@ -252,7 +331,8 @@ def bootstrap_metrics(frame, columns, *, block_length=None, min_block_length=1, 
         frame: see `TimestampSums`.
         columns: the prediction columns.
         block_length: the mean block length in timestamps; `None` chooses it
-            by Politis-White on the first column's IC influence. Defaults to
+            by Politis-White on each timestamp's mean outcome (the labels'
+            dependence, the same whatever the predictions). Defaults to
             `None`.
         min_block_length: a floor for the chosen block length (one label
             horizon in timestamps, so that overlapping labels stay
@@ -266,22 +346,21 @@ def bootstrap_metrics(frame, columns, *, block_length=None, min_block_length=1, 
     """
     sums = TimestampSums(frame, columns)
     if block_length is None:
-        block_length = politis_white_block_length(sums.influence(columns[0]))
+        block_length = sums.label_block_length()
     block_length = max(float(block_length), float(min_block_length), 1.0)
     counts = stationary_resample_counts(len(sums.timestamps), block_length, num_resamples,
                                         np.random.default_rng(seed)).astype(np.float64)
     draws = {column: metrics_from_sums(counts @ sums.sums[column]) for column in columns}
     point = {column: {name: float(value) for name, value in metrics_from_sums(sums.sums[column].sum(axis=0)).items()}
              for column in columns}
-    influences = {(column, name): sums.influence(column, ranks=name == "rank_ic")
-                  for column in columns for name in _CORRELATIONS}
+    influences = {(column, name): sums.influence(column, name) for column in columns for name in _CORRELATIONS}
     return BootstrapResult(point=point, draws=draws, block_length=block_length, num_resamples=num_resamples,
                            level=level, num_timestamps=len(sums.timestamps), influences=influences,
                            num_observations=len(frame))
 
 
 # The metrics whose intervals get the long-run-variance floor.
-_CORRELATIONS = ("ic", "rank_ic")
+_CORRELATIONS = ("ic", "rank_ic", "within_fold_rank_ic", "per_date_rank_ic")
 
 
 class BootstrapResult:
@@ -294,8 +373,9 @@ class BootstrapResult:
         num_resamples: resamples drawn.
         level: the intervals' two-sided coverage.
         num_timestamps: distinct test timestamps.
-        influences: `(column, metric)` -> per-timestamp influence series of
-            the IC and rank IC (for their long-run-variance floor).
+        influences: `(column, metric)` -> `(series, normalizer)`: the
+            per-timestamp influence series of each correlation (for its
+            long-run-variance floor), see `TimestampSums.influence`.
         num_observations: test windows.
     """
 
@@ -305,52 +385,64 @@ class BootstrapResult:
         self.block_length, self.num_resamples, self.level = block_length, num_resamples, level
         self.num_timestamps, self.influences, self.num_observations = num_timestamps, influences, num_observations
 
-    def interval(self, column, metric):
-        """The interval of `metric` for `column`, `(low, high)`: percentile, floored for correlations."""
-        return self._interval(self.point[column][metric], self.draws[column][metric],
-                              self.influences.get((column, metric)))
+    def interval(self, column, metric, level=None):
+        """The interval of `metric` for `column`, `(low, high)`: percentile, floored for correlations.
 
-    def difference(self, column, other, metric="ic"):
+        Args:
+            level: the coverage, e.g. `1 - 0.05 / k` for one of `k`
+                comparisons (Bonferroni). Defaults to the result's `level`.
+        """
+        return self._interval(self.point[column][metric], self.draws[column][metric],
+                              self.influences.get((column, metric)), level or self.level)
+
+    def difference(self, column, other, metric="ic", level=None):
         """`column`'s metric minus `other`'s on the full sample, and its paired interval.
+
+        Args:
+            level: the coverage. Defaults to the result's `level`.
 
         Returns:
             A dict with `difference`, `ci_low`, `ci_high`.
         """
         value = self.point[column][metric] - self.point[other][metric]
-        influence = None
-        if (column, metric) in self.influences:
-            influence = self.influences[(column, metric)] - self.influences[(other, metric)]
-        low, high = self._interval(value, self.draws[column][metric] - self.draws[other][metric], influence)
+        low, high = self._interval(value, self.draws[column][metric] - self.draws[other][metric],
+                                   self._paired_influence(column, other, metric), level or self.level)
         return {"difference": value, "ci_low": low, "ci_high": high}
+
+    def _paired_influence(self, column, other, metric):
+        if (column, metric) not in self.influences:
+            return None
+        (series, normalizer), (other_series, _) = self.influences[(column, metric)], self.influences[(other, metric)]
+        return series - other_series, normalizer
 
     def difference_standard_error(self, column, other, metric="ic"):
         """The standard error of `column`'s metric minus `other`'s, paired like `difference`."""
-        influence = None
-        if (column, metric) in self.influences:
-            influence = self.influences[(column, metric)] - self.influences[(other, metric)]
-        errors = [_spread(self.draws[column][metric] - self.draws[other][metric]), self._long_run_error(influence)]
+        errors = [_spread(self.draws[column][metric] - self.draws[other][metric]),
+                  self._long_run_error(self._paired_influence(column, other, metric), self.level)]
         return float(np.nanmax(errors)) if np.isfinite(errors).any() else np.nan
 
     def standard_error(self, column, metric="ic"):
         """The standard error of `metric` for `column`: the bootstrap's, or the long-run floor if larger."""
-        errors = [_spread(self.draws[column][metric]), self._long_run_error(self.influences.get((column, metric)))]
+        errors = [_spread(self.draws[column][metric]),
+                  self._long_run_error(self.influences.get((column, metric)), self.level)]
         return float(np.nanmax(errors)) if np.isfinite(errors).any() else np.nan
 
-    def _long_run_error(self, influence):
+    def _long_run_error(self, influence, level):
         """The long-run standard error, scaled by `t / z` so that a normal-quantile interval on it has t coverage."""
         if influence is None:
             return 0.0
-        variance, degrees_of_freedom = flat_top_long_run_variance(influence)
-        quantile = 1 - (1 - self.level) / 2
+        series, normalizer = influence
+        variance, degrees_of_freedom = flat_top_long_run_variance(series)
+        quantile = 1 - (1 - level) / 2
         inflation = stats.t.ppf(quantile, degrees_of_freedom) / stats.norm.ppf(quantile)
-        return float(inflation * np.sqrt(variance * len(influence)) / self.num_observations)
+        return float(inflation * np.sqrt(variance * len(series)) / normalizer)
 
-    def _interval(self, value, draws, influence):
-        low, high = _percentile_interval(draws, self.level)
+    def _interval(self, value, draws, influence, level):
+        low, high = _percentile_interval(draws, level)
         spread = _spread(draws)
         if not (np.isfinite(value) and np.isfinite(low) and spread > 0):
             return low, high
-        widening = max(1.0, self._long_run_error(influence) / spread)
+        widening = max(1.0, self._long_run_error(influence, level) / spread)
         return (float(value - (value - low) * widening), float(value + (high - value) * widening))
 
     def minimum_detectable(self, column, metric="ic", power=0.8):

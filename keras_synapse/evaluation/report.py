@@ -134,7 +134,8 @@ def run_description(metrics, config):
 
 # Column titles that can wrap (metric names with underscores cannot).
 COLUMN_TITLES = {"directional_accuracy": "directional accuracy", "excess_directional_accuracy": "excess accuracy",
-                 "ic": "IC", "rank_ic": "rank IC", "mse": "MSE"}
+                 "ic": "IC", "rank_ic": "rank IC", "mse": "MSE", "per_date_rank_ic": "per-date rank IC",
+                 "within_fold_rank_ic": "within-fold rank IC"}
 
 
 def write_report(path, metrics, histories, test_predictions, equity, config=None):
@@ -169,7 +170,7 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
         [name] + [_signed(result["summary"][metric]["pooled"]) for metric in names]
         for name, result in metrics["baselines"].items() if "summary" in result
     ]
-    versus_rows = [[name, _signed(item["ic_difference"]), f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]",
+    versus_rows = [[name, _signed(item.get("difference", item["ic_difference"])), f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]",
                     "yes" if item["beats"] else "no"] for name, item in summary["versus_baselines"].items()]
     backtest_keys = ("sharpe", "sortino", "max_drawdown", "win_rate", "profit_factor", "turnover", "annualized_return")
     def books_table(backtest):
@@ -218,8 +219,11 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
                            [[horizon, item["n"], _signed(item["ic"]), f"[{_signed(item['ci_low'])}, "
                              f"{_signed(item['ci_high'])}]"] for horizon, item in decay.items()])) if decay else ""
     importance = metrics.get("feature_importance") or {}
-    importance_html = ("<h2>Feature importance (test IC drop when the feature is permuted, paired 95% intervals)</h2>"
-                       + _table(["feature", "IC drop", "95% CI", "the model"],
+    first = next(iter(importance.values()), {})
+    importance_label = COLUMN_TITLES.get(first.get("statistic", "ic"), "IC")
+    importance_html = (f"<h2>Feature importance (test {importance_label} drop when the feature is permuted, paired "
+                       f"{first.get('level', 0.95):.1%} intervals: 95% over the {len(importance)} features)</h2>"
+                       + _table(["feature", "drop", "interval", "the model"],
                                 [[name, _signed(item["ic_drop"]), f"[{_signed(item['ci_low'])}, "
                                   f"{_signed(item['ci_high'])}]",
                                   "uses it" if item["used"] else "loses by it" if item.get("hurts") else ""]
@@ -243,7 +247,9 @@ img{{max-width:100%}}</style></head><body>
 <p>{html.escape(power_sentence(metrics))}</p>
 <h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *headers], baseline_rows)}
 <h2>Model minus each baseline (IC, paired 95% intervals on the same bootstrap draws)</h2>
-{_table(["baseline", "IC difference", "95% CI", "model better"], versus_rows)}
+{_table(["baseline", f"{summary.get('primary', {}).get('label', 'IC')} difference",
+          f"{next(iter(summary['versus_baselines'].values()), {}).get('level', 0.95):.1%} CI (95% over the scan)",
+          "model better"], versus_rows)}
 {confusion_html}
 <h2>Backtest of test-fold predictions (costs {metrics['backtest']['cost_bps']} bps)</h2>
 {backtest_html}
@@ -274,9 +280,10 @@ def _signed(value, digits=4):
 
 
 def power_sentence(metrics):
-    """What edge this run could have seen: its minimum detectable IC and what it rests on."""
+    """What edge this run could have seen: its primary statistic's minimum detectable value and what it rests on."""
     summary, bootstrap = metrics["summary"], metrics["bootstrap"]
-    return (f"Minimum detectable IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}, from "
+    label = summary.get("primary", {}).get("label", "IC")
+    return (f"Minimum detectable {label} (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}, from "
             f"{bootstrap.get('num_windows', sum(fold['n_test'] for fold in metrics['folds']))} test windows on "
             f"{bootstrap['num_timestamps']} "
             f"dates, bootstrap blocks of {bootstrap['block_length_timestamps']:.1f} dates on average.")
@@ -284,14 +291,18 @@ def power_sentence(metrics):
 
 def format_summary(metrics):
     """The text summary printed at the end of a run: folds, intervals, baselines, backtest, verdict."""
-    lines = [f"{'fold':<5}{'train':<25}{'test':<25}{'n_train':>8}{'n_test':>7}{'dir.acc':>9}{'IC':>9}{'rank IC':>9}"
-             + ("  accuracy" if "accuracy" in metrics["folds"][0]["metrics"] else "")]
+    summary = metrics["summary"]
+    primary = summary.get("primary", {"statistic": "ic", "label": "IC"})
+    short = {"per_date_rank_ic": "date rIC", "within_fold_rank_ic": "fold rIC"}.get(primary["statistic"], "")
+    lines = [f"{'fold':<5}{'train':<25}{'test':<25}{'n_train':>8}{'n_test':>7}{short:>10}{'dir.acc':>9}{'IC':>9}"
+             f"{'rank IC':>9}" + ("  accuracy" if "accuracy" in metrics["folds"][0]["metrics"] else "")]
     for fold in metrics["folds"]:
         values = fold["metrics"]
         test = fold.get("test_blocks", [fold["test"]])
         tested = test[0][0][:10] + ".." + test[0][1][:10] + (f" +{len(test) - 1}" if len(test) > 1 else "")
         line = (f"{fold['index']:<5}{fold['train'][0][:10] + '..' + fold['train'][1][:10]:<25}"
                 f"{tested:<25}{fold['n_train']:>8}{fold['n_test']:>7}"
+                f"{_signed(values[primary['statistic']]) if short else '':>10}"
                 f"{_signed(values['directional_accuracy']):>9}{_signed(values['ic']):>9}{_signed(values['rank_ic']):>9}")
         if "accuracy" in values:
             line += f"{_signed(values['accuracy']):>10}"
@@ -310,28 +321,37 @@ def format_summary(metrics):
     if metrics.get("label_balance"):
         shares = ", ".join(f"{name} {share:.1%}" for name, share in metrics["label_balance"].items())
         lines.append(f"\nlabel balance (all labelled windows): {shares}")
-    summary = metrics["summary"]
     lines.append("\nmetric (test folds)            fold mean    pooled   95% CI (stationary block bootstrap)")
     for name in METRIC_NAMES:
         if name in summary:
             item = summary[name]
+            role = "  primary" if name == primary["statistic"] else ""
             lines.append(f"{name:<30}{_signed(item['mean']):>10}{_signed(item['pooled']):>10}   "
-                         f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]")
+                         f"[{_signed(item['ci_low'])}, {_signed(item['ci_high'])}]{role}")
+    if "reason" in primary:
+        extra = (f"; ICIR {_signed(primary['icir'], 2)} over {primary['num_dates']} dates" if "icir" in primary
+                 else "")
+        lines.append(f"primary statistic: {primary['label']}, chosen before training from the run's shape ("
+                     f"{primary['reason']}){extra}; the other rows are secondary")
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in summary:
             lines.append(f"{name:<30}{_signed(summary[name]['mean']):>10}")
     lines.append(power_sentence(metrics))
-    lines.append("\nbaseline (same test windows)    dir.acc   excess        IC   rank IC   model IC minus baseline [95% CI]")
     versus = summary["versus_baselines"]
+    level = next(iter(versus.values()), {}).get("level", 0.95)
+    lines.append(f"\nbaseline (same test windows)  {short or 'primary':>9}  dir.acc   excess        IC   rank IC   "
+                 f"model minus baseline, {short or 'IC'} [{level:.1%} CI: 95% over the {len(versus)} comparisons]")
     for name, result in metrics["baselines"].items():
         if "summary" not in result:
             continue
         item = result["summary"]
-        line = (f"{name:<30}{_signed(item['directional_accuracy']['pooled']):>10}"
+        value = item.get(primary["statistic"], {}).get("pooled", np.nan)
+        line = (f"{name:<30}{_signed(value):>9}{_signed(item['directional_accuracy']['pooled']):>9}"
                 f"{_signed(item['excess_directional_accuracy']['pooled']):>9}{_signed(item['ic']['pooled']):>10}"
                 f"{_signed(item['rank_ic']['pooled']):>10}")
         if name in versus:
-            line += (f"   {_signed(versus[name]['ic_difference'])} [{_signed(versus[name]['ci_low'])}, "
+            difference = versus[name].get("difference", versus[name]["ic_difference"])
+            line += (f"   {_signed(difference)} [{_signed(versus[name]['ci_low'])}, "
                      f"{_signed(versus[name]['ci_high'])}]{'  better' if versus[name]['beats'] else ''}")
         lines.append(line)
     if "majority_class" in metrics["baselines"]:

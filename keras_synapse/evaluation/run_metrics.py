@@ -20,10 +20,13 @@ def baseline_columns(data, split, seed):
 
 
 def fold_metrics(frame, task, column="prediction"):
-    """Test-fold metrics of one prediction column: the headline set plus the task's own."""
+    """Test-fold metrics of one prediction column: the rank statistics, the headline set and the task's own."""
+    from keras_synapse.evaluation.intervals import TimestampSums, metrics_from_sums
     from keras_synapse.evaluation.summary import classification_metrics, regression_metrics
 
-    metrics = regression_metrics(frame[column], frame["target"], frame["reference"])
+    ranked = metrics_from_sums(TimestampSums(frame, [column]).sums[column].sum(axis=0))
+    metrics = {name: float(ranked[name]) for name in ("per_date_rank_ic", "within_fold_rank_ic")}
+    metrics.update(regression_metrics(frame[column], frame["target"], frame["reference"]))
     if task.kind == "regression":
         return metrics
     del metrics["mse"]  # a cross-entropy model is judged by its classification report instead
@@ -91,7 +94,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     from keras_synapse.evaluation.panel_metrics import information_coefficients
     from keras_synapse.evaluation.positions import direction_calibration
     from keras_synapse.evaluation.summary import (
+        baselines_with_an_edge,
         best_baseline,
+        choose_primary_statistic,
         edge_verdict,
         metric_intervals,
         summarize,
@@ -101,11 +106,14 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     task = data.task
     fold_predictions = test_predictions if fold_predictions is None else fold_predictions
     baseline_columns = [column for column in test_predictions.columns if column.startswith("baseline_")]
-    # One set of bootstrap draws for the model and every baseline, so their
-    # differences get paired intervals. Blocks hold at least one label horizon.
+    # One set of bootstrap draws for the model and every baseline, so their differences get paired
+    # intervals. The block length comes from the labels (at least one horizon), never from a model.
     bootstrap = bootstrap_metrics(test_predictions, ["prediction", *baseline_columns], min_block_length=config.horizon,
                                   num_resamples=BOOTSTRAP_RESAMPLES, seed=config.seed)
-    summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", bootstrap)
+    # Chosen from the run's shape (symbols per test date) before any prediction is read.
+    primary = choose_primary_statistic(config.primary_statistic, test_predictions)
+    summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", bootstrap,
+                        primary)
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in fold_results[0]["metrics"]:
             summary[name] = {"mean": float(np.mean([fold["metrics"][name] for fold in fold_results]))}
@@ -117,10 +125,12 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         per_fold = [fold_metrics(group, task, column) for _, group in fold_predictions.groupby("fold")]
         baselines[column.removeprefix("baseline_")] = {"folds": per_fold,
                                                        "summary": summarize(per_fold, test_predictions, column,
-                                                                            bootstrap)}
-    summary["versus_baselines"] = versus_baselines(bootstrap, "prediction", baseline_columns)
-    summary["best_baseline"] = best_baseline(baselines)
-    summary["verdict"] = edge_verdict(summary, summary["versus_baselines"], baselines)
+                                                                            bootstrap, primary)}
+    summary["versus_baselines"] = versus_baselines(bootstrap, "prediction", baseline_columns, primary[0])
+    summary["baselines_with_an_edge"] = baselines_with_an_edge(bootstrap, baseline_columns, primary[0])
+    summary["best_baseline"] = best_baseline(baselines, primary[0])
+    summary["verdict"] = edge_verdict(summary, summary["versus_baselines"], baselines,
+                                      summary["baselines_with_an_edge"], config.model)
     if task.kind != "regression":
         majority = np.bincount(test_predictions["target"].astype(int)).argmax()
         baselines["majority_class"] = {"accuracy": float(np.mean(test_predictions["target"] == majority)),
@@ -138,7 +148,8 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
         "cross_sectional": information_coefficients(test_predictions, "prediction", "reference"),
         "per_symbol": symbol_table(config, task, test_predictions),
         "baselines": baselines,
-        "bootstrap": {"method": "stationary bootstrap over timestamps, Politis-White mean block length",
+        "bootstrap": {"method": "stationary bootstrap over timestamps, mean block length by Politis-White on "
+                                "each date's mean outcome (the labels', shared by the model and every baseline)",
                       "block_length_timestamps": bootstrap.block_length, "num_timestamps": bootstrap.num_timestamps,
                       "num_windows": int(len(test_predictions)),
                       "resamples": BOOTSTRAP_RESAMPLES, "fold_resamples": FOLD_RESAMPLES, "level": bootstrap.level},

@@ -13,7 +13,7 @@ says how large an edge the run could have seen.
 import numpy as np
 from scipy import stats
 
-from keras_synapse.evaluation.intervals import METRIC_NAMES, bootstrap_metrics
+from keras_synapse.evaluation.intervals import MIN_CROSS_SECTION, METRIC_NAMES, TimestampSums, bootstrap_metrics
 
 
 def _correlation(x, y):
@@ -83,23 +83,64 @@ def metric_intervals(frame, prediction_column, min_block_length=1, num_resamples
     return {name: result.interval(prediction_column, name) for name in METRIC_NAMES}
 
 
-def summarize(fold_metrics, pooled_frame, prediction_column, bootstrap):
-    """Fold-averaged metrics with pooled values and bootstrap intervals.
+# The statistics a run's verdict may read, and the rule that picks one before any prediction exists.
+PRIMARY_STATISTICS = ("per_date_rank_ic", "within_fold_rank_ic")
+PRIMARY_LABELS = {"per_date_rank_ic": "per-date rank IC", "within_fold_rank_ic": "within-fold rank IC"}
+
+
+def choose_primary_statistic(requested, test_frame):
+    """The statistic the verdict reads, and why: decided from the run's shape, never from its numbers.
+
+    A panel (at least `MIN_CROSS_SECTION` symbols on the median test date)
+    is judged by the per-date rank IC, each date's symbols ranked against
+    each other, as Qlib and alphalens report it: it cannot be moved by a
+    fold's or a date's common level, and ranks cannot be decided by a crash
+    or a split. Fewer symbols make a time series, judged by the within-fold
+    rank IC: ranks within each test fold, so a fold's own prediction level
+    cannot pass for skill. An experiment may name either instead (a
+    market-timing model on a panel wants the within-fold one).
 
     Args:
-        fold_metrics: one `regression_metrics` dict per fold.
+        requested: the config's `primary_statistic`: `"auto"` or one of
+            `PRIMARY_STATISTICS`.
+        test_frame: the test windows (`timestamp` column); only their
+            count per date is read.
+
+    Returns:
+        `(statistic, reason)`.
+    """
+    symbols_per_date = float(test_frame.groupby("timestamp").size().median())
+    if requested != "auto":
+        return requested, f"set by the experiment (primary_statistic={requested})"
+    if symbols_per_date >= MIN_CROSS_SECTION:
+        return "per_date_rank_ic", (f"a panel: {symbols_per_date:.0f} symbols on the median test date, at least "
+                                    f"{MIN_CROSS_SECTION}, so each date's symbols are ranked against each other")
+    return "within_fold_rank_ic", (f"a time series: {symbols_per_date:.0f} symbol(s) on the median test date, fewer "
+                                   f"than {MIN_CROSS_SECTION}, so scores are ranked within each test fold")
+
+
+def summarize(fold_metrics, pooled_frame, prediction_column, bootstrap, primary=("per_date_rank_ic", "")):
+    """Fold-averaged metrics with pooled values and bootstrap intervals, and the primary statistic's verdict.
+
+    Args:
+        fold_metrics: one metrics dict per fold (`keras_synapse.evaluation.run_metrics.fold_metrics`).
         pooled_frame: all folds' test predictions (see `metric_intervals`).
         prediction_column: the column holding the predictions.
         bootstrap: a `keras_synapse.evaluation.intervals.BootstrapResult` holding
             `prediction_column`'s resamples.
+        primary: `(statistic, reason)` from `choose_primary_statistic`.
+            Defaults to the per-date rank IC.
 
     Returns:
         A dict metric -> `{"mean", "pooled", "ci_low", "ci_high"}`, plus
-        `edge_significant` (true only when the IC's interval lies entirely
-        above zero) and `minimum_detectable_ic` (the smallest true IC whose
-        interval would lie above zero with 80% probability).
+        `primary` (the statistic, why it was chosen, its value, interval,
+        minimum detectable value and, per date, the ICIR), `edge_significant`
+        (true only when the primary statistic's interval lies entirely above
+        zero) and `minimum_detectable_ic` (the smallest true value of the
+        primary statistic whose interval would lie above zero with 80%
+        probability).
     """
-    pooled = regression_metrics(pooled_frame[prediction_column], pooled_frame["target"], pooled_frame["reference"])
+    pooled = bootstrap.point[prediction_column]
     # Only the metrics the folds report (a classifier's folds carry no MSE).
     names = [name for name in METRIC_NAMES if name in fold_metrics[0]]
     summary = {}
@@ -108,80 +149,146 @@ def summarize(fold_metrics, pooled_frame, prediction_column, bootstrap):
         low, high = bootstrap.interval(prediction_column, name)
         summary[name] = {"mean": float(np.nanmean(values)) if np.isfinite(values).any() else np.nan,
                          "pooled": pooled[name], "ci_low": low, "ci_high": high}
-    # The IC alone decides: for a weak Gaussian edge, the sign agreement
-    # carries only 2/pi of the IC's information, so also demanding its
-    # interval above zero would need an edge ~1.6 times larger to be seen.
-    summary["edge_significant"] = bool(summary["ic"]["ci_low"] > 0)
-    summary["minimum_detectable_ic"] = bootstrap.minimum_detectable(prediction_column, "ic", power=DETECTION_POWER)
+    statistic, reason = primary
+    item = summary[statistic]
+    summary["primary"] = {"statistic": statistic, "label": PRIMARY_LABELS[statistic], "reason": reason,
+                          "value": item["pooled"], "ci_low": item["ci_low"], "ci_high": item["ci_high"],
+                          "minimum_detectable": bootstrap.minimum_detectable(prediction_column, statistic,
+                                                                             power=DETECTION_POWER)}
+    if statistic == "per_date_rank_ic":
+        summary["primary"].update(per_date_information_ratio(pooled_frame, prediction_column))
+    # The primary statistic alone decides: for a weak Gaussian edge, the sign
+    # agreement carries only 2/pi of the IC's information, so also demanding
+    # its interval above zero would need an edge ~1.6 times larger to be seen.
+    summary["edge_significant"] = bool(item["ci_low"] > 0)
+    summary["minimum_detectable_ic"] = summary["primary"]["minimum_detectable"]
     return summary
+
+
+def per_date_information_ratio(frame, prediction_column):
+    """The per-date rank IC's ICIR (mean over its standard deviation) and the number of dates it counts."""
+    values = TimestampSums(frame, [prediction_column]).per_date_rank_ic(prediction_column)
+    values = values[np.isfinite(values)]
+    deviation = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
+    return {"icir": float(np.mean(values) / deviation) if deviation and np.isfinite(deviation) else np.nan,
+            "num_dates": int(len(values))}
 
 
 # The power at which `minimum_detectable_ic` is quoted.
 DETECTION_POWER = 0.8
+# The family-wise level of every scan over several comparisons (Bonferroni: each at 1 - 0.05 / k).
+FAMILY_LEVEL = 0.95
 
 
-def versus_baselines(bootstrap, prediction_column, baseline_columns):
-    """The model's IC minus each baseline's on the same windows, with paired intervals.
+def corrected_level(num_comparisons, family_level=FAMILY_LEVEL):
+    """Each interval's coverage so that `num_comparisons` of them hold together at `family_level` (Bonferroni)."""
+    return 1 - (1 - family_level) / max(int(num_comparisons), 1)
+
+
+def versus_baselines(bootstrap, prediction_column, baseline_columns, statistic="per_date_rank_ic"):
+    """The model's primary statistic minus each baseline's on the same windows, with paired intervals.
 
     Both are computed on the same bootstrap draws, so what the two share
-    (the market's path, the test period) cancels in the difference.
+    (the market's path, the test period) cancels in the difference. The
+    comparisons are a scan, so each interval is at the Bonferroni level
+    that holds 95% over all of them.
 
     Returns:
-        A dict baseline name -> `{"ic_difference", "ci_low", "ci_high",
-        "beats"}`; `beats` is true when the whole interval lies above zero.
-        Baselines whose IC is undefined (a constant) are left out.
+        A dict baseline name -> `{"statistic", "difference", "ic_difference"
+        (the same number, kept for older readers), "ci_low", "ci_high",
+        "level", "beats"}`; `beats` is true when the whole interval lies
+        above zero. Baselines whose statistic is undefined (a constant) are
+        left out.
     """
+    compared = [column for column in baseline_columns if np.isfinite(bootstrap.point[column][statistic])]
+    level = corrected_level(len(compared))
     comparisons = {}
-    for column in baseline_columns:
-        if not np.isfinite(bootstrap.point[column]["ic"]):
-            continue
-        difference = bootstrap.difference(prediction_column, column, "ic")
+    for column in compared:
+        difference = bootstrap.difference(prediction_column, column, statistic, level=level)
         comparisons[column.removeprefix("baseline_")] = {
+            "statistic": statistic, "difference": difference["difference"],
             "ic_difference": difference["difference"], "ci_low": difference["ci_low"],
-            "ci_high": difference["ci_high"], "beats": bool(difference["ci_low"] > 0)}
+            "ci_high": difference["ci_high"], "level": level, "beats": bool(difference["ci_low"] > 0)}
     return comparisons
 
 
-def best_baseline(baselines):
-    """The name of the baseline with the highest pooled IC, or `None` (baselines: name -> `{"summary"}`)."""
-    scored = {name: result["summary"]["ic"]["pooled"] for name, result in baselines.items()
-              if "summary" in result and np.isfinite(result["summary"]["ic"]["pooled"])}
+def baselines_with_an_edge(bootstrap, baseline_columns, statistic="per_date_rank_ic"):
+    """The baselines whose primary statistic's interval lies above zero, each at the scan's Bonferroni level.
+
+    Returns:
+        A dict baseline name -> `{"value", "ci_low", "ci_high", "level"}`
+        for the baselines with an edge.
+    """
+    compared = [column for column in baseline_columns if np.isfinite(bootstrap.point[column][statistic])]
+    level = corrected_level(len(compared))
+    found = {}
+    for column in compared:
+        low, high = bootstrap.interval(column, statistic, level=level)
+        if low > 0:
+            found[column.removeprefix("baseline_")] = {"value": bootstrap.point[column][statistic], "ci_low": low,
+                                                       "ci_high": high, "level": level}
+    return found
+
+
+def best_baseline(baselines, statistic="per_date_rank_ic"):
+    """The name of the baseline with the highest pooled primary statistic, or `None`."""
+    scored = {name: result["summary"][statistic]["pooled"] for name, result in baselines.items()
+              if "summary" in result and statistic in result["summary"]
+              and np.isfinite(result["summary"][statistic]["pooled"])}
     return max(scored, key=scored.get) if scored else None
 
 
-def edge_verdict(summary, versus=None, baselines=None):
+# The models of each baseline's family: a baseline's edge is then the model's own kind of edge, not one
+# "this model missed" (the LightGBM baseline is trees on the window's summaries, as `model=lightgbm` is).
+BASELINE_FAMILIES = {"lightgbm": ("lightgbm", "xgboost", "catboost", "random_forest")}
+
+
+def edge_verdict(summary, versus=None, baselines=None, with_edge=None, model=""):
     """A sentence saying whether the model has a detectable edge, against chance and the best baseline.
 
     Args:
         summary: the model's `summarize` output.
         versus: `versus_baselines` output. Defaults to `None`.
-        baselines: baseline name -> `{"summary": ...}` (to name the best one
-            and any that has an edge of its own). Defaults to `None`.
+        baselines: baseline name -> `{"summary": ...}` (to name the best
+            one). Defaults to `None`.
+        with_edge: `baselines_with_an_edge` output. Defaults to `None`.
+        model: the config's `model`, to name a baseline of the same family
+            as such. Defaults to `""`.
     """
-    ic = summary["ic"]
+    primary = summary["primary"]
+    label = primary["label"]
     excess = summary["excess_directional_accuracy"]
-    interval = (f"IC {ic['pooled']:+.4f} [95% CI {ic['ci_low']:+.4f}, {ic['ci_high']:+.4f}], "
-                f"directional accuracy above chance {excess['pooled']:+.4f} "
-                f"[{excess['ci_low']:+.4f}, {excess['ci_high']:+.4f}]")
-    detectable = f"an IC of {summary['minimum_detectable_ic']:.4f} or more would be detected with 80% power"
-    best = best_baseline(baselines or {})
+    ic = summary["ic"]
+    interval = (f"{label} {primary['value']:+.4f} [95% CI {primary['ci_low']:+.4f}, {primary['ci_high']:+.4f}], "
+                f"the primary statistic ({primary['reason']})")
+    secondary = (f"Secondary, not the verdict: pooled IC {ic['pooled']:+.4f} [{ic['ci_low']:+.4f}, "
+                 f"{ic['ci_high']:+.4f}], directional accuracy above chance {excess['pooled']:+.4f} "
+                 f"[{excess['ci_low']:+.4f}, {excess['ci_high']:+.4f}].")
+    detectable = (f"a {label} of {summary['minimum_detectable_ic']:.4f} or more would be detected with 80% power")
     if not summary["edge_significant"]:
-        sentence = f"No detectable edge: the IC's interval includes zero or less ({interval}); {detectable}."
-        with_edge = [name for name, result in (baselines or {}).items()
-                     if "summary" in result and result["summary"].get("edge_significant")]
+        sentence = f"No detectable edge: the {label}'s interval includes zero or less ({interval}); {detectable}."
         if with_edge:
-            sentence += f" But the {', '.join(with_edge)} baseline{'s' if len(with_edge) > 1 else ''} " \
-                        f"{'have' if len(with_edge) > 1 else 'has'} one: the data hold an edge this model missed."
-        return sentence
-    sentence = f"Detectable edge: the IC's interval lies above zero ({interval})"
+            names = []
+            for name, item in with_edge.items():
+                same = " (the same family as this model)" if model in BASELINE_FAMILIES.get(name, ()) else ""
+                names.append(f"{name}{same} {item['value']:+.4f} [{item['ci_low']:+.4f}, {item['ci_high']:+.4f}]")
+            level = next(iter(with_edge.values()))["level"]
+            missed = [name for name in with_edge if model not in BASELINE_FAMILIES.get(name, ())]
+            sentence += (f" But {'these baselines have' if len(names) > 1 else 'this baseline has'} one "
+                         f"({'; '.join(names)}; {level:.1%} intervals: 95% over the scan of every baseline)"
+                         + (": the data hold an edge this model missed." if missed else
+                            ": the same kind of model found it on these windows, so this run's own fit fell short."))
+        return sentence + " " + secondary
+    sentence = f"Detectable edge: the {label}'s interval lies above zero ({interval})"
+    best = best_baseline(baselines or {}, primary["statistic"])
     if best is None or not versus or best not in versus:
-        return sentence + "."
+        return sentence + ". " + secondary
     comparison = versus[best]
-    difference = (f"IC difference {comparison['ic_difference']:+.4f} [95% CI {comparison['ci_low']:+.4f}, "
-                  f"{comparison['ci_high']:+.4f}]")
+    difference = (f"difference {comparison['difference']:+.4f} [{comparison['level']:.1%} CI "
+                  f"{comparison['ci_low']:+.4f}, {comparison['ci_high']:+.4f}]")
     if comparison["beats"]:
-        return sentence + f", and better than the best baseline, {best} ({difference})."
-    return sentence + f", but no better than {best} ({difference})."
+        return sentence + f", and better than the best baseline, {best} ({difference}). " + secondary
+    return sentence + f", but no better than {best} ({difference}). " + secondary
 
 
 def classification_metrics(probabilities, labels, class_names):

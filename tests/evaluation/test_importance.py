@@ -36,4 +36,4 @@ def test_only_the_feature_the_scorer_reads_matters():
     permuted = permuted_scores(contrary, {"sequence": sequence}, {"sequence": names}, seed=1)
     importance = importance_of_run(frame, pd.DataFrame(permuted), horizon=1, num_resamples=300, seed=0)
     assert importance["noise_a"]["hurts"] and importance["signal"]["used"] and not importance["noise_b"]["hurts"]
-    assert "hurts (IC rises when scrambled)" in format_importance(importance)
+    assert "hurts (rises when scrambled)" in format_importance(importance)

@@ -44,16 +44,19 @@ def test_metrics_from_per_timestamp_sums_equal_the_direct_computation():
         assert float(from_sums[name]) == pytest.approx(value, abs=1e-12), name
 
 
-def test_block_length_is_arch_politis_white_on_the_ic_influence():
+def test_block_length_is_arch_politis_white_on_the_labels_and_the_same_whatever_the_model():
     rng = np.random.default_rng(1)
     series = autoregressive(rng, 2000, 1, 0.8)[:, 0]
     assert politis_white_block_length(series) == pytest.approx(optimal_block_length(series)["stationary"].iloc[0])
-    frame = panel_frame(autoregressive(rng, 1500, 4, 0.9), autoregressive(rng, 1500, 4, 0.9))
+    outcome = autoregressive(rng, 1500, 4, 0.9)
+    frame = panel_frame(autoregressive(rng, 1500, 4, 0.9), outcome)
     result = bootstrap_metrics(frame, ["prediction"], num_resamples=10)
-    influence = TimestampSums(frame, ["prediction"]).influence("prediction")
-    assert result.block_length == pytest.approx(optimal_block_length(influence)["stationary"].iloc[0])
-    # Persistent predictions meeting persistent outcomes need long blocks; a floor holds where the data do not ask.
+    assert result.block_length == pytest.approx(optimal_block_length(outcome.mean(axis=1))["stationary"].iloc[0])
+    # Persistent outcomes need long blocks; a floor holds where the data do not ask.
     assert result.block_length > 10
+    # Another model on the same labels: the same block length, so a baseline's interval cannot move with the model.
+    other = frame.assign(prediction=rng.standard_normal(len(frame)))
+    assert bootstrap_metrics(other, ["prediction"], num_resamples=10).block_length == result.block_length
     white = panel_frame(rng.standard_normal((1500, 4)), rng.standard_normal((1500, 4)))
     assert bootstrap_metrics(white, ["prediction"], min_block_length=5, num_resamples=10).block_length == 5
 
