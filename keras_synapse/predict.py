@@ -59,7 +59,7 @@ def main(argv=None):
 
 def run(args):
     """Loads the model and the bars, predicts, prints the summary and drift flags; returns the predictions."""
-    from keras_synapse.data import load_panel
+    from keras_synapse.data import file_options, load_panel
     from keras_synapse.data.bars import build_bars
     from keras_synapse.serving.inference import Predictor
 
@@ -69,7 +69,8 @@ def run(args):
           f"{predictor.task.label} ({predictor.task.kind}); features {predictor.inputs.feature_set}"
           + (f" + static {predictor.inputs.static_feature_set}" if predictor.inputs.static_feature_set else "")
           + f"; windows of {predictor.inputs.sequence_length} bars")
-    panel = load_panel(args.data, quick=args.quick)
+    # The model's files are read as in training: date column, column names, bad bars, adjustment.
+    panel = load_panel(args.data, quick=args.quick, **file_options(predictor.metadata.get("config", {})))
     bar_spec = predictor.metadata.get("config", {}).get("bars", "")
     if bar_spec:  # the model's bars are built from the source's as in training
         panel = build_bars(panel, bar_spec)

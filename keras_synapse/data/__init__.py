@@ -14,18 +14,23 @@
   chosen kind and size (see `keras_synapse.data.synthetic` and
   `keras_synapse.data.planted`), to check the pipeline finds a signal when
   one exists and none when none does;
-- anything else: a path to a directory of per-symbol files or one long file.
+- anything else: a path to a directory of per-symbol files or one long file
+  (see `keras_synapse.data.files`; `date_column`, `columns`, `bad_bars` and
+  `adjust_prices` say how to read them).
 """
 
 from keras_synapse.data.panel import OHLCV_COLUMNS, Panel, validate_bars
 from keras_synapse.errors import DataError
 
 NETWORK_SOURCES = ("yfinance", "alpaca")
+# The keyword arguments of `load_panel` for the user's own files, each a config field of the data group.
+FILE_OPTIONS = {"date_column": "", "columns": "", "bad_bars": "error", "adjust_prices": True}
 SYNTHETIC_OPTIONS = {"num_symbols": int, "num_bars": int, "signal": str, "signal_strength": float, "oracle_ic": float,
                      "seed": int, "horizon": int, "turbulent_volatility_ratio": float}
 
 
-def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
+def load_panel(spec, *, quick=False, sample_signal_strength=0.0, date_column="", columns="", bad_bars="error",
+               adjust_prices=True):
     """Loads the bars named by a `--data` spec.
 
     Args:
@@ -37,6 +42,14 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
         sample_signal_strength: for `sample`, the strength of the planted,
             documented predictable component in the synthetic symbols (0 means
             none). Defaults to `0.0`.
+        date_column: for a path, the name of the date/time column; `""`
+            finds a usual one. Defaults to `""`.
+        columns: for a path, the files' own names for OHLCV columns,
+            `"close=Close Price;volume=Vol"`. Defaults to `""`.
+        bad_bars: for a path, `"error"` lists every bad bar in one error,
+            `"drop"` drops them (said). Defaults to `"error"`.
+        adjust_prices: for a path, rescale prices by an adjusted-close
+            column when there is one. Defaults to `True`.
 
     Returns:
         A validated `Panel`.
@@ -47,9 +60,33 @@ def load_panel(spec, *, quick=False, sample_signal_strength=0.0):
     """
     from keras_synapse.data.plausibility import check_one_frequency
 
-    panel = _load(str(spec).strip(), quick, sample_signal_strength)
+    spec = str(spec).strip()
+    if _is_path(spec):
+        from keras_synapse.data.files import load_files
+
+        panel = load_files(spec, date_column=date_column, columns=columns, bad_bars=bad_bars,
+                           adjust_prices=adjust_prices)
+    else:
+        panel = _load(spec, quick, sample_signal_strength)
     check_one_frequency(panel)
     return panel
+
+
+def file_options(config):
+    """The `load_panel` keyword arguments for the user's own files, from a config or its dict (a model card's).
+
+    A dict written before a field existed gives that field's default.
+    """
+    if isinstance(config, dict):
+        return {name: config.get(name, default) for name, default in FILE_OPTIONS.items()}
+    return {name: getattr(config, name, default) for name, default in FILE_OPTIONS.items()}
+
+
+def _is_path(spec):
+    source, separator, _ = spec.partition(":")
+    if spec == "sample" or spec.startswith("sample:") or source == "synthetic":
+        return False
+    return not (separator and source in NETWORK_SOURCES)
 
 
 def _load(spec, quick, sample_signal_strength):
@@ -64,20 +101,16 @@ def _load(spec, quick, sample_signal_strength):
         from keras_synapse.data.synthetic import generate_universe
 
         return generate_universe(**parse_synthetic_options(symbol_list)).panel
-    if separator and source in NETWORK_SOURCES:
-        source, symbols, interval = network_spec(spec)
-        from keras_synapse.data.cache import BarCache
+    source, symbols, interval = network_spec(spec)
+    from keras_synapse.data.cache import BarCache
 
-        if source == "yfinance":
-            from keras_synapse.data.yahoo import load_yfinance
+    if source == "yfinance":
+        from keras_synapse.data.yahoo import load_yfinance
 
-            return load_yfinance(symbols, interval=interval, cache=BarCache())
-        from keras_synapse.data.alpaca import load_alpaca
+        return load_yfinance(symbols, interval=interval, cache=BarCache())
+    from keras_synapse.data.alpaca import load_alpaca
 
-        return load_alpaca(symbols, timeframe=interval, cache=BarCache())
-    from keras_synapse.data.files import load_files
-
-    return load_files(spec)
+    return load_alpaca(symbols, timeframe=interval, cache=BarCache())
 
 
 def network_spec(spec):
@@ -122,4 +155,4 @@ def parse_synthetic_options(text):
     return options
 
 
-__all__ = ["OHLCV_COLUMNS", "Panel", "load_panel", "validate_bars"]
+__all__ = ["OHLCV_COLUMNS", "Panel", "file_options", "load_panel", "validate_bars"]

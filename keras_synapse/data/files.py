@@ -8,7 +8,14 @@ Accepted layouts:
 - one file without a `symbol` column, taken as a single symbol named after it.
 
 Column names are matched case-insensitively; the date column may be called
-`timestamp`, `datetime`, `date`, `time` or `index`.
+`timestamp`, `datetime`, `date`, `time` or `index`, or anything named by
+`date_column`, and `columns` maps the file's own names for the others
+(`"close=Close Price;volume=Vol;adj_close=Adj Close"`). A traded value
+(`value`, `turnover`, `amount`) stands in for a missing volume, and an
+adjusted-close column (`Adj Close`) rescales the prices unless
+`adjust_prices=False`: each said once per load. Bars failing a check are
+listed all in one error, or dropped with `bad_bars="drop"` (see
+`keras_synapse.data.bad_bars`).
 """
 
 import logging
@@ -16,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from keras_synapse.data.panel import Panel, standardize_columns
+from keras_synapse.data.columns import column_mapping, standardize_columns
+from keras_synapse.data.panel import Panel
 from keras_synapse.errors import DataError
 
 BAR_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -24,29 +32,61 @@ BAR_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 logger = logging.getLogger(__name__)
 
 
-def load_files(path):
+def load_files(path, *, date_column="", columns="", bad_bars="error", adjust_prices=True):
     """Reads a directory of per-symbol files or one (long-format) file.
 
     Args:
         path: a directory or a `.csv` / `.parquet` file.
+        date_column: the name of the date/time column (any case); `""` finds
+            `timestamp`, `datetime`, `date`, `time`, `index` or an unnamed
+            first column of dates. Defaults to `""`.
+        columns: the files' own names for OHLCV columns,
+            `"close=Close Price;volume=Vol"` (keys `open`, `high`, `low`,
+            `close`, `volume`, `value`, `adj_close`, `symbol`) or a dict.
+            Defaults to `""`.
+        bad_bars: `"error"` refuses bars failing a check, all listed in one
+            error; `"drop"` drops them, said per symbol and problem. Defaults
+            to `"error"`.
+        adjust_prices: rescale prices by an adjusted-close column when there
+            is one. Defaults to `True`.
 
     Returns:
         A validated `Panel`.
 
     Raises:
         DataError: when the path does not exist, holds no bar files, or any
-            file is empty or holds invalid bars (the message names the file or
-            symbol, the column and the first bad timestamp).
+            file is empty or holds invalid bars (one message for every file
+            and symbol, naming the column and the bad timestamps).
     """
     path = Path(path)
     if not path.exists():
         raise DataError(f"Data path does not exist: {path}")
+    mapping = column_mapping(columns)  # a malformed mapping is refused before any file is read
+
+    def read(file):
+        return standardize_columns(_read_table(file), where=str(file), date_column=date_column, columns=mapping)
+
+    checks = {"bad_bars": bad_bars, "adjust_prices": adjust_prices}
     if path.is_dir():
-        return Panel({file.stem: _read_symbol_file(file) for file in _symbol_files(path)})
-    frame = standardize_columns(_read_table(path), where=str(path))
+        frames, failures = {}, []
+        for file in _symbol_files(path):
+            try:
+                frames[file.stem] = _checked_symbol_file(read(file), file)
+            except DataError as error:
+                failures.append(str(error))
+        if not failures:
+            return Panel(frames, **checks)
+        summary = [f"{len(failures)} of {len(failures) + len(frames)} files could not be read (above)."]
+        try:  # the readable files' bad bars in the same message, so one pass fixes everything
+            Panel(frames, **checks) if frames else None
+        except DataError as error:
+            summary.insert(0, str(error))
+        raise DataError(failures[0] if len(failures) == 1 and len(summary) == 1 else "\n".join(failures + summary))
+    frame = read(path)
     if "symbol" not in frame.columns:
-        return Panel({path.stem: frame})
-    return Panel({str(symbol): group.drop(columns="symbol") for symbol, group in frame.groupby("symbol", sort=False)})
+        return Panel({path.stem: frame}, **checks)
+    return Panel({str(symbol): group.drop(columns="symbol") for symbol, group in frame.groupby("symbol", sort=False)},
+                 **checks)
 
 
 def _symbol_files(directory):
@@ -69,8 +109,7 @@ def _symbol_files(directory):
     return files
 
 
-def _read_symbol_file(path):
-    frame = standardize_columns(_read_table(path), where=str(path))
+def _checked_symbol_file(frame, path):
     if "symbol" in frame.columns:
         symbols = frame["symbol"].astype(str).unique()
         if len(symbols) > 1 or symbols[0] != path.stem:

@@ -6,6 +6,7 @@ at this boundary so that nothing downstream (features, windows, TensorFlow)
 ever sees a NaN price or an unsorted index.
 """
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping
@@ -13,166 +14,144 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from keras_synapse.data.plausibility import check_plausible
-from keras_synapse.errors import DataError
+from keras_synapse.data.bad_bars import (BAD_BARS, bad_times, drop_summary, error_message, find,
+                                         impossible_values)
+# Sources import `standardize_columns` from here, beside `validate_bars`.
+from keras_synapse.data.columns import COLUMNS_EXAMPLE, MAPPED_COLUMNS, standardize_columns  # noqa: F401
+from keras_synapse.data.plausibility import absurd_bars, split_like_jumps, symbols_text, warn_if_stale
+from keras_synapse.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
-DATE_COLUMN_NAMES = ("timestamp", "datetime", "date", "time", "index")
-COLUMN_ALIASES = {"o": "open", "h": "high", "l": "low", "c": "close", "v": "volume", "vol": "volume"}
-
-# Open and close may sit a hair outside [low, high] after float rounding in a
-# vendor's adjustment; anything beyond this relative tolerance is a real error.
-_RANGE_TOLERANCE = 1e-9
+# A traded value (price times shares) stands in for a missing volume, said once per load.
+VOLUME_SUBSTITUTES = ("value", "turnover", "amount")
+# An adjusted close (for splits and dividends) rescales the prices unless `adjust_prices=False`, said once per load.
+ADJUSTED_CLOSE_NAMES = ("adj close", "adjusted close", "adjclose", "adjusted")
 
 
-def standardize_columns(frame, where):
-    """Lower-cases column names and moves the date column into a DatetimeIndex.
-
-    Args:
-        frame: a `pandas.DataFrame` as read from a file or an API.
-        where: a description of the origin used in error messages, e.g. a path.
-
-    Returns:
-        A new frame with lower-case OHLCV column names and a DatetimeIndex
-        named `timestamp` (time zone not yet normalized).
-
-    Raises:
-        DataError: when no date column or index can be found.
-    """
-    frame = frame.rename(columns=lambda name: str(name).strip().lower().replace("_", " "))
-    frame = frame.rename(columns=lambda name: COLUMN_ALIASES.get(name, name))
-    if not isinstance(frame.index, pd.DatetimeIndex):
-        date_column = next((name for name in DATE_COLUMN_NAMES if name in frame.columns), None)
-        first = frame.columns[0] if len(frame.columns) else None
-        if date_column is None and first is not None and (first == "" or first.startswith("unnamed")):
-            # `df.to_csv()` of a frame indexed by date writes the index as a first column without a name.
-            date_column = first
-        if date_column is None:
-            raise DataError(
-                f"{where}: no date column. Expected one of {list(DATE_COLUMN_NAMES)} "
-                f"(any case), or an unnamed first column of dates. Received columns: {list(frame.columns)}"
-            )
-        frame = frame.set_index(date_column)
-        frame.index = _parse_timestamps(frame.index, where, date_column)
-    frame.index.name = "timestamp"
-    return frame
-
-
-def _parse_timestamps(values, where, column):
-    if pd.api.types.is_numeric_dtype(values):
-        return _numeric_timestamps(values, where, column)
-    mixed_zones = DataError(
-        f"{where}: column '{column}' mixes time zones (first value {values[0]!r}). "
-        "Write all timestamps in one zone, preferably UTC."
-    )
-    try:
-        parsed = pd.to_datetime(values, utc=False)
-    except (ValueError, TypeError) as error:
-        if "mixed timezones" in str(error).lower():
-            return _one_zone_with_daylight_saving(values, where, column, mixed_zones)
-        if "tz-naive and tz-aware" in str(error).lower():
-            raise mixed_zones from None
-        raise DataError(f"{where}: column '{column}' is not a date/time column ({error}).") from None
-    if not isinstance(parsed, pd.DatetimeIndex):
-        # Older pandas return an object Index when rows carry different UTC offsets.
-        return _one_zone_with_daylight_saving(values, where, column, mixed_zones)
-    return parsed
-
-
-_UTC_OFFSET = r"([+-])(\d{2}):?(\d{2})$"
-
-
-def _one_zone_with_daylight_saving(values, where, column, mixed_zones):
-    # One zone with daylight saving time (pandas writes a New York index as -05:00 and -04:00) shows
-    # exactly two UTC offsets one hour apart; every instant is still exact, so it converts to UTC.
-    # Any other mixture is more likely bars stamped in different zones, which no rule can untangle.
-    offsets = pd.Series(values, dtype="string").str.extract(_UTC_OFFSET).dropna()
-    minutes = set((offsets[0].map({"+": 1, "-": -1}) * (offsets[1].astype(int) * 60 + offsets[2].astype(int))))
-    if len(offsets) != len(values) or len(minutes) != 2 or abs(max(minutes) - min(minutes)) != 60:
-        raise mixed_zones from None
-    logger.info("%s: column '%s' has the UTC offsets %s (one zone's daylight saving time); converted to UTC.",
-                where, column, sorted(_format_offset(value) for value in minutes))
-    return pd.to_datetime(values, utc=True)
-
-
-def _format_offset(minutes):
-    return f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-# Epoch units by magnitude: a count since 1970 between these bounds is read in that unit. Below 1e8
-# seconds (before 1973) a number is more likely not an epoch at all.
-_EPOCH_UNITS = (("s", 1e8, 1e11), ("ms", 1e11, 1e14), ("us", 1e14, 1e17), ("ns", 1e17, 1e19))
-
-
-def _numeric_timestamps(values, where, column):
-    numbers = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(numbers).all():
-        raise DataError(f"{where}: column '{column}' has a missing or non-finite time at row "
-                        f"{int(np.argmax(~np.isfinite(numbers)))}.")
-    text = pd.Index(values).astype(str)
-    if ((numbers >= 19000101) & (numbers <= 21001231) & (numbers == np.floor(numbers))).all():
-        parsed = pd.to_datetime(text, format="%Y%m%d", errors="coerce")
-        if not parsed.isna().any():
-            return parsed  # yyyymmdd dates
-    low, high = np.abs(numbers).min(), np.abs(numbers).max()
-    for unit, start, stop in _EPOCH_UNITS:
-        if start <= low and high < stop:
-            return pd.to_datetime(numbers.astype(np.int64) if unit == "ns" else numbers, unit=unit, utc=True)
-    raise DataError(
-        f"{where}: column '{column}' holds numbers from {low:.10g} to {high:.10g}, which are not yyyymmdd dates nor "
-        "one unit of time since 1970 (seconds from 1e8, milliseconds from 1e11, microseconds from 1e14, "
-        "nanoseconds from 1e17). Write ISO-8601 timestamps, e.g. 2024-01-31T16:00:00Z.")
-
-
-def validate_bars(frame, symbol):
+def validate_bars(frame, symbol, *, bad_bars="error", adjust_prices=True):
     """Checks one symbol's bars and returns them in canonical form.
 
     Canonical form: float64 columns `open, high, low, close, volume` (other
     columns dropped), a strictly increasing UTC `DatetimeIndex` named
     `timestamp`. Naive timestamps are taken as UTC (logged once per process).
+    A missing volume is taken from a traded-value column (`value`,
+    `turnover`, `amount`), and an adjusted-close column (`adj close`,
+    `adjusted close`, `adjusted`) rescales the prices, each said.
 
     Args:
         frame: a `pandas.DataFrame` with a DatetimeIndex and OHLCV columns
             (see `standardize_columns`).
         symbol: the symbol the bars belong to, used in error messages.
+        bad_bars: `"error"` refuses bars failing a value check, listing them
+            all; `"drop"` drops them, said. Defaults to `"error"`.
+        adjust_prices: scale open, high, low and close by adjusted/close (and
+            volume by its inverse) when an adjusted-close column is there.
+            Defaults to `True`.
 
     Returns:
         The canonical frame.
 
     Raises:
-        DataError: naming the symbol, the column and the first bad timestamp
-            for: empty data, missing columns (closes alone are accepted:
-            open, high and low are set to the close, a missing volume to 0), non-numeric values, NaN or
-            infinite prices, non-positive prices, negative volume, high < low,
-            open or close outside [low, high], duplicate or unsorted timestamps,
-            and absurd values (see `keras_synapse.data.plausibility`, which
-            also warns about constant or stale closes).
+        DataError: for empty data, missing columns (closes alone are
+            accepted: open, high and low are set to the close, a missing
+            volume to 0), an index that is not a DatetimeIndex, duplicate or
+            unsorted timestamps; and, unless dropped, for bad bars: every bar
+            with a non-numeric, NaN or infinite value, a non-positive price, a
+            negative volume, high < low, open or close outside [low, high], or
+            an absurd value (see `keras_synapse.data.plausibility`, which also
+            warns about constant or stale closes), per column and problem with
+            the first bad timestamp.
+    """
+    _check_bad_bars_option(bad_bars)
+    bars, problems, notes = _canonical(frame, symbol, adjust_prices)
+    if problems and bad_bars == "error":
+        raise DataError(error_message(problems))
+    _say_choices({symbol: notes})
+    if problems:
+        logger.warning(drop_summary(problems, 1))
+        bars = bars.drop(index=bad_times(problems))
+        if bars.empty:
+            raise DataError(f"Symbol '{symbol}': every one of its {len(frame)} bars is bad (bad_bars=drop would "
+                            "leave none).")
+    warn_if_stale(bars["close"], symbol)
+    return bars
+
+
+@dataclasses.dataclass
+class _Choices:
+    """What loading one symbol's bars chose, said once per load for all symbols."""
+
+    volume_from: str = ""  # the traded-value column standing in for volume
+    adjusted_by: str = ""  # the adjusted-close column that rescaled the prices
+    unused_adjusted: pd.Series = None  # the adjusted closes not applied (adjust_prices=False)
+
+
+def _check_bad_bars_option(bad_bars):
+    if bad_bars not in BAD_BARS:
+        raise ConfigError(f"`bad_bars` must be one of {BAD_BARS}. Received: bad_bars={bad_bars!r}")
+
+
+def _canonical(frame, symbol, adjust_prices):
+    """One symbol's bars in canonical form (bad bars kept), their `BadBars` and the `_Choices` made.
+
+    Raises:
+        DataError: for what refuses the symbol as a whole (no bars, missing
+            columns, a bad index, duplicate or unsorted timestamps).
     """
     if frame is None or len(frame) == 0:
         raise DataError(f"Symbol '{symbol}': no bars (empty data).")
+    choices = _Choices()
+    substitute = next((name for name in VOLUME_SUBSTITUTES if name in frame.columns), None)
+    if "volume" not in frame.columns and substitute is not None:
+        frame = frame.rename(columns={substitute: "volume"})
+        choices.volume_from = substitute
     frame = _from_closes_only(frame)
     missing = [name for name in OHLCV_COLUMNS if name not in frame.columns]
     if missing:
+        substitutes = "A traded value ('value', 'turnover' or 'amount') stands in for a missing volume; "
         raise DataError(
-            f"Symbol '{symbol}': missing required column(s) {missing}. "
-            f"Received columns: {list(frame.columns)}"
+            f"Symbol '{symbol}': missing required column(s) {missing}. Received columns: {list(frame.columns)}. "
+            + (substitutes if "volume" in missing else "")
+            + f"name the columns with --set {COLUMNS_EXAMPLE} (keys: {', '.join(MAPPED_COLUMNS)})."
         )
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise DataError(f"Symbol '{symbol}': index is not a DatetimeIndex (got {type(frame.index).__name__}).")
-    bars = frame.loc[:, list(OHLCV_COLUMNS)].copy()
+    adjusted_name = next((name for name in ADJUSTED_CLOSE_NAMES if name in frame.columns), None)
+    bars = frame.loc[:, list(OHLCV_COLUMNS) + ([adjusted_name] if adjusted_name else [])].copy()
     # One time unit whatever the source (yfinance gives seconds, Parquet
     # microseconds, pandas 3 defaults to microseconds), so equal bars always hash to the same fingerprint.
     bars.index = _to_utc(bars.index, symbol).as_unit("us")
     bars.index.name = "timestamp"
     _check_order(bars.index, symbol)
-    for column in OHLCV_COLUMNS:
-        bars[column] = _to_float(bars[column], symbol, column)
-    _check_values(bars, symbol)
-    check_plausible(bars, symbol)
-    return bars
+    problems, non_numeric = [], {}
+    for column in bars.columns:
+        raw = bars[column]
+        bars[column] = pd.to_numeric(raw, errors="coerce").astype("float64")
+        non_numeric[column] = bars[column].isna() & raw.notna()
+        problems.append(find(symbol, column, "non-numeric value", non_numeric[column],
+                             first=lambda time, raw=raw: f"non-numeric value {raw[time]!r} at {time}"))
+    problems += impossible_values(bars, symbol, non_numeric)
+    if adjusted_name is not None:
+        adjusted = bars.pop(adjusted_name)
+        # An adjusted close equal to the close (an index, or a vendor's copy) changes nothing: nothing to say.
+        differs = not np.isclose(adjusted, bars["close"], rtol=1e-9, equal_nan=True).all()
+        if adjust_prices and differs:
+            unusable = ~(np.isfinite(adjusted) & (adjusted > 0)) & ~non_numeric[adjusted_name]
+            problems.append(find(symbol, adjusted_name, "missing or non-positive adjusted close", unusable, adjusted))
+            factor = adjusted / bars["close"]
+            for column in PRICE_COLUMNS:
+                bars[column] = bars[column] * factor
+            if not choices.volume_from:  # a traded value does not change with a split
+                bars["volume"] = bars["volume"] / factor
+            choices.adjusted_by = adjusted_name
+        elif differs:
+            choices.unused_adjusted = adjusted
+    problems = [problem for problem in problems if problem is not None]
+    problems += absurd_bars(bars.drop(index=bad_times(problems)), symbol)
+    return bars, problems, choices
 
 
 def _from_closes_only(frame):
@@ -216,39 +195,6 @@ def _check_order(index, symbol):
         )
 
 
-def _to_float(series, symbol, column):
-    converted = pd.to_numeric(series, errors="coerce").astype("float64")
-    unparsable = converted.isna() & series.notna()
-    if unparsable.any():
-        first = unparsable.idxmax()
-        raise DataError(
-            f"Symbol '{symbol}', column '{column}': non-numeric value {series[first]!r} at {first}."
-        )
-    return converted
-
-
-def _first_bad(bars, mask, symbol, column, problem):
-    if mask.any():
-        first = mask.idxmax()
-        value = bars.at[first, column]
-        # A NumPy scalar's repr reads np.float64(192.18): the message shows the plain number.
-        value = value.item() if hasattr(value, "item") else value
-        raise DataError(f"Symbol '{symbol}', column '{column}': {problem} at {first} (value {value!r}).")
-
-
-def _check_values(bars, symbol):
-    for column in OHLCV_COLUMNS:
-        _first_bad(bars, ~np.isfinite(bars[column]), symbol, column, "NaN or infinite value")
-    for column in PRICE_COLUMNS:
-        _first_bad(bars, bars[column] <= 0, symbol, column, "non-positive price")
-    _first_bad(bars, bars["volume"] < 0, symbol, "volume", "negative volume")
-    slack = _RANGE_TOLERANCE * bars["high"]
-    _first_bad(bars, bars["high"] < bars["low"] - slack, symbol, "high", "high below low")
-    for column in ("open", "close"):
-        outside = (bars[column] > bars["high"] + slack) | (bars[column] < bars["low"] - slack)
-        _first_bad(bars, outside, symbol, column, "price outside [low, high]")
-
-
 class Panel(Mapping):
     """Validated OHLCV bars for several symbols.
 
@@ -260,9 +206,20 @@ class Panel(Mapping):
         validate: whether to validate and canonicalize each frame. Sources pass
             `True`; internal transforms of an already valid panel may pass
             `False`. Defaults to `True`.
+        bad_bars: `"error"` refuses a panel with bad bars in one error that
+            lists them all (per symbol, column and problem: the count, the
+            first bar and the next few times); `"drop"` drops them and says
+            what it dropped. Defaults to `"error"`.
+        adjust_prices: rescale the prices of symbols with an adjusted-close
+            column (see `validate_bars`). Defaults to `True`.
 
     Raises:
-        DataError: for an empty mapping or invalid bars.
+        DataError: for an empty mapping, or, in one message, every symbol
+            refused as a whole and (unless dropped) every bad bar.
+
+    Validation says once for the whole panel which symbols' volume is a
+    traded value, which symbols' prices an adjusted close rescaled, and the
+    split-like jumps of prices that look unadjusted.
 
     Example:
 
@@ -274,13 +231,13 @@ class Panel(Mapping):
     ('ABC',)
     """
 
-    def __init__(self, frames, validate=True):
+    def __init__(self, frames, validate=True, *, bad_bars="error", adjust_prices=True):
         if not frames:
             raise DataError("The panel has no symbols: the data source returned nothing.")
-        self._frames = {
-            str(symbol): validate_bars(frame, symbol) if validate else frame
-            for symbol, frame in frames.items()
-        }
+        if validate:
+            self._frames = _validated(frames, bad_bars, adjust_prices)
+        else:
+            self._frames = {str(symbol): frame for symbol, frame in frames.items()}
 
     def __getitem__(self, symbol):
         try:
@@ -368,6 +325,70 @@ class Panel(Mapping):
                 f"History too short for {reason} (needs {num_bars} bars): "
                 + ", ".join(f"'{symbol}' has {count}" for symbol, count in short.items())
             )
+
+
+def _validated(frames, bad_bars, adjust_prices):
+    """Every symbol's canonical bars; every refusal and bad bar of the panel in one error, or the bad bars dropped."""
+    _check_bad_bars_option(bad_bars)
+    checked, refusals, problems, choices = {}, [], [], {}
+    for symbol, frame in frames.items():
+        symbol = str(symbol)
+        try:
+            bars, found, choices[symbol] = _canonical(frame, symbol, adjust_prices)
+        except DataError as error:
+            refusals.append(str(error))
+            continue
+        problems += found
+        if found and bad_bars == "drop":
+            bars = bars.drop(index=bad_times(found))
+            if bars.empty:
+                refusals.append(f"Symbol '{symbol}': every one of its {len(frame)} bars is bad (bad_bars=drop "
+                                "would leave none).")
+                continue
+        checked[symbol] = bars
+    if refusals or (problems and bad_bars == "error"):
+        raise DataError(error_message(problems if bad_bars == "error" else [], refusals, len(frames)))
+    _say_choices(choices)
+    if problems:
+        logger.warning(drop_summary(problems, len(frames)))
+    for symbol, bars in checked.items():
+        warn_if_stale(bars["close"], symbol)
+    _warn_split_like_jumps(checked, choices)
+    return checked
+
+
+def _say_choices(choices):
+    """One line per choice made for any symbol: the volume taken from a traded value, prices adjusted or not."""
+    by_column = {}
+    for symbol, choice in choices.items():
+        if choice.volume_from:
+            by_column.setdefault(choice.volume_from, []).append(symbol)
+    if by_column:
+        logger.warning("No volume column, so a traded value stands in for it (volume features then measure money "
+                       "traded, not shares; --set %s names another column): %s.", 'columns="volume=NAME"',
+                       "; ".join(f"'{column}' for {symbols_text(symbols)}" for column, symbols in by_column.items()))
+    adjusted = [symbol for symbol, choice in choices.items() if choice.adjusted_by]
+    if adjusted:
+        names = sorted({choices[symbol].adjusted_by for symbol in adjusted})
+        logger.warning("Prices adjusted by the adjusted close (%s) for %s: open, high, low and close scaled by "
+                       "adjusted/close, volume by close/adjusted (not a traded value); --set adjust_prices=false "
+                       "keeps the raw prices.", ", ".join(f"'{name}'" for name in names), symbols_text(adjusted))
+    unused = [symbol for symbol, choice in choices.items() if choice.unused_adjusted is not None]
+    if unused:
+        logger.warning("adjust_prices=false: the adjusted-close column of %s is not used; their raw prices load, so "
+                       "splits and dividends read as price moves.", symbols_text(unused))
+
+
+def _warn_split_like_jumps(panel, choices):
+    jumps = []
+    for symbol, bars in panel.items():
+        unused = choices[symbol].unused_adjusted
+        found = split_like_jumps(bars, None if unused is None else unused.reindex(bars.index))
+        jumps += [f"{symbol} at {time} ({text})" for time, text in found]
+    if jumps:
+        logger.warning("Split-like jumps (prices not adjusted for splits?): %s. Give split-adjusted prices, or an "
+                       "adjusted-close column ('Adj Close', used when present); the bars load as given.",
+                       "; ".join(jumps))
 
 
 def _digest_bars(digest, symbol, frame):

@@ -3,7 +3,8 @@
 `validate_bars` refuses what is impossible (a negative price, high below
 low); this module catches what is possible in a file but not in a market:
 
-- **absurd values**, refused: a price more than `ABSURD_FACTOR` times (or
+- **absurd values**, bad bars (refused, or dropped with `bad_bars="drop"`,
+  see `keras_synapse.data.bad_bars`): a price more than `ABSURD_FACTOR` times (or
   less than 1/`ABSURD_FACTOR` of) the median close of the bars around it, and
   more than `ABSURD_SIGMAS` robust standard deviations of the symbol's own
   bar-to-bar moves away; a volume more than `ABSURD_VOLUME_FACTOR` times the
@@ -14,17 +15,25 @@ low); this module catches what is possible in a file but not in a market:
   stays unchanged for `STALE_BARS` bars in a row (a halted, delisted or
   forward-filled series), gives features that carry nothing.
 - **mixed bar frequencies**, refused for a panel: windows and horizons count
-  bars, so hourly bars beside daily ones would mix meanings.
+  bars, so hourly bars beside daily ones would mix meanings. A symbol's
+  frequency is its typical bar spacing (`bar_spacing`), not its median: an
+  illiquid stock that trades on some days only is still daily.
+- **split-like jumps**, warned about: a close-to-open or close-to-close
+  ratio within `SPLIT_TOLERANCE` of a common split ratio (2:1, 3:1, 3:2,
+  4:1, 5:1, 10:1 or a reverse split), which an adjusted close does not show:
+  unadjusted prices read a 2:1 split as a -0.69 log return.
 
 The median around a bar uses bars on both sides: this is a check of the data
 before anything is computed, not a feature, so it cannot leak into a model.
 """
 
 import logging
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
 
+from keras_synapse.data.bad_bars import find
 from keras_synapse.errors import DataError
 
 logger = logging.getLogger("keras_synapse.data")
@@ -35,49 +44,53 @@ ABSURD_VOLUME_FACTOR = 1e6
 NEIGHBOURHOOD = 41  # bars in the centred median a value is compared with
 MIN_NEIGHBOURS = 5
 STALE_BARS = 20
-FREQUENCY_RATIO = 1.5  # median spacings further apart than this are different frequencies
+FREQUENCY_RATIO = 1.5  # bar spacings further apart than this are different frequencies
+# A symbol's bar spacing is this quantile of its spacings: the shortest spacing that is common among its bars. An
+# illiquid daily symbol that trades on a third of the days has a median spacing of 3 days, but a quarter of its
+# spacings are still one day; a few stray bars (fewer than this share) do not make a daily symbol intraday.
+SPACING_QUANTILE = 0.05
+SPLIT_RATIOS = (2.0, 3.0, 1.5, 4.0, 5.0, 10.0)  # forward splits; their inverses are reverse splits
+SPLIT_TOLERANCE = 0.02  # a move within 2% of a split ratio is split-like
+SPLIT_LIKE_MAX = 5  # more moves this large than this, and they are the symbol's volatility, not splits
 
 
-def check_plausible(bars, symbol):
-    """Refuses absurd prices and volumes; warns about constant or stale closes.
+def absurd_bars(bars, symbol):
+    """The bars holding absurd prices or volumes, as `BadBars` (see `keras_synapse.data.bad_bars`).
 
     Args:
-        bars: one symbol's canonical bars (see `validate_bars`).
+        bars: one symbol's bars, float OHLCV on a UTC index, without the
+            bars already found impossible (they would distort the medians).
         symbol: the symbol, for the messages.
 
-    Raises:
-        DataError: naming the symbol, the column, the first absurd bar, its
-            value and the median it was compared with.
+    Returns:
+        A list of `BadBars`, one per column holding an absurd value; each
+        names the first absurd bar, its value and the median it was compared
+        with.
     """
     if len(bars) < MIN_NEIGHBOURS:
-        return
+        return []
     log_close = np.log(bars["close"])
     reference = log_close.rolling(NEIGHBOURHOOD, center=True, min_periods=MIN_NEIGHBOURS).median()
     moves = np.abs(np.diff(log_close.to_numpy()))
     robust_sigma = 1.4826 * float(np.median(moves))
     limit = max(np.log(ABSURD_FACTOR), ABSURD_SIGMAS * robust_sigma)
-    for column in ("open", "high", "low", "close"):
-        _refuse_first(np.abs(np.log(bars[column]) - reference) > limit, bars[column], np.exp(reference), symbol, column,
-                      f"more than {np.exp(limit):.3g} times away from the median close of the bars around it",
-                      "No market moves that far in one bar: fix the source (a unit or typing error?), or adjust the "
-                      "prices if the move is real (an unadjusted split).")
+    found = [_absurd(np.abs(np.log(bars[column]) - reference) > limit, bars[column], np.exp(reference), symbol, column,
+                     f"more than {np.exp(limit):.3g} times away from the median close of the bars around it")
+             for column in ("open", "high", "low", "close")]
     volume = bars["volume"]
     typical = volume.rolling(NEIGHBOURHOOD, center=True, min_periods=MIN_NEIGHBOURS).median()
-    _refuse_first((typical > 0) & (volume > ABSURD_VOLUME_FACTOR * typical), volume, typical, symbol, "volume",
-                  f"more than {ABSURD_VOLUME_FACTOR:g} times the median volume of the bars around it",
-                  "Fix the source (a unit or typing error?).")
-    _warn_if_stale(bars["close"], symbol)
+    found.append(_absurd((typical > 0) & (volume > ABSURD_VOLUME_FACTOR * typical), volume, typical, symbol, "volume",
+                         f"more than {ABSURD_VOLUME_FACTOR:g} times the median volume of the bars around it"))
+    return [problem for problem in found if problem is not None]
 
 
-def _refuse_first(mask, values, reference, symbol, column, problem, advice):
-    if not mask.any():
-        return
-    first = mask.idxmax()
-    raise DataError(f"Symbol '{symbol}', column '{column}': absurd value {float(values[first]):.6g} at {first}, "
-                    f"{problem} ({float(reference[first]):.6g}); {int(mask.sum())} such bar(s). {advice}")
+def _absurd(mask, values, reference, symbol, column, problem):
+    return find(symbol, column, "absurd value", mask, first=lambda time: (
+        f"absurd value {float(values[time]):.6g} at {time}, {problem} ({float(reference[time]):.6g})"))
 
 
-def _warn_if_stale(close, symbol):
+def warn_if_stale(close, symbol):
+    """Warns about a close that never changes, or stays unchanged for `STALE_BARS` bars in a row."""
     values = close.to_numpy()
     if len(values) > 1 and np.all(values == values[0]):
         logger.warning("Symbol '%s': its close never changes (%g for all %d bars): its returns are all 0 and its "
@@ -95,15 +108,16 @@ def _warn_if_stale(close, symbol):
 
 
 def check_one_frequency(panel):
-    """Refuses a panel whose symbols have different bar frequencies (median spacing).
+    """Refuses a panel whose symbols have different bar frequencies (typical bar spacing, see `bar_spacing`).
 
-    Daily bars of stocks (five days a week) and of crypto (seven) both have a
-    median spacing of one day and pass; hourly bars beside daily ones do not.
+    Daily bars of stocks (five days a week), of crypto (seven) and of an
+    illiquid stock that trades on some days only all have a typical spacing
+    of one day and pass; hourly or weekly bars beside daily ones do not.
 
     Raises:
         DataError: naming the symbols of each frequency.
     """
-    spacings = {symbol: median_spacing(frame.index) for symbol, frame in panel.items() if len(frame) > 1}
+    spacings = {symbol: bar_spacing(frame.index) for symbol, frame in panel.items() if len(frame) > 1}
     if len(spacings) < 2:
         return
     finest, coarsest = min(spacings.values()), max(spacings.values())
@@ -115,9 +129,66 @@ def check_one_frequency(panel):
         groups.setdefault(key, []).append(symbol)
     described = "; ".join(f"every {_spacing_text(spacing)}: {symbols_text(symbols)}"
                           for spacing, symbols in sorted(groups.items()))
-    raise DataError(f"The symbols have different bar frequencies (median spacing of their bars) — {described}. "
+    raise DataError(f"The symbols have different bar frequencies (the typical spacing of their bars, the shortest "
+                    f"common one, so a symbol that skips days is still daily) — {described}. "
                     "Windows and label horizons count bars, so one model over both would mix meanings: load them "
                     "in separate runs, or resample the finer bars (keras_synapse.data.bars.resample_panel).")
+
+
+def bar_spacing(index):
+    """A symbol's bar frequency: the `SPACING_QUANTILE` quantile of the times between its bars (NaT for one bar).
+
+    Unlike the median, it stays one day for a daily symbol that trades on
+    some days only (most of its spacings are then longer than a day).
+    """
+    spacings = np.diff(index.asi8)
+    if not len(spacings):
+        return pd.NaT
+    return pd.Timedelta(int(np.quantile(spacings, SPACING_QUANTILE, method="lower")), unit=index.unit)
+
+
+def split_like_jumps(bars, adjusted_close=None):
+    """The bars whose open or close jumped from the previous close by a common split ratio.
+
+    Args:
+        bars: one symbol's valid bars.
+        adjusted_close: the symbol's adjusted closes on the same index, when
+            the source has them but they were not applied; a jump the
+            adjusted close makes too (within `SPLIT_TOLERANCE`) is a real
+            move, not a split. Defaults to `None`.
+
+    Returns:
+        A list of `(time, text)`, e.g. `(Timestamp(...), "open 100.2 after
+        close 401 (x0.25, a 4:1 split?)")`. Without an adjusted close, moves
+        of a split's size are not split-like when the symbol makes more than
+        `SPLIT_LIKE_MAX` moves three quarters that large: they are its own
+        volatility (a volatility index jumps 50% several times a year).
+    """
+    close = bars["close"].to_numpy()
+    tolerance = np.log1p(SPLIT_TOLERANCE)
+    fractions = [Fraction(ratio).limit_denominator(10) for ratio in SPLIT_RATIOS]  # 1.5 reads 3:2
+    ratios = [(-np.log(float(ratio)), f"a {ratio.numerator}:{ratio.denominator} split?") for ratio in fractions]
+    ratios += [(np.log(float(ratio)), f"a {ratio.denominator}:{ratio.numerator} reverse split?") for ratio in fractions]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        moves = {column: np.log(bars[column].to_numpy()[1:] / close[:-1]) for column in ("open", "close")}
+        if adjusted_close is not None:
+            adjusted = adjusted_close.to_numpy(dtype="float64")
+            # A real move shows in the adjusted close as in the raw one; a split shows in the raw close only.
+            real = np.abs(np.log(adjusted[1:] / adjusted[:-1]) - moves["close"]) < tolerance
+        else:
+            real = np.zeros(len(close) - 1, dtype=bool)
+    jumps = {}
+    close_moves = np.abs(np.nan_to_num(moves["close"]))
+    for column, move in moves.items():
+        for log_ratio, guess in ratios:
+            # Without an adjusted close to tell, a series that often moves this far (a volatility index, a
+            # small coin) is volatile rather than unadjusted: its split-sized moves are not singled out.
+            if adjusted_close is None and (close_moves >= 0.75 * abs(log_ratio)).sum() > SPLIT_LIKE_MAX:
+                continue
+            for position in np.flatnonzero((np.abs(move - log_ratio) < tolerance) & ~real) + 1:
+                jumps.setdefault(position, f"{column} {bars[column].iloc[position]:.6g} after close "
+                                           f"{close[position - 1]:.6g} (x{np.exp(move[position - 1]):.3g}, {guess})")
+    return [(bars.index[position], jumps[position]) for position in sorted(jumps)]
 
 
 def calendar_summary(panel):

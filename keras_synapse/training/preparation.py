@@ -90,14 +90,15 @@ def prepare_data(config, quick):
     from tqdm import tqdm
 
     from keras_synapse.config import head_labels, label_options, reference_symbols, split_head_horizon
-    from keras_synapse.data import load_panel
+    from keras_synapse.data import file_options, load_panel
     from keras_synapse.data.bars import build_bars
     from keras_synapse.labels import compute_labels
     from keras_synapse.labels.cross_section import cross_sectional_labels
     from keras_synapse.labels.tasks import Task
 
     with tqdm(total=3, desc="data", unit="step") as progress:
-        panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength)
+        panel = load_panel(config.data, quick=quick, sample_signal_strength=config.sample_signal_strength,
+                           **file_options(config))
         if config.bars:
             source_bars = sum(len(frame) for frame in panel.values())
             panel = build_bars(panel, config.bars)

@@ -1,5 +1,7 @@
 """The user's own files: per-symbol directories and long files, CSV and Parquet."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -157,3 +159,67 @@ def test_two_files_for_one_symbol_are_refused_and_hidden_files_skipped(tmp_path,
     make_bars(num_bars=30, seed=2).rename_axis("date").to_parquet(tmp_path / "AAA.parquet")
     with pytest.raises(DataError, match=r"holds 2 files for symbol 'AAA' \(AAA.csv, AAA.parquet\); keep one"):
         load_files(tmp_path)
+
+
+def _said(caplog, text):
+    return [record.getMessage() for record in caplog.records if text in record.getMessage()]
+
+
+def test_a_traded_value_stands_in_for_a_missing_volume_said_once(tmp_path, caplog):
+    for seed, (symbol, column) in enumerate((("AAA", "Value"), ("BBB", "value"), ("CCC", "Turnover"))):
+        bars = make_bars(seed=seed)
+        bars.rename(columns={"volume": column}).rename_axis("date").to_csv(tmp_path / f"{symbol}.csv")
+    make_bars(seed=3).to_csv(tmp_path / "DDD.csv")
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        panel = load_panel(str(tmp_path))
+    np.testing.assert_allclose(panel["CCC"]["volume"], make_bars(seed=2)["volume"])
+    said = _said(caplog, "traded value stands in")
+    assert said == ["No volume column, so a traded value stands in for it (volume features then measure money traded, "
+                    "not shares; --set columns=\"volume=NAME\" names another column): 'value' for AAA, BBB; "
+                    "'turnover' for CCC."]
+
+
+def _split_bars(seed=0, ratio=4.0, at=30):
+    """Raw bars with a `ratio`:1 split at bar `at` (every price before it `ratio` times higher), and the
+    adjusted close a vendor gives beside them."""
+    adjusted = make_bars(seed=seed)
+    raw = adjusted.copy()
+    raw.iloc[:at, :4] *= ratio
+    raw.iloc[:at, 4] /= ratio
+    return raw.assign(**{"Adj Close": adjusted["close"]}), adjusted
+
+
+def test_an_adjusted_close_column_is_used_and_said_once(tmp_path, caplog):
+    for seed, symbol in enumerate(("AAA", "BBB")):
+        _split_bars(seed)[0].rename_axis("Date").to_csv(tmp_path / f"{symbol}.csv")
+    make_bars(seed=2).to_csv(tmp_path / "CCC.csv")
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        panel = load_panel(str(tmp_path))
+    for seed, symbol in enumerate(("AAA", "BBB")):
+        np.testing.assert_allclose(panel[symbol].to_numpy(), _split_bars(seed)[1].to_numpy(), rtol=1e-12)
+    assert _said(caplog, "Prices adjusted") == [
+        "Prices adjusted by the adjusted close ('adj close') for AAA, BBB: open, high, low and close scaled by "
+        "adjusted/close, volume by close/adjusted (not a traded value); --set adjust_prices=false keeps the raw "
+        "prices."]
+    assert not _said(caplog, "Split-like")
+
+    # Opted out: the raw prices load, said once, and the split they hold is warned about.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        raw = load_panel(str(tmp_path), adjust_prices=False)
+    np.testing.assert_allclose(raw["AAA"]["close"], _split_bars(0)[0]["close"])
+    assert _said(caplog, "adjust_prices=false") == [
+        "adjust_prices=false: the adjusted-close column of AAA, BBB is not used; their raw prices load, so splits and "
+        "dividends read as price moves."]
+    said = _said(caplog, "Split-like")
+    assert len(said) == 1 and "AAA at 2024-02-12 00:00:00+00:00 (open" in said[0] and "a 4:1 split?" in said[0]
+
+
+def test_a_missing_adjusted_close_is_a_bad_bar(tmp_path):
+    raw, _ = _split_bars()
+    raw.iloc[7, raw.columns.get_loc("Adj Close")] = np.nan
+    raw.rename_axis("Date").to_csv(tmp_path / "AAA.csv")
+    with pytest.raises(DataError, match=r"Symbol 'AAA', column 'adj close': missing or non-positive adjusted close at "
+                                        r"2024-01-10"):
+        load_panel(str(tmp_path))
+    assert len(load_panel(str(tmp_path), bad_bars="drop")["AAA"]) == 59

@@ -23,8 +23,9 @@ def test_a_mistyped_exponent_is_refused_at_its_bar():
     bars = _set_price(make_bars(300), 150, 1e300)
     when = re.escape(str(bars.index[150]))
     with pytest.raises(DataError, match=rf"Symbol 'X', column 'open': absurd value 1e\+300 at {when}.*"
-                                        r"median close of the bars around it \(\d+\.\d+\); 1 such bar"):
+                                        r"median close of the bars around it \(\d+\.\d+\)\n") as error:
         validate_bars(bars, "X")
+    assert "more bar" not in str(error.value)  # one bar: no count of more
 
 
 def test_a_first_bar_in_cents_among_dollars_is_refused():
@@ -103,3 +104,76 @@ def test_the_calendar_summary_says_how_many_dates_every_symbol_shares():
     crypto = make_bars(140, seed=3, freq="D")  # seven days a week over the same 20 weeks
     summary = calendar_summary(Panel({**stocks, "BTC": crypto}))
     assert "140 bar times, 71.4% of them held by every symbol (the backtest holds symbols on different calendars as sleeves" in summary
+
+
+def _illiquid(seed, share=0.35):
+    """Daily bars of a stock that trades on about `share` of the days: its median spacing is 2 days or more."""
+    bars = make_bars(600, seed=seed)
+    return bars[np.random.default_rng(seed).random(600) < share]
+
+
+def test_illiquid_daily_symbols_that_skip_days_are_still_daily(tmp_path):
+    from keras_synapse.data.plausibility import bar_spacing, median_spacing
+
+    make_bars(600, seed=1).to_csv(tmp_path / "LIQUID.csv")
+    for seed in (2, 3):
+        _illiquid(seed).to_csv(tmp_path / f"THIN{seed}.csv")
+    thin = _illiquid(2)
+    assert median_spacing(thin.index) >= pd.Timedelta(days=2)  # what the old rule took for a second frequency
+    assert bar_spacing(thin.index) == pd.Timedelta(days=1)
+    assert len(load_panel(str(tmp_path))) == 3
+
+
+def test_daily_beside_weekly_bars_is_still_refused(tmp_path):
+    make_bars(600, seed=1).to_csv(tmp_path / "DAILY.csv")
+    _illiquid(2).to_csv(tmp_path / "THIN.csv")
+    make_bars(120, seed=3, freq="W-FRI").to_csv(tmp_path / "WEEKLY.csv")
+    with pytest.raises(DataError, match=r"different bar frequencies .* every 1 day: DAILY, THIN; every 7 days: WEEKLY"):
+        load_panel(str(tmp_path))
+
+
+def _warnings(caplog, text):
+    return [record.getMessage() for record in caplog.records if text in record.getMessage()]
+
+
+def test_an_unadjusted_4_to_1_split_is_warned_naming_symbol_date_and_ratio(tmp_path, caplog):
+    raw = make_bars(300, seed=1)
+    raw.iloc[:150, :4] *= 4.0  # prices before the split, unadjusted
+    raw.to_csv(tmp_path / "SPLIT.csv")
+    make_bars(300, seed=2).to_csv(tmp_path / "PLAIN.csv")
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        panel = load_panel(str(tmp_path))
+    np.testing.assert_allclose(panel["SPLIT"]["close"], raw["close"])  # warned, not changed
+    said = _warnings(caplog, "Split-like")
+    assert len(said) == 1
+    assert said[0].startswith(f"Split-like jumps (prices not adjusted for splits?): SPLIT at {raw.index[150]} (open ")
+    assert re.search(r"\(x0\.2\d+, a 4:1 split\?\)", said[0]) and "PLAIN" not in said[0]
+    assert "Give split-adjusted prices, or an adjusted-close column ('Adj Close', used when present)" in said[0]
+
+
+@pytest.mark.parametrize("ratio, guess", [(0.5, "a 1:2 reverse split?"), (1.5, "a 3:2 split?"),
+                                          (10.0, "a 10:1 split?")])
+def test_other_split_ratios_are_named(ratio, guess, caplog):
+    from keras_synapse.data.panel import Panel
+
+    raw = make_bars(100, seed=1)
+    raw.iloc[:50, :4] *= ratio
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        Panel({"X": raw})
+    assert guess in _warnings(caplog, "Split-like")[0]
+
+
+def test_a_real_halving_the_adjusted_close_shows_too_is_no_split(caplog):
+    from keras_synapse.data.panel import Panel
+
+    crash = make_bars(100, seed=1)
+    crash.iloc[50:, :4] *= 0.5
+    crash.iloc[50, crash.columns.get_loc("open")] = crash["close"].iloc[49]  # opens flat, closes at half
+    crash.iloc[50, crash.columns.get_loc("high")] = crash["open"].iloc[50]
+    adjusted = crash["close"] * np.where(np.arange(100) < 20, 0.99, 1.0)  # a dividend at bar 20, no split
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        Panel({"X": crash.assign(**{"adj close": adjusted})}, adjust_prices=False)
+    assert not _warnings(caplog, "Split-like")
+    with caplog.at_level(logging.WARNING, "keras_synapse.data"):
+        Panel({"X": crash})  # without an adjusted close to tell, it is split-like
+    assert "a 2:1 split?" in _warnings(caplog, "Split-like")[0]
