@@ -62,8 +62,9 @@ def test_the_power_table_counts_detections_and_averages_shares_of_the_oracle():
               "realized_oracle_ic": 0.05, "oracle_edge": True, "model_ratio": ratio, "baseline_ratio": 0.8}
              for seed, ratio in enumerate((0.2, 0.6))]
     table = power_table(rows).splitlines()
-    assert table[1].split()[:2] == ["null", "0.000"] and "1/2" in table[1]
-    assert table[2].split() == ["ar1", "0.050", "2", "0.0500", "0.0300", "2/2", "1/2", "40%", "2/2", "80%", "0/2"]
+    assert table[0].startswith("(realized, MDE and the ratios in each run's primary statistic")
+    assert table[2].split()[:2] == ["null", "0.000"] and "1/2" in table[2]
+    assert table[3].split() == ["ar1", "0.050", "2", "0.0500", "0.0300", "2/2", "1/2", "40%", "2/2", "80%", "0/2"]
     assert planted_data("ar1", 0.05, 3, 20, 4032) == \
         "synthetic:num_symbols=20,num_bars=4032,seed=3,signal=ar1,oracle_ic=0.05"
     assert planted_data(None, 0.0, 3, 20, 4032) == "synthetic:num_symbols=20,num_bars=4032,seed=3"

@@ -125,22 +125,23 @@ def train_run(experiment, output, extra_arguments=(), cpus_per_task=None):
 
 
 def oracle_comparison(run_dir):
-    """The run's test IC beside the oracle's IC on the same test windows.
+    """The run's primary statistic beside the oracle's on the same test windows.
 
     Args:
         run_dir: a run trained on `--data synthetic:...` (its `config.json`
             names the universe, which is regenerated to read the oracle).
 
     Returns:
-        A dict with `model_ic` (pooled test IC, as in `metrics.json`),
-        `oracle_ic` (the oracle's expected return correlated with the same
-        windows' realized forward returns), `ratio`, `edge_significant` and
-        `oracle_edge` (whether the oracle's own IC interval on these windows
-        lies above zero: the most any model could have shown).
+        A dict with `statistic` (the run's primary statistic, e.g.
+        `per_date_rank_ic`), `model_ic` (its value, as in `metrics.json`),
+        `oracle_ic` (the same statistic of the oracle's expected return
+        against the same windows' realized forward returns), `ratio`,
+        `edge_significant` and `oracle_edge` (whether the oracle's own
+        interval on these windows lies above zero: the most any model could
+        have shown).
     """
     from keras_synapse.data import parse_synthetic_options
     from keras_synapse.data.synthetic import generate_universe
-    from keras_synapse.evaluation.summary import regression_metrics
     from keras_synapse.evaluation.intervals import bootstrap_metrics
 
     run_dir = Path(run_dir)
@@ -156,15 +157,16 @@ def oracle_comparison(run_dir):
     predictions = predictions.join(oracle, on=["symbol", "timestamp"])
     if predictions["oracle"].isna().any():
         raise ValueError(f"Test windows of {run_dir} are missing from the regenerated universe.")
-    oracle_ic = regression_metrics(predictions["oracle"], predictions["target"], predictions["forward_return"])["ic"]
-    model_ic = metrics["summary"]["ic"]["pooled"]
-    # Even the oracle's IC is a finite sample's: would this run's interval have found it?
+    primary = metrics["summary"]["primary"]
+    statistic, model_ic = primary["statistic"], primary["value"]
+    # Even the oracle's figure is a finite sample's: would this run's interval have found it?
     config = json.loads((run_dir / "config.json").read_text())
-    oracle_interval = bootstrap_metrics(predictions.assign(reference=predictions["forward_return"]), ["oracle"],
-                                        min_block_length=config["horizon"], num_resamples=500,
-                                        seed=config["seed"]).interval("oracle", "ic")
-    return {"model_ic": model_ic, "oracle_ic": oracle_ic, "ratio": model_ic / oracle_ic,
-            "edge_significant": metrics["summary"]["edge_significant"], "oracle_edge": bool(oracle_interval[0] > 0)}
+    oracle = bootstrap_metrics(predictions.assign(reference=predictions["forward_return"]), ["oracle"],
+                               min_block_length=config["horizon"], num_resamples=500, seed=config["seed"])
+    oracle_ic = oracle.point["oracle"][statistic]
+    return {"statistic": statistic, "model_ic": model_ic, "oracle_ic": oracle_ic, "ratio": model_ic / oracle_ic,
+            "edge_significant": metrics["summary"]["edge_significant"],
+            "oracle_edge": bool(oracle.interval("oracle", statistic)[0] > 0)}
 
 
 def planted_data(kind, oracle_ic, seed, num_symbols, num_bars):
@@ -177,18 +179,19 @@ def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, expe
               extra_arguments=(), cpus_per_task=None):
     """Trains `experiment` on one planted (or null) universe; returns the run's figures as a dict.
 
-    The model and `POWER_BASELINE` are each scored as a share of the oracle's
-    IC on the same test windows (`None` for the null, where there is no
-    oracle to share).
+    The model and `POWER_BASELINE` are each scored, in the run's primary
+    statistic, as a share of the oracle's on the same test windows (`None`
+    for the null, where there is no oracle to share).
     """
     arguments = ["--data", planted_data(kind, oracle_ic, seed, num_symbols, num_bars), "--seed", str(seed),
                  *extra_arguments]
     run_dir = train_run(experiment, output, arguments, cpus_per_task)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     summary, baseline = metrics["summary"], metrics["baselines"][POWER_BASELINE]["summary"]
-    row = {"kind": kind or "null", "oracle_ic": oracle_ic if kind else 0.0, "seed": seed,
-           "model_ic": summary["ic"]["pooled"], "model_edge": summary["edge_significant"],
-           "baseline_ic": baseline["ic"]["pooled"], "baseline_edge": baseline["edge_significant"],
+    statistic = summary["primary"]["statistic"]
+    row = {"kind": kind or "null", "oracle_ic": oracle_ic if kind else 0.0, "seed": seed, "statistic": statistic,
+           "model_ic": summary["primary"]["value"], "model_edge": summary["edge_significant"],
+           "baseline_ic": baseline[statistic]["pooled"], "baseline_edge": baseline["edge_significant"],
            "beats_baseline": summary["versus_baselines"][POWER_BASELINE]["beats"],
            "minimum_detectable_ic": summary["minimum_detectable_ic"], "realized_oracle_ic": None,
            "oracle_edge": None, "model_ratio": None, "baseline_ratio": None}
@@ -254,7 +257,10 @@ def _node_name():
 def power_table(rows):
     """The `power` summary: one line per (kind, strength) group."""
     frame = pd.DataFrame(rows)
-    lines = [f"{'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}{'oracle: found':>15}   "
+    statistic = frame["statistic"].iloc[0] if "statistic" in frame else "ic"
+    lines = [f"(realized, MDE and the ratios in each run's primary statistic, {statistic}; oracle IC: the planted "
+             "strength)",
+             f"{'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}{'oracle: found':>15}   "
              f"{'model: found':>13}"
              f"{'IC/oracle':>10}   {POWER_BASELINE + ': found':>20}{'IC/oracle':>10}   {'model beats it':>14}"]
     for (kind, strength), group in frame.groupby(["kind", "oracle_ic"], sort=False):
@@ -360,8 +366,9 @@ def null_run(seed, output, overrides=(), quick=False):
         arguments.append("--quick")
     run_dir = train_run(NULL_EXPERIMENT, output, arguments)
     summary = json.loads((run_dir / "metrics.json").read_text())["summary"]
-    return {"seed": seed, "ic": summary["ic"]["pooled"], "ic_ci_low": summary["ic"]["ci_low"],
-            "excess_accuracy_ci_low": summary["excess_directional_accuracy"]["ci_low"],
+    primary = summary["primary"]
+    return {"seed": seed, "statistic": primary["label"], "ic": primary["value"], "ic_ci_low": primary["ci_low"],
+            "pooled_ic": summary["ic"]["pooled"], "pooled_ic_ci_low": summary["ic"]["ci_low"],
             "edge_significant": summary["edge_significant"]}
 
 
@@ -382,22 +389,24 @@ def bench_edge(args):
             run_dir = train_run(PLANTED_EXPERIMENT, output, [f"--set={pair}" for pair in args.overrides])
             result = oracle_comparison(run_dir)
             metrics = json.loads((run_dir / "metrics.json").read_text())
-            print(f"{'':28s}{'test IC':>10s}{'of the oracle':>15s}")
-            print(f"{'oracle (knows the edge)':28s}{result['oracle_ic']:>10.4f}")
-            print(f"{'shared backbone':28s}{result['model_ic']:>10.4f}{result['ratio']:>15.0%}")
+            statistic = result["statistic"]
+            print(f"{'':28s}{statistic:>20s}{'of the oracle':>15s}")
+            print(f"{'oracle (knows the edge)':28s}{result['oracle_ic']:>20.4f}")
+            print(f"{'shared backbone':28s}{result['model_ic']:>20.4f}{result['ratio']:>15.0%}")
             for name, baseline in metrics["baselines"].items():
-                value = baseline["summary"]["ic"]["pooled"] if "summary" in baseline else None
-                if value is not None:
-                    print(f"{'baseline ' + name:28s}{value:>10.4f}{value / result['oracle_ic']:>15.0%}")
-            print(f"edge_significant: {result['edge_significant']}; minimum detectable IC "
+                value = baseline["summary"][statistic]["pooled"] if "summary" in baseline else None
+                if value is not None and np.isfinite(value):
+                    print(f"{'baseline ' + name:28s}{value:>20.4f}{value / result['oracle_ic']:>15.0%}")
+            print(f"edge_significant: {result['edge_significant']}; minimum detectable "
                   f"{metrics['summary']['minimum_detectable_ic']:.4f}\n{metrics['summary']['verdict']}")
             return
         rows = []
         for seed in range(args.seeds or 20):
             rows.append(null_run(seed, output, args.overrides))
             row = rows[-1]
-            print(f"seed {seed:3d}: IC {row['ic']:+.4f}  IC CI low {row['ic_ci_low']:+.4f}  excess accuracy CI low "
-                  f"{row['excess_accuracy_ci_low']:+.4f}  edge_significant {row['edge_significant']}", flush=True)
+            print(f"seed {seed:3d}: {row['statistic']} {row['ic']:+.4f}  CI low {row['ic_ci_low']:+.4f}  (secondary: "
+                  f"pooled IC {row['pooled_ic']:+.4f}, CI low {row['pooled_ic_ci_low']:+.4f})  edge_significant "
+                  f"{row['edge_significant']}", flush=True)
         false_edges = sum(row["edge_significant"] for row in rows)
-        print(f"false edges: {false_edges} of {len(rows)} random-walk seeds (goal: at most {len(rows) // 20}); "
-              f"mean IC {np.mean([row['ic'] for row in rows]):+.4f}")
+        print(f"false edges: {false_edges} of {len(rows)} random-walk seeds (goal: at most {max(len(rows) // 20, 1)}); "
+              f"mean {rows[0]['statistic']} {np.mean([row['ic'] for row in rows]):+.4f}, by the primary statistic")
