@@ -153,6 +153,23 @@ def _import(module, package, kind):
         ) from None
 
 
+# The ONNX converter of each kind (CatBoost exports itself): checked with the estimator before a run trains.
+_CONVERTERS = {"lightgbm": "onnxmltools", "xgboost": "onnxmltools", "random_forest": "skl2onnx"}
+
+
+def require_packages(kind):
+    """Imports what fitting and exporting `kind` need, so a missing extra stops a run before it trains.
+
+    Raises:
+        ConfigError: naming the missing package and the extra that installs it.
+    """
+    _check_kind(kind)
+    module, _, package = _ESTIMATORS[kind]
+    _import(module, package, kind)
+    if kind in _CONVERTERS:
+        _import(_CONVERTERS[kind], _CONVERTERS[kind], kind)
+
+
 def _parameters(kind, seed, threads, overrides):
     seed_name, threads_name = _SEED_AND_THREADS[kind]
     return {**_PARAMETERS[kind], seed_name: int(seed), threads_name: int(threads), **overrides}

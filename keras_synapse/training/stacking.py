@@ -95,6 +95,11 @@ def check_stack_settings(config, data):
                           f"label {config.label!r} ({data.task.kind}), static_features={config.static_features!r}")
     if config.finetune_symbol or config.ensemble_seeds != 1:
         raise ConfigError(f"model={config.model!r}: finetune_symbol and ensemble_seeds are for one network.")
+    from keras_synapse.models.trees import TREE_MODELS, require_packages
+
+    for member in stack_members(config.model):
+        if member in TREE_MODELS:
+            require_packages(member)
 
 
 class StackModel:

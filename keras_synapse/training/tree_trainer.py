@@ -47,6 +47,9 @@ def check_tree_settings(config, data):
         refused.append("finetune_symbol and ensemble_seeds are for networks")
     if refused:
         raise ConfigError(f"model={config.model!r} cannot train here: " + "; ".join(refused) + ".")
+    from keras_synapse.models.trees import require_packages
+
+    require_packages(config.model)  # an extra missing for the export would otherwise stop the run after training
 
 
 class TreeModel:

@@ -186,3 +186,17 @@ def test_unknown_kinds_missing_libraries_and_wrong_widths_are_config_errors(tmp_
     with pytest.raises(ConfigError, match="num_features=5"):
         export_tree_onnx(None, "lightgbm", 5, tmp_path / "m.onnx", x[TEST])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_export_converter_stops_a_tree_run_before_it_trains(monkeypatch, capsys, tmp_path, request):
+    # `experiments/lightgbm.py` without the trees extra once trained every fold, then lost it all at the export.
+    from keras_synapse.models.trees import require_packages
+    from keras_synapse.train import main
+
+    monkeypatch.setitem(sys.modules, "onnxmltools", None)  # as if the trees extra were not installed
+    with pytest.raises(ConfigError, match=r'optional package `onnxmltools`.*pip install -e "\.\[trees\]"'):
+        require_packages("lightgbm")
+    status = main([str(request.config.rootpath / "experiments/lightgbm.py"), "--quick", "--output",
+                   str(tmp_path / "runs"), "--registry", str(tmp_path / "registry")])
+    assert status == 2 and "onnxmltools" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # refused before the run directory, let alone a fit
