@@ -20,7 +20,7 @@ from keras_synapse.cli import add_executor_arguments, describe_request, resolve_
 from keras_synapse.errors import DataError
 from keras_synapse.evaluation.importance import importance_of_run, permuted_scores
 from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
-from keras_synapse.progress import phase
+from keras_synapse.console import phase
 from keras_synapse.serving.registration import register_model
 from keras_synapse.training.preparation import fold_windows, make_folds, prepare_data, symbol_split
 from keras_synapse.training.seed_ensemble import member_columns

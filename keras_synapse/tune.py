@@ -155,7 +155,7 @@ def run(args):
     """Runs the search; returns the tuned experiment file."""
     from keras_synapse.cli import resolve_config
     from keras_synapse.training.executors import make_executor
-    from keras_synapse.quiet import quiet_tensorflow
+    from keras_synapse.console import quiet_tensorflow
 
     # --- Config: the experiment, its overrides and its search space ----------
     config = resolve_config(args)

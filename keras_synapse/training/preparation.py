@@ -135,7 +135,7 @@ def prepare_data(config, quick):
             per_head[head] = labels if head == primary_head else compute_labels(
                 panel, name, horizon, config.label_scaling, config.execution_lag)
         progress.update()
-        from keras_synapse.quiet import quiet_tensorflow
+        from keras_synapse.console import quiet_tensorflow
 
         quiet_tensorflow()
         from keras_synapse.windows.dataset import build_windowed_panel
