@@ -137,7 +137,8 @@ def test_a_monitor_the_label_cannot_log_is_refused_before_any_directory_exists(t
 
 
 def test_a_head_per_horizon_names_its_horizon_after_the_label():
-    from keras_synapse.config import ExperimentConfig, head_horizons, head_labels
+    from keras_synapse.config import ExperimentConfig
+    from keras_synapse.labels.heads import head_horizons, head_labels
 
     config = ExperimentConfig(model="multitask", label="forward_return", horizon=5, gap=10,
                               heads="return_1=forward_return@1;return_5=forward_return;return_10=forward_return@10")

@@ -64,7 +64,7 @@ def primary_output_name(output_names, metadata):
     """The output whose task the metadata's label describes (the primary head of a multi-task model)."""
     if len(output_names) == 1:
         return output_names[0]
-    from keras_synapse.config import split_head_horizon
+    from keras_synapse.labels.heads import split_head_horizon
 
     config = metadata.get("config", {})
     heads = {}

@@ -222,11 +222,9 @@ def log_test_metrics(run_dir, name, metrics, intervals, epochs_trained=None):
     `epoch_directional_accuracy`, ..., and `epoch_ic_ci_low`,
     `epoch_ic_ci_high` for the interval bounds), so TensorBoard draws each one
     on the card of the matching validation curve: one point at the epoch
-    whose weights made the test predictions. That is the epoch early
-    stopping kept (`restore_best_weights`), recorded as `EarlyStopping`'s
-    `best_epoch` in the fit's checkpoint (`run_dir/checkpoints/<name>`), not
-    the last epoch trained. A seed ensemble (`<name>_member_<k>`) is logged
-    beside its first member, whose history the fold reports.
+    whose weights made the test predictions: the epoch early stopping kept (`restore_best_weights`), recorded
+    as `EarlyStopping`'s `best_epoch` in the fit's checkpoint (`run_dir/checkpoints/<name>`), not the last
+    epoch trained. A seed ensemble (`<name>_member_<k>`) is logged beside its first member.
 
     Args:
         run_dir: the run directory.
@@ -244,17 +242,16 @@ def log_test_metrics(run_dir, name, metrics, intervals, epochs_trained=None):
 
     run_dir = pathlib.Path(run_dir)
     fit_name, step = kept_epoch_of(run_dir, name)
-    if step is None:
-        step = max(int(epochs_trained or 0) - 1, 0)
+    step = max(int(epochs_trained or 0) - 1, 0) if step is None else step
+    scalars = {f"epoch_{metric}": value for metric, value in metrics.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    scalars.update({f"epoch_{metric}_{bound}": value for metric, bounds in intervals.items()
+                    for bound, value in zip(("ci_low", "ci_high"), bounds)})
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard" / fit_name / "test"))
     with writer.as_default():
-        for metric, value in metrics.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-                tf.summary.scalar(f"epoch_{metric}", float(value), step=step)
-            for bound, bound_value in zip(("ci_low", "ci_high"), intervals.get(metric, ())):
-                if np.isfinite(bound_value):
-                    tf.summary.scalar(f"epoch_{metric}_{bound}", float(bound_value), step=step)
-    writer.flush()
+        for tag, value in scalars.items():
+            if np.isfinite(value):
+                tf.summary.scalar(tag, float(value), step=step)
     writer.close()
     return step
 

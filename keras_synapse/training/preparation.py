@@ -89,7 +89,8 @@ def prepare_data(config, quick):
     """
     from tqdm import tqdm
 
-    from keras_synapse.config import head_labels, label_options, reference_symbols, split_head_horizon
+    from keras_synapse.config import label_options, reference_symbols
+    from keras_synapse.labels.heads import head_labels, split_head_horizon
     from keras_synapse.data import file_options, load_panel
     from keras_synapse.data.bars import build_bars
     from keras_synapse.labels import compute_labels
