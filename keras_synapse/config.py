@@ -19,14 +19,7 @@ from keras_synapse.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything one training run needs, with seed-004 defaults.
-
-    Groups: data (`data`, `features`, `label`, `horizon`), windows
-    (`sequence_length`, `stride`, `batch_size`), validation (`n_splits`,
-    `test_size`, `gap`, `validation_size`), model (`model` names a module in
-    `keras_synapse.models`; the unit/dropout fields are its hyperparameters),
-    fitting (`epochs` ... `seed`) and backtest (`cost_bps`).
-    """
+    """Everything one training run needs, with the shared-backbone design's defaults; `CONFIG_GROUPS` groups them."""
 
     name: str = "shared_backbone"
     model: str = "shared_backbone"
@@ -47,10 +40,9 @@ class ExperimentConfig:
     bad_bars: str = "error"
     adjust_prices: bool = True
     features: str = "core"
-    # Cross-sectional inputs (equity research): `universe_features` adds each
-    # of log_return_1, log_return_20, volume_zscore_20 minus that date's mean
-    # over the symbols; `feature_cross_section` ("rank" or "zscore") replaces
-    # every sequence feature by its rank or z-score across the date's symbols.
+    # Cross-sectional inputs: `universe_features` adds log_return_1, log_return_20 and volume_zscore_20 minus
+    # the date's mean over the symbols; `feature_cross_section` ("rank" or "zscore") replaces every sequence
+    # feature by its rank or z-score across the date's symbols.
     universe_features: bool = False
     feature_cross_section: str = ""
     # Static (last-bar) features for hybrid models, e.g. "technical"; "" for none.
@@ -62,8 +54,7 @@ class ExperimentConfig:
     vix3m_symbol: str = ""
     label: str = "forward_return"
     label_scaling: str = "volatility"
-    # "rank" or "zscore": each date's targets normalized across the symbols
-    # of that date (keras_synapse.labels.cross_section); "none" keeps them.
+    # "rank" or "zscore": each date's targets normalized across its symbols (labels.cross_section); "none": kept.
     label_cross_section: str = "none"
     # Options of the label, "name=value;name=value" (see keras_synapse.labels.label_options).
     label_options: str = ""
@@ -82,6 +73,9 @@ class ExperimentConfig:
     batch_size: int = 64
     # Windows never span a gap longer than this multiple of the median bar spacing (0: off).
     max_gap_factor: float = 5.0
+    # Daily bars' gaps counted in an exchange's trading sessions, so its holidays are no outage: "" (calendar
+    # time), "XNYS", or per symbol "XNYS;7203.T=XTKS" (keras_synapse.windows.exchange_calendar).
+    exchange_calendar: str = ""
     # Gapped walk-forward CV (seed 004: 3 folds, test 0.2, gap 5), expanding
     # (`train_bars` 0) or sliding over the last `train_bars` bars before each
     # gap (seed 000's walk-forward); the early stopping carve-out is the last
@@ -203,6 +197,9 @@ class ExperimentConfig:
         from keras_synapse.windows.splitters import SPLITTERS
 
         parse_bar_spec(self.bars)  # a malformed spec is refused before any data is loaded
+        from keras_synapse.windows.exchange_calendar import ExchangeCalendars
+
+        ExchangeCalendars.parse(self.exchange_calendar)
         from keras_synapse.data.bad_bars import BAD_BARS
         from keras_synapse.data.columns import column_mapping
 
@@ -296,7 +293,7 @@ CONFIG_GROUPS = {
              "sector_symbol", "vix_symbol", "vix3m_symbol"),
     "labels": ("label", "label_scaling", "label_cross_section", "label_options", "heads", "horizon",
                "execution_lag"),
-    "windows": ("sequence_length", "max_gap_factor"),
+    "windows": ("sequence_length", "max_gap_factor", "exchange_calendar"),
     "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "cv", "embargo", "cv_groups",
                    "cv_test_groups", "primary_statistic", "feature_importance", "horizons"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",

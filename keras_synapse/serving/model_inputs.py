@@ -11,7 +11,8 @@ import pandas as pd
 
 from keras_synapse.data.panel import Panel
 from keras_synapse.errors import SynapseError
-from keras_synapse.windows.dataset import complete_windows
+from keras_synapse.windows.dataset import window_ok
+from keras_synapse.windows.exchange_calendar import ExchangeCalendars
 from keras_synapse.windows.sessions import SessionHours
 
 # One logger for the whole inference path, whichever module speaks.
@@ -36,6 +37,8 @@ class ModelInputs:
         max_gap_factor: windows never span a gap longer than this multiple
             of the symbol's median bar spacing (`0`: no check).
         sessions: the `SessionHours` whose closures are not gaps.
+        exchange_calendars: the `ExchangeCalendars` daily bars' gaps are
+            counted in (holidays are not gaps).
         universe_features, feature_cross_section: the cross-sectional
             inputs the model was trained on (`features.cross_section`).
     """
@@ -48,6 +51,7 @@ class ModelInputs:
     reference_symbols: tuple = ()
     max_gap_factor: float = 5.0
     sessions: SessionHours = SessionHours()
+    exchange_calendars: ExchangeCalendars = ExchangeCalendars()
     universe_features: bool = False
     feature_cross_section: str = ""
 
@@ -75,6 +79,7 @@ class ModelInputs:
             reference_symbols=tuple((role, symbol) for role, symbol in roles.items() if symbol),
             max_gap_factor=float(config.get("max_gap_factor", 5.0)),
             sessions=SessionHours.from_dict(metadata.get("windows", {}).get("sessions")),
+            exchange_calendars=ExchangeCalendars.parse(config.get("exchange_calendar", "")),
             universe_features=bool(config.get("universe_features", False)),
             feature_cross_section=str(config.get("feature_cross_section", "")),
         )
@@ -203,8 +208,8 @@ class ModelInputs:
         for symbol, (frame, static_frame) in frames.items():
             values = frame.to_numpy(dtype=np.float32)
             static_values = None if static_frame is None else static_frame.to_numpy(dtype=np.float32)
-            ok = complete_windows(frame.index.as_unit("ns").asi8, self.sequence_length, self.max_gap_factor,
-                                  self.sessions)
+            ok = window_ok(symbol, frame.index, self.sequence_length, self.max_gap_factor, self.sessions,
+                           self.exchange_calendars)
             bad_rows = ~np.isfinite(values).all(axis=1)
             if static_values is not None:
                 bad_rows |= ~np.isfinite(static_values).all(axis=1)

@@ -140,9 +140,11 @@ def prepare_data(config, quick):
 
         quiet_tensorflow()
         from keras_synapse.windows.dataset import build_windowed_panel
+        from keras_synapse.windows.exchange_calendar import ExchangeCalendars
 
         windowed = build_windowed_panel(features, labels, config.sequence_length, config.horizon, static,
-                                        config.max_gap_factor, head_labels=per_head or None)
+                                        config.max_gap_factor, head_labels=per_head or None,
+                                        exchange_calendars=ExchangeCalendars.parse(config.exchange_calendar))
         progress.update()
     task = Task.from_labels(config.label, labels)
     require_strategy_for_task(config, task)

@@ -114,7 +114,7 @@ class WindowedPanel:
 
 
 def build_windowed_panel(feature_frames, labels, sequence_length, horizon, static_frames=None, max_gap_factor=5.0,
-                         head_labels=None, sessions=None):
+                         head_labels=None, sessions=None, exchange_calendars=None):
     """Stacks per-symbol features and labels into a `WindowedPanel`.
 
     Args:
@@ -136,6 +136,9 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
         sessions: `SessionHours` of the market's regular closures, which are
             not outages. Defaults to `None`: learned from the feature rows'
             times (`learn_session_hours`).
+        exchange_calendars: an `ExchangeCalendars` whose sessions the gap
+            rule counts daily bars in (a holiday is then no outage), or
+            `None` for calendar time. Defaults to `None`.
 
     Returns:
         A `WindowedPanel`.
@@ -167,7 +170,7 @@ def build_windowed_panel(feature_frames, labels, sequence_length, horizon, stati
             "timestamps": _naive_utc(frame.index),
             "label_end_times": _naive_utc(pd.DatetimeIndex(label.end_time.reindex(frame.index))),
             "symbol_codes": np.full(len(frame), code, dtype=np.int32),
-            "window_ok": complete_windows(frame.index.as_unit("ns").asi8, sequence_length, max_gap_factor, sessions),
+            "window_ok": window_ok(symbol, frame.index, sequence_length, max_gap_factor, sessions, exchange_calendars),
         }
         if static is not None:
             part["static_features"] = static.to_numpy(dtype=np.float32)
@@ -219,13 +222,24 @@ def _say_windows_lost_to_gaps(feature_frames, parts, sequence_length, max_gap_fa
     worst = max(lost, key=lost.get)
     logger.warning("%d of %d windows (%.1f%%) span a data outage (a spacing over %g x their symbol's median bar "
                    "spacing that is not one of the market's regular closures) and are skipped (%d symbol(s); most "
-                   "in %s: %d). --set max_gap_factor=0 keeps every window, a larger factor keeps longer outages.",
+                   "in %s: %d). --set max_gap_factor=0 keeps every window, a larger factor keeps longer outages; for daily "
+                   "bars, --set exchange_calendar=XNYS (or XSHG, XKRX, ...) counts the exchange's holidays as closures.",
                    total, possible, 100 * total / max(possible, 1), max_gap_factor,
                    sum(count > 0 for count in lost.values()), worst, lost[worst])
 
 
 def _naive_utc(index):
     return index.tz_convert("UTC").tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def window_ok(symbol, index, sequence_length, max_gap_factor, sessions, exchange_calendars=None):
+    """`complete_windows` of one symbol's rows, its time counted in its exchange's sessions where it has a calendar.
+
+    Shared by training and inference, so both drop exactly the same windows.
+    """
+    if exchange_calendars and exchange_calendars.code_for(symbol):
+        return complete_windows(exchange_calendars.gap_times(symbol, index), sequence_length, max_gap_factor)
+    return complete_windows(index.as_unit("ns").asi8, sequence_length, max_gap_factor, sessions)
 
 
 def complete_windows(timestamps, sequence_length, max_gap_factor, sessions=None):
