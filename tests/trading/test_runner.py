@@ -177,7 +177,14 @@ def test_the_dashboard_answers_a_real_sessions_status(setup, tmp_path):
     # The quick sample's last bars are in the model's training data: the dashboard says these trades prove nothing.
     assert status["in_sample_bars"] == TRADED_BARS and pd.Timestamp(status["trained_until"]) == pd.Timestamp(
         predictor.metadata["data"]["end"])
-    assert client.get("/dashboard/api/drift").json()["num_features"] == len(predictor.inputs.feature_names)
+    drift = client.get("/dashboard/api/drift").json()
+    assert drift["num_features"] == len(predictor.inputs.feature_names)
+    assert all(feature["flag"] in ("drift", "moderate", "stable") and (feature["flag"] == "stable") ==
+               (feature["reason"] == "") for feature in drift["features"])
+    # Every realized point has its own no-edge band; a dozen bars are too few dates for the session's interval.
+    monitor = client.get("/dashboard/api/monitor").json()
+    assert monitor["rolling_ic"] and all(point["band"] > 0 for point in monitor["rolling_ic"] if point["ic"] is not None)
+    assert monitor["ic_band"] == monitor["rolling_ic"][-1]["band"] and monitor["session"] is None
     assert client.get("/dashboard").status_code == 200
 
 
