@@ -191,12 +191,15 @@ def split_like_jumps(bars, adjusted_close=None):
     return [(bars.index[position], jumps[position]) for position in sorted(jumps)]
 
 
-def calendar_summary(panel):
+def calendar_summary(panel, num_calendars=1):
     """One line on the panel's calendars: bar spacing and how many bar times every symbol shares.
 
     Symbols on different calendars (stocks beside a seven-day cryptocurrency)
-    share only some bar times; the line says how many, and that the backtest
-    holds each calendar's symbols as a sleeve on their own dates.
+    share only some bar times; the line says how many and, when the backtest
+    found more than one calendar group (`num_calendars`, from
+    `keras_synapse.evaluation.calendars.calendar_groups`), that it holds each
+    group as a sleeve on its own dates. Illiquid symbols of one calendar miss
+    some bar times too, and are no sleeve.
     """
     spacings = [median_spacing(frame.index) for frame in panel.values() if len(frame) > 1]
     union = None
@@ -210,8 +213,10 @@ def calendar_summary(panel):
     spacing = _spacing_text(pd.Series(spacings).median()) if spacings else "n/a"
     line = (f"calendar: {len(panel)} symbol(s), median bar spacing {spacing}; {panel_dates} bar times, "
             f"{shared / panel_dates:.1%} of them held by every symbol")
-    if shared < panel_dates and len(panel) > 1:
-        line += " (the backtest holds symbols on different calendars as sleeves, each on its own dates)"
+    if num_calendars > 1:
+        line += f" (the backtest holds the {num_calendars} calendars as sleeves, each on its own dates)"
+    elif shared < panel_dates and len(panel) > 1:
+        line += " (one calendar: some symbols miss some of its bar times)"
     return line
 
 

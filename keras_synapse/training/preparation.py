@@ -155,7 +155,9 @@ def prepare_data(config, quick):
           + f"; label {config.label} ({task.kind}, {config.horizon}-bar horizon)")
     if inputs_only:
         print(f"references (inputs only, not trained, scored or traded): {', '.join(inputs_only)}")
-    print(calendar_summary(panel))
+    from keras_synapse.evaluation.calendars import calendar_groups
+
+    print(calendar_summary(panel, len(calendar_groups({symbol: frame.index for symbol, frame in panel.items()}))))
     return PreparedData(panel=panel, windowed=windowed, task=task, head_tasks=head_tasks or None,
                         primary_head=primary_head)
 

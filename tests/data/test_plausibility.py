@@ -102,8 +102,12 @@ def test_the_calendar_summary_says_how_many_dates_every_symbol_shares():
     assert calendar_summary(Panel(stocks)) == ("calendar: 2 symbol(s), median bar spacing 1 day; 100 bar times, 100.0% "
                                                "of them held by every symbol")
     crypto = make_bars(140, seed=3, freq="D")  # seven days a week over the same 20 weeks
-    summary = calendar_summary(Panel({**stocks, "BTC": crypto}))
-    assert "140 bar times, 71.4% of them held by every symbol (the backtest holds symbols on different calendars as sleeves" in summary
+    summary = calendar_summary(Panel({**stocks, "BTC": crypto}), num_calendars=2)
+    assert "140 bar times, 71.4% of them held by every symbol (the backtest holds the 2 calendars as sleeves" in summary
+    # One calendar group whose symbols miss some bar times (illiquid names) is not called sleeves.
+    gappy = {"AAA": make_bars(100, seed=1), "BBB": make_bars(100, seed=2).drop(make_bars(100).index[::10])}
+    summary = calendar_summary(Panel(gappy), num_calendars=1)
+    assert "sleeves" not in summary and "(one calendar: some symbols miss some of its bar times)" in summary
 
 
 def _illiquid(seed, share=0.35):
