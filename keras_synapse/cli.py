@@ -24,6 +24,9 @@ def run_command(body, args, log_level=logging.INFO):
         `SynapseError`.
     """
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
+    from keras_synapse.console import quiet_tensorflow
+
+    quiet_tensorflow()  # imports nothing: TensorFlow's first import, whenever it comes, is silent
     try:
         body(args)
     except SynapseError as error:

@@ -12,10 +12,10 @@ libraries log before Python can configure them: CUDA probing on a CPU machine
 ("Could not find cuda drivers", "failed call to cuInit"), oneDNN and
 CPU-instruction notes, and absl's "All log messages before
 absl::InitializeLog()". `TF_CPP_MIN_LOG_LEVEL` silences only what comes
-after the import, so `quiet_tensorflow` imports it with the process's
-standard error pointed at a buffer, replayed if the import fails. ONNX
-Runtime warns about graph optimizations it cannot apply to an exported LSTM;
-only its errors are shown.
+after the import, so `quiet_tensorflow` has TensorFlow's first import run
+with the process's standard error pointed at a buffer, replayed if the
+import fails. ONNX Runtime warns about graph optimizations it cannot apply
+to an exported LSTM; only its errors are shown.
 """
 
 import contextlib
@@ -70,35 +70,74 @@ def phase(name):
 
 
 def quiet_tensorflow():
-    """Imports TensorFlow silently and sets its, tf2onnx's and ONNX Runtime's log levels; returns `tensorflow`.
+    """Makes TensorFlow's and ONNX Runtime's first imports silent, whoever imports them, and sets their log levels.
 
-    Call it before anything imports TensorFlow (later calls are cheap). Set
+    Cheap: nothing is imported here. An import hook (`sys.meta_path`) runs
+    TensorFlow's first import, and its CUDA probe, with the native standard
+    error captured (replayed if the import fails), and sets ONNX Runtime's
+    logger to errors when it is first imported. Every command calls this
+    before its work (`keras_synapse.cli.run_command`). Set
     `TF_CPP_MIN_LOG_LEVEL` yourself (e.g. 0) to see TensorFlow's logs again.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # The captured lines are replayed when the import fails: they then say why.
-    with native_stderr_captured() as captured:
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # the CUDA probe (cuInit) happens here, not at the first fit
-        except BaseException:
-            sys.stderr.write(captured())
-            raise
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     # Each fold builds a fresh model, so its predict function is traced anew: expected, not a mistake to warn of.
     tensorflow_logger = logging.getLogger("tensorflow")
     if not any(isinstance(existing, _ExpectedRetracing) for existing in tensorflow_logger.filters):
         tensorflow_logger.addFilter(_ExpectedRetracing())
-    quiet_onnxruntime()
-    return tf
+    if "onnxruntime" in sys.modules:
+        _quiet_onnxruntime(sys.modules["onnxruntime"])
+    if not any(isinstance(finder, _QuietFirstImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietFirstImport())
 
 
-def quiet_onnxruntime():
-    """Shows ONNX Runtime's errors only (not its warnings about optimizations it skipped)."""
-    import onnxruntime
+def _probe_devices(tensorflow):
+    tensorflow.config.list_physical_devices()  # the CUDA probe (cuInit) logs here, not at the first fit
 
-    onnxruntime.set_default_logger_severity(3)
+
+def _quiet_onnxruntime(onnxruntime):
+    onnxruntime.set_default_logger_severity(3)  # errors only, not warnings about optimizations it skipped
+
+
+# What to do once a module has loaded; TensorFlow's native libraries load with its submodules (and tf2onnx's),
+# so every one of those loads with its native standard error captured.
+_AFTER_IMPORT = {"tensorflow": _probe_devices, "onnxruntime": _quiet_onnxruntime}
+_CAPTURED_PACKAGES = ("tensorflow", "tf2onnx")
+
+
+class _QuietFirstImport:
+    """A `sys.meta_path` finder that wraps the loader of TensorFlow's (and tf2onnx's) modules and ONNX Runtime."""
+
+    def find_spec(self, name, path=None, target=None):
+        captured = name.partition(".")[0] in _CAPTURED_PACKAGES
+        if not captured and name not in _AFTER_IMPORT:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _QuietLoader(spec.loader, captured, _AFTER_IMPORT.get(name, lambda module: None))
+                return spec
+        return None
+
+
+class _QuietLoader:
+    def __init__(self, loader, captured, after):
+        self.loader, self.captured, self.after = loader, captured, after
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        context = native_stderr_captured() if self.captured else contextlib.nullcontext(lambda: "")
+        with context as captured:
+            try:
+                self.loader.exec_module(module)
+                self.after(module)
+            except BaseException:
+                sys.stderr.write(captured())
+                raise
 
 
 @contextlib.contextmanager

@@ -57,6 +57,9 @@ def main(argv=None):
 
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from keras_synapse.console import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's first import, whenever it comes, is silent
     try:
         metadata = reexport(args.version, args.quantize, args.opset, args.tolerance, args.parity_inputs, args.data,
                             args.parity_samples, args.max_quantization_error)

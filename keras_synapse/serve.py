@@ -44,6 +44,9 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from keras_synapse.console import quiet_tensorflow
+
+    quiet_tensorflow()  # TensorFlow's first import, whenever it comes, is silent
     try:
         require_fastapi()
         try:
