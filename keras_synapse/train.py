@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from keras_synapse.cli import add_executor_arguments, describe_request, resolve_config
+from keras_synapse.config import load_experiment
 from keras_synapse.errors import DataError
 from keras_synapse.evaluation.importance import importance_of_run, permuted_scores
 from keras_synapse.evaluation.run_metrics import BOOTSTRAP_RESAMPLES, baseline_columns, evaluate_run, fold_record
@@ -89,7 +90,9 @@ def run(args):
     promote = getattr(args, "promote", True) and not args.quick
 
     # --- Data: bars -> features + labels -> stacked windows -------------------
-    data = prepare_data(config, args.quick)
+    # A smoke run bounds the user's data; the experiment's own quick data is sized by its quick settings.
+    own_quick_data = args.quick and config.data == load_experiment(args.experiment, quick=True).data
+    data = prepare_data(config, args.quick, bound_quick_data=args.quick and not own_quick_data)
     check_fit_settings(config, data)  # before the run directory exists, so a refusal leaves nothing behind
     from keras_synapse.training.tree_trainer import check_tree_settings, is_tree
 

@@ -43,7 +43,7 @@ def test_quick_run_is_a_challenger_and_says_each_phase_without_tensorflow_noise(
     assert "as a challenger (a --quick run): `latest` is unchanged" in result.stdout
     # The request echoed once, the data bound stated, each fold announced before its epochs.
     assert result.stdout.count("experiment: ") == 1 and "--quick with feature_importance=true" in result.stdout
-    assert "quick: 6 of 6 symbol(s), the last 1500 of up to 1500 bars each" in result.stdout
+    assert "quick: the experiment's own smoke-sized data, 6 symbol(s), 9000 bars" in result.stdout
     for position in (1, 2, 3):
         assert result.stdout.index(f"fold {position}/3: fit on ") < result.stdout.index("Epoch 1/", result.stdout.index(
             f"fold {position}/3: fit on "))

@@ -61,31 +61,42 @@ QUICK_MAX_SYMBOLS, QUICK_MAX_BARS = 6, 1500
 
 
 def quick_panel(panel, config):
-    """The smoke run's slice of `panel`, said on screen: its first symbols and each one's last bars.
+    """The smoke run's slice of `panel`, said on screen: its first symbols over their last bars.
 
-    The first `QUICK_MAX_SYMBOLS` symbols are kept, plus any the config
-    names as reference series (the market, a sector, the VIX), and of each
-    the last `QUICK_MAX_BARS` bars.
+    The first `QUICK_MAX_SYMBOLS` symbols are kept, plus every symbol the
+    config names as a reference series (the market, a sector, the VIX), over
+    one span of time: from the latest of each kept symbol's
+    `QUICK_MAX_BARS`-th last bar, so that no symbol has more bars than that
+    and symbols on different calendars still share their dates.
     """
     from keras_synapse.config import reference_symbols
 
-    references = set(reference_symbols(config).values())
-    traded = [symbol for symbol in panel.symbols if symbol not in references][:QUICK_MAX_SYMBOLS]
-    kept = [symbol for symbol in panel.symbols if symbol in traded or symbol in references]
+    # A reference value may be one symbol or SYMBOL=REFERENCE pairs (`sector_symbol`): every name counts.
+    named = {token.strip() for value in reference_symbols(config).values()
+             for pair in str(value).split(";") for token in pair.split("=")}
+    traded = [symbol for symbol in panel.symbols if symbol not in named][:QUICK_MAX_SYMBOLS]
+    kept = [symbol for symbol in panel.symbols if symbol in traded or symbol in named]
     longest = max(len(panel[symbol]) for symbol in kept)
-    sliced = panel.select(kept)
-    if longest > QUICK_MAX_BARS:
-        sliced = type(panel)({symbol: panel[symbol].iloc[-QUICK_MAX_BARS:] for symbol in kept}, validate=False)
-    print(f"quick: {len(kept)} of {len(panel.symbols)} symbol(s), the last {min(longest, QUICK_MAX_BARS)} of up to "
-          f"{longest} bars each (a smoke run; without --quick every bar trains)")
+    start = max(panel[symbol].index[-min(QUICK_MAX_BARS, len(panel[symbol]))] for symbol in kept)
+    sliced = type(panel)({symbol: panel[symbol].loc[start:] for symbol in kept}, validate=False)
+    most = max(len(frame) for frame in sliced.values())
+    print(f"quick: {len(kept)} of {len(panel.symbols)} symbol(s), the last {most} of up to {longest} bars each, "
+          f"from {start.date()} (a smoke run; without --quick every bar trains)")
     return sliced
 
 
-def prepare_data(config, quick):
+def prepare_data(config, quick, bound_quick_data=None):
     """Loads and validates the bars, computes features and labels, stacks the windows.
 
     Runs before TensorFlow is imported, so bad input fails fast with a clear
     message and leaves no run directory behind.
+
+    Args:
+        config: the `ExperimentConfig`.
+        quick: a smoke run: the sample's small panel.
+        bound_quick_data: cut the bars to `quick_panel`. Defaults to `quick`;
+            `train` passes false for the experiment's own quick data, which
+            its quick settings already size.
     """
     from tqdm import tqdm
 
@@ -105,8 +116,11 @@ def prepare_data(config, quick):
             panel = build_bars(panel, config.bars)
             print(f"bars: {config.bars} built from the source's {source_bars} bars: "
                   f"{sum(len(frame) for frame in panel.values())} bars")
-        if quick:
+        if quick if bound_quick_data is None else bound_quick_data:
             panel = quick_panel(panel, config)
+        elif quick:
+            print(f"quick: the experiment's own smoke-sized data, {len(panel.symbols)} symbol(s), {panel.num_bars} "
+                  "bars")
         progress.update()
         require_columns_for_features(panel, config)
         warmup = warmup_bars(config)

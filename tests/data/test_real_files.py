@@ -89,6 +89,8 @@ def test_google_beside_a_seven_day_series_trains_through_the_command_line(tmp_pa
                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "calendar: 2 symbol(s), median bar spacing 1 day" in result.stdout
+    # --quick bounds the user's own bars: one span of time for both calendars, no symbol over 1500 bars.
+    assert "quick: 2 of 2 symbol(s), the last 1500 of up to" in result.stdout
     assert "detectable edge" in result.stdout
     assert "sleeve COIN (50% of capital, its own calendar, 73 periods a year" in result.stdout  # 365 days / 5
     metrics = json.loads(next((tmp_path / "runs").glob("*/*/metrics.json")).read_text())

@@ -113,7 +113,8 @@ def test_a_degenerate_fit_is_rejected_on_the_calm_year_that_gives_one():
     bars = load_panel("sample")["SP500"]
     scaled, scale = scaled_returns(bars, 252)
     first = arch_model(scaled[:252], mean="Zero", rescale=False).fit(disp="off")
-    assert first.params["alpha[1]"] < 1e-6  # the degenerate answer the guard must catch
+    # The degenerate answer the guard (alpha < 0.01) must catch: 0 to the optimizer's precision (3.5e-6 with arch 8).
+    assert first.params["alpha[1]"] < 1e-4
     forecast = garch_volatility_forecast(bars)
     position = int(np.searchsorted(bars.index, pd.Timestamp("2000-07-03", tz="UTC")))
     fresh = arch_model(scaled[:position], mean="Zero", rescale=False).fit(disp="off")
