@@ -95,9 +95,9 @@ class ExperimentConfig:
     embargo: int = 5
     cv_groups: int = 6
     cv_test_groups: int = 2
-    # The statistic the verdict reads, fixed before any number is seen: "auto" (the per-date rank IC for a
-    # panel of 5+ symbols a date, the within-fold rank IC otherwise), "per_date_rank_ic" or
-    # "within_fold_rank_ic"; see keras_synapse.evaluation.summary.choose_primary_statistic.
+    # The statistic the verdict reads, fixed before any number is seen: "auto" (the per-date rank IC when a
+    # top_k book or a cross-sectional label ranks 5+ symbols a date, the within-fold rank IC otherwise),
+    # "per_date_rank_ic" or "within_fold_rank_ic"; see evaluation.summary.choose_primary_statistic.
     primary_statistic: str = "auto"
     # Model hyperparameters (seed 004's shared backbone).
     lstm_units: tuple = (64, 32)

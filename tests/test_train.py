@@ -69,18 +69,18 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         assert item["ci_low"] <= item["pooled"] <= item["ci_high"]
     summary = metrics["summary"]
     assert isinstance(summary["edge_significant"], bool)
-    # The primary statistic, fixed by the run's shape (6 symbols a date: a panel), alone decides.
+    # The primary statistic, fixed by the run's strategy (each symbol by its own score's sign), alone decides.
     primary = summary["primary"]
-    assert primary["statistic"] == "per_date_rank_ic" and "6 symbols on the median test date" in primary["reason"]
-    assert summary["edge_significant"] == (summary["per_date_rank_ic"]["ci_low"] > 0)
-    assert primary["value"] == summary["per_date_rank_ic"]["pooled"] and np.isfinite(primary["icir"])
+    assert primary["statistic"] == "within_fold_rank_ic" and "a time-series strategy" in primary["reason"]
+    assert summary["edge_significant"] == (summary["within_fold_rank_ic"]["ci_low"] > 0)
+    assert primary["value"] == summary["within_fold_rank_ic"]["pooled"]
     assert set(metrics["baselines"]) == {"always_up", "momentum", "ridge", "ridge_window", "lightgbm", "random"}
     # How large an edge the run could have seen, and the model against every baseline with a defined IC.
     assert 0 < summary["minimum_detectable_ic"] < 1
     assert set(summary["versus_baselines"]) == {"momentum", "ridge", "ridge_window", "lightgbm", "random"}
     for name, item in summary["versus_baselines"].items():
-        baseline_value = metrics["baselines"][name]["summary"]["per_date_rank_ic"]["pooled"]
-        assert item["difference"] == pytest.approx(summary["per_date_rank_ic"]["pooled"] - baseline_value)
+        baseline_value = metrics["baselines"][name]["summary"]["within_fold_rank_ic"]["pooled"]
+        assert item["difference"] == pytest.approx(summary["within_fold_rank_ic"]["pooled"] - baseline_value)
         assert item["ci_low"] <= item["difference"] <= item["ci_high"]
         assert item["beats"] == (item["ci_low"] > 0) and item["level"] == pytest.approx(1 - 0.05 / 5)
     assert summary["best_baseline"] in summary["versus_baselines"]
@@ -122,16 +122,16 @@ def test_quick_run_writes_the_contracted_metrics(quick_run):
         stopping["best_epoch"]}
     # The printed summary shows the fold table and says whether there is an edge.
     assert "fold train" in result.stdout and "detectable edge" in result.stdout
-    assert (f"Minimum detectable per-date rank IC (80% power, 95% interval): {summary['minimum_detectable_ic']:.4f}"
-            in result.stdout)
-    assert "model minus baseline, date rIC [99.0% CI: 95% over the 5 comparisons]" in result.stdout
-    assert "primary statistic: per-date rank IC, chosen before training" in result.stdout
+    assert (f"Minimum detectable within-fold rank IC (80% power, 95% interval): "
+            f"{summary['minimum_detectable_ic']:.4f}" in result.stdout)
+    assert "model minus baseline, fold rIC [99.0% CI: 95% over the 5 comparisons]" in result.stdout
+    assert "primary statistic: within-fold rank IC, chosen before training" in result.stdout
     assert "per-date IC across symbols" in result.stdout and "momentum" in result.stdout.split("backtest after")[1]
     # Permutation importance of every input feature, with its interval, printed and in the report.
     importance = metrics["feature_importance"]
     assert len(importance) == 11 and all(item["ci_low"] <= item["ic_drop"] <= item["ci_high"]
                                          for item in importance.values())
-    assert "feature importance (test per-date rank IC drop when permuted)" in result.stdout
+    assert "feature importance (test within-fold rank IC drop when permuted)" in result.stdout
     assert "99.5% CI (95% over the 11 features)" in result.stdout
     report = (run_dir / "report.html").read_text()
     assert "Feature importance" in report and "<b>data</b>: sample" in report and "execution lag 0" in report

@@ -331,7 +331,7 @@ def format_summary(metrics):
     if "reason" in primary:
         extra = (f"; ICIR {_signed(primary['icir'], 2)} over {primary['num_dates']} dates" if "icir" in primary
                  else "")
-        lines.append(f"primary statistic: {primary['label']}, chosen before training from the run's shape ("
+        lines.append(f"primary statistic: {primary['label']}, chosen before training from the run's shape and strategy ("
                      f"{primary['reason']}){extra}; the other rows are secondary")
     for name in ("accuracy", "f1", "balanced_accuracy"):
         if name in summary:

@@ -110,8 +110,9 @@ def evaluate_run(config, data, run_dir, fold_results, test_predictions, calendar
     # intervals. The block length comes from the labels (at least one horizon), never from a model.
     bootstrap = bootstrap_metrics(test_predictions, ["prediction", *baseline_columns], min_block_length=config.horizon,
                                   num_resamples=BOOTSTRAP_RESAMPLES, seed=config.seed)
-    # Chosen from the run's shape (symbols per test date) before any prediction is read.
-    primary = choose_primary_statistic(config.primary_statistic, test_predictions)
+    # Chosen from the run's shape and strategy before any prediction is read.
+    primary = choose_primary_statistic(config.primary_statistic, test_predictions,
+                                       ranks_symbols=bool(config.top_k or config.label_cross_section != "none"))
     summary = summarize([fold["metrics"] for fold in fold_results], test_predictions, "prediction", bootstrap,
                         primary)
     for name in ("accuracy", "f1", "balanced_accuracy"):

@@ -88,23 +88,29 @@ PRIMARY_STATISTICS = ("per_date_rank_ic", "within_fold_rank_ic")
 PRIMARY_LABELS = {"per_date_rank_ic": "per-date rank IC", "within_fold_rank_ic": "within-fold rank IC"}
 
 
-def choose_primary_statistic(requested, test_frame):
-    """The statistic the verdict reads, and why: decided from the run's shape, never from its numbers.
+def choose_primary_statistic(requested, test_frame, ranks_symbols=False):
+    """The statistic the verdict reads, and why: decided from the run's shape and strategy, never its numbers.
 
-    A panel (at least `MIN_CROSS_SECTION` symbols on the median test date)
-    is judged by the per-date rank IC, each date's symbols ranked against
-    each other, as Qlib and alphalens report it: it cannot be moved by a
-    fold's or a date's common level, and ranks cannot be decided by a crash
-    or a split. Fewer symbols make a time series, judged by the within-fold
-    rank IC: ranks within each test fold, so a fold's own prediction level
-    cannot pass for skill. An experiment may name either instead (a
-    market-timing model on a panel wants the within-fold one).
+    A run that ranks symbols against each other (a long-short book of the
+    top and bottom scores, or a label normalized across each date's symbols)
+    on a panel (at least `MIN_CROSS_SECTION` symbols on the median test date)
+    is judged by the per-date rank IC, as Qlib and alphalens report it: each
+    date's symbols ranked against each other, which a date's common level
+    cannot move. Otherwise (the default strategy holds each symbol by the
+    sign of its own score, a time-series strategy; or a single symbol) it is
+    judged by the within-fold rank IC: scores and outcomes ranked within each
+    test fold, so a fold's own prediction level cannot pass for skill, and
+    timing counts as the strategy's returns do. Both are rank-based: a crash
+    or a split cannot decide them. An experiment may name either instead.
 
     Args:
         requested: the config's `primary_statistic`: `"auto"` or one of
             `PRIMARY_STATISTICS`.
         test_frame: the test windows (`timestamp` column); only their
             count per date is read.
+        ranks_symbols: whether the strategy or the label ranks symbols
+            against each other (`top_k`, `label_cross_section`). Defaults
+            to `False`.
 
     Returns:
         `(statistic, reason)`.
@@ -112,11 +118,14 @@ def choose_primary_statistic(requested, test_frame):
     symbols_per_date = float(test_frame.groupby("timestamp").size().median())
     if requested != "auto":
         return requested, f"set by the experiment (primary_statistic={requested})"
-    if symbols_per_date >= MIN_CROSS_SECTION:
-        return "per_date_rank_ic", (f"a panel: {symbols_per_date:.0f} symbols on the median test date, at least "
-                                    f"{MIN_CROSS_SECTION}, so each date's symbols are ranked against each other")
-    return "within_fold_rank_ic", (f"a time series: {symbols_per_date:.0f} symbol(s) on the median test date, fewer "
-                                   f"than {MIN_CROSS_SECTION}, so scores are ranked within each test fold")
+    if ranks_symbols and symbols_per_date >= MIN_CROSS_SECTION:
+        return "per_date_rank_ic", (f"a cross-sectional run on a panel: {symbols_per_date:.0f} symbols on the median "
+                                    "test date, ranked against each other each date")
+    if ranks_symbols:
+        return "within_fold_rank_ic", (f"{symbols_per_date:.0f} symbol(s) on the median test date, fewer than "
+                                       f"{MIN_CROSS_SECTION} to rank each date, so scores are ranked within each fold")
+    return "within_fold_rank_ic", ("a time-series strategy, each symbol held by the sign of its own score: scores "
+                                   "and outcomes ranked within each test fold")
 
 
 def summarize(fold_metrics, pooled_frame, prediction_column, bootstrap, primary=("per_date_rank_ic", "")):

@@ -150,11 +150,13 @@ def test_fold_offsets_alone_fool_the_pooled_ic_but_not_the_primary_statistics():
     for statistic in ("per_date_rank_ic", "within_fold_rank_ic"):
         low, high = bootstrap.interval("prediction", statistic)
         assert abs(point[statistic]) < 0.03 and low < 0 < high, statistic
-    summary = summarize(_fold_metrics(frame, (2000, 4000)), frame, "prediction", bootstrap,
-                        choose_primary_statistic("auto", frame))
-    assert summary["primary"]["statistic"] == "per_date_rank_ic" and not summary["edge_significant"]
-    single = frame[frame.groupby("timestamp").cumcount() == 0]  # one symbol: a time series
-    assert choose_primary_statistic("auto", single)[0] == "within_fold_rank_ic"
+    for ranks_symbols, statistic in ((True, "per_date_rank_ic"), (False, "within_fold_rank_ic")):
+        primary = choose_primary_statistic("auto", frame, ranks_symbols=ranks_symbols)
+        summary = summarize(_fold_metrics(frame, (2000, 4000)), frame, "prediction", bootstrap, primary)
+        assert summary["primary"]["statistic"] == statistic and not summary["edge_significant"]
+    single = frame[frame.groupby("timestamp").cumcount() == 0]  # one symbol: a time series, whatever the strategy
+    assert choose_primary_statistic("auto", single, ranks_symbols=True)[0] == "within_fold_rank_ic"
+    assert choose_primary_statistic("per_date_rank_ic", single)[0] == "per_date_rank_ic"  # the experiment decides
     bootstrap = bootstrap_metrics(single, ["prediction"], min_block_length=5, num_resamples=300)
     assert bootstrap.point["prediction"]["ic"] > 0.1
     low, high = bootstrap.interval("prediction", "within_fold_rank_ic")
