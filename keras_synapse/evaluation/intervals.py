@@ -244,7 +244,8 @@ def politis_white_block_length(series):
     series = np.asarray(series, dtype=np.float64)
     if len(series) < 10 or np.std(series) == 0:
         return 1.0
-    value = float(optimal_block_length(series)["stationary"].iloc[0])
+    with np.errstate(divide="ignore", invalid="ignore"):  # arch divides by a zero variance on flat stretches
+        value = float(optimal_block_length(series)["stationary"].iloc[0])
     return float(np.clip(value, 1.0, len(series))) if np.isfinite(value) else 1.0
 
 

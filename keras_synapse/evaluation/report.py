@@ -236,7 +236,7 @@ def write_report(path, metrics, histories, test_predictions, equity, config=None
         f"{cross_sectional['num_timestamps']} dates.</p>")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(metrics['experiment'])}</title>
 <style>body{{font-family:sans-serif;max-width:1500px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}}th{{white-space:normal}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:pre}}th{{white-space:normal}}
 img{{max-width:100%}}</style></head><body>
 <h1>{html.escape(metrics['experiment'])} — run {html.escape(metrics['run_id'])}</h1>
 <p><b>{html.escape(summary['verdict'])}</b></p>
@@ -246,7 +246,8 @@ img{{max-width:100%}}</style></head><body>
 <h2>Summary (95% block-bootstrap intervals)</h2>{_table(["metric", "fold mean", "pooled", "95% CI"], summary_rows)}
 <p>{html.escape(power_sentence(metrics))}</p>
 <h2>Baselines on the same test windows (pooled)</h2>{_table(["baseline", *headers], baseline_rows)}
-<h2>Model minus each baseline (IC, paired 95% intervals on the same bootstrap draws)</h2>
+<h2>Model minus each baseline ({html.escape(summary.get('primary', {}).get('label', 'IC'))}, paired intervals on the
+same bootstrap draws, each at the level that holds 95% over every baseline)</h2>
 {_table(["baseline", f"{summary.get('primary', {}).get('label', 'IC')} difference",
           f"{next(iter(summary['versus_baselines'].values()), {}).get('level', 0.95):.1%} CI (95% over the scan)",
           "model better"], versus_rows)}
@@ -272,7 +273,8 @@ def _when(iso_timestamp):
 
 
 def _with_interval(value, interval):
-    return _signed(value) if interval is None else f"{_signed(value)} [{_signed(interval[0])}, {_signed(interval[1])}]"
+    # The interval on a second line of the cell (the table keeps `white-space: pre`): a narrower table.
+    return _signed(value) if interval is None else f"{_signed(value)}\n[{_signed(interval[0])}, {_signed(interval[1])}]"
 
 
 def _signed(value, digits=4):
