@@ -126,6 +126,10 @@ class _QuietLoader:
     def __init__(self, loader, captured, after):
         self.loader, self.captured, self.after = loader, captured, after
 
+    def __getattr__(self, name):
+        # Everything else (`get_source` for tracebacks, `get_resource_reader`, ...) is the real loader's.
+        return getattr(self.loader, name)
+
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
