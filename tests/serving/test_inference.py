@@ -100,7 +100,7 @@ def test_the_gap_rule_is_the_trainers(bars):
     import keras_synapse.windows.dataset as windows
 
     # One function serves both, so inference drops exactly the windows training dropped.
-    assert model_inputs.complete_windows is windows.complete_windows
+    assert model_inputs.window_ok is windows.window_ok
     index = make_bars(120).index
     index = index.delete([30, 31, 32, 33, 34, 35, 36, 37, 38, 70])  # an outage and a single missing day
     ok = windows.complete_windows(index.asi8, 5, 5.0)
