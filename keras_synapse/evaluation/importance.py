@@ -90,8 +90,9 @@ def feature_importance(bootstrap, prediction_column, permuted_columns, statistic
 def format_importance(importance):
     """A plain-text table of `feature_importance`."""
     first = next(iter(importance.values()))
-    label = {"per_date_rank_ic": "per-date rank IC", "within_fold_rank_ic": "within-fold rank IC"}.get(
-        first.get("statistic", "ic"), "IC")
+    from keras_synapse.evaluation.summary import PRIMARY_LABELS
+
+    label = PRIMARY_LABELS.get(first.get("statistic", "ic"), "IC")
     level = first.get("level", 0.95)
     lines = [f"{f'feature importance (test {label} drop when permuted)':<56}{'drop':>9}   "
              f"{level:.1%} CI (95% over the {len(importance)} features)"]

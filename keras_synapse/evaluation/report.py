@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from keras_synapse.data.plausibility import symbols_text  # noqa: E402
-from keras_synapse.evaluation.summary import METRIC_NAMES  # noqa: E402
+from keras_synapse.evaluation.summary import METRIC_NAMES, PRIMARY_LABELS  # noqa: E402
 
 
 def _figure_html(figure):
@@ -134,8 +134,7 @@ def run_description(metrics, config):
 
 # Column titles that can wrap (metric names with underscores cannot).
 COLUMN_TITLES = {"directional_accuracy": "directional accuracy", "excess_directional_accuracy": "excess accuracy",
-                 "ic": "IC", "rank_ic": "rank IC", "mse": "MSE", "per_date_rank_ic": "per-date rank IC",
-                 "within_fold_rank_ic": "within-fold rank IC"}
+                 "ic": "IC", "rank_ic": "rank IC", "mse": "MSE", **PRIMARY_LABELS}
 
 
 def write_report(path, metrics, histories, test_predictions, equity, config=None):
