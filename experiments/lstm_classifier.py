@@ -22,6 +22,6 @@ import shared_backbone
 
 
 def get_config(quick=False):
-    # Cross-entropy: the backbone's Huber loss is for regression labels.
+    # Cross-entropy: the backbone's Huber loss is for regression labels, as its linear highway is.
     return dataclasses.replace(shared_backbone.get_config(quick), name="lstm_classifier", label="direction",
-                               label_options="flat_band=volatility;flat_multiple=0.4", loss="auto")
+                               label_options="flat_band=volatility;flat_multiple=0.4", loss="auto", highway_bars=0)

@@ -37,4 +37,5 @@ def get_config(quick=False):
         # Each head takes its task's own loss, and only the summed loss is logged to stop on.
         loss="auto",
         monitor="val_loss",
+        highway_bars=0,  # the backbone's linear highway is for a signed regression head; these heads are not
     )

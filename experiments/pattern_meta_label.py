@@ -61,6 +61,7 @@ def get_config(quick=False):
         label="momentum_persistence",
         label_options="no_pattern=nan",
         loss="crossentropy",
+        highway_bars=0,  # an event classifier: the backbone's linear highway is for regression heads
         strategy="signal=meta_label;primary_side_column=momentum;confidence_target=event;confidence_threshold=0.6",
         filter_confidence=0.6,
     )

@@ -23,12 +23,12 @@ import dataclasses
 
 import shared_backbone
 
-PLANTED = "synthetic:num_symbols=20,signal=ar1,seed=1"
+PLANTED = "synthetic:signal=ar1,seed=1"
 
 
 def get_config(quick=False):
     config = dataclasses.replace(shared_backbone.get_config(), name="planted_signal")
     if quick:
-        return dataclasses.replace(config, data=f"{PLANTED},num_bars=3024,oracle_ic=0.08", epochs=4, patience=2,
+        return dataclasses.replace(config, data=f"{PLANTED},num_symbols=10,num_bars=3024,oracle_ic=0.08", epochs=4, patience=2,
                                    n_splits=1, test_size=0.4, feature_importance=False)
-    return dataclasses.replace(config, data=f"{PLANTED},num_bars=4032,oracle_ic=0.05")
+    return dataclasses.replace(config, data=f"{PLANTED},num_symbols=20,num_bars=4032,oracle_ic=0.05")

@@ -55,7 +55,7 @@ from keras_synapse.config import ExperimentConfig
 def get_config(quick=False):
     config = ExperimentConfig(name="shared_backbone", stride=1, batch_size=256, monitor="val_ic", patience=3,
                               epochs=10, dropout=0.1, recurrent_dropout=0.0, dense_dropout=0.1, l2=0.0,
-                              loss="huber")
+                              loss="huber", highway_bars=1)
     if quick:
         # A smoke run skips the permutation importance (a prediction per feature per fold).
         config = dataclasses.replace(config, epochs=2, patience=2, feature_importance=False)

@@ -107,6 +107,9 @@ class ExperimentConfig:
     recurrent_dropout: float = 0.3
     l2: float = 0.006
     head_activation: str = "tanh"
+    # A linear highway: a ridge on the last `highway_bars` bars, fitted in closed form and frozen, added to the
+    # network's score before the head's activation (0: none); see keras_synapse.models.highway.
+    highway_bars: int = 0
     # Attention models (transformer, lstm_attention).
     num_heads: int = 4
     model_dim: int = 32
@@ -181,7 +184,6 @@ class ExperimentConfig:
         _require(self.execution_lag >= 0, "execution_lag", self.execution_lag, ">= 0")
         _require(self.top_k >= 0, "top_k", self.top_k, ">= 0 (0: no long-short book)")
         from keras_synapse.labels.cross_section import CROSS_SECTIONS
-
         _require(self.label_cross_section in CROSS_SECTIONS, "label_cross_section", self.label_cross_section,
                  f"one of {CROSS_SECTIONS}")
         _require(all(isinstance(horizon, int) and horizon >= 1 for horizon in self.horizons), "horizons",
@@ -209,7 +211,6 @@ class ExperimentConfig:
 
         _require(self.feature_cross_section in FEATURE_CROSS_SECTIONS, "feature_cross_section",
                  self.feature_cross_section, f"one of {FEATURE_CROSS_SECTIONS}")
-
         _require(self.cv in SPLITTERS, "cv", self.cv, f"one of {SPLITTERS}")
         from keras_synapse.evaluation.summary import PRIMARY_STATISTICS
 
@@ -264,6 +265,9 @@ class ExperimentConfig:
         for name in ("dropout", "dense_dropout", "recurrent_dropout"):
             _require(0 <= getattr(self, name) < 1, name, getattr(self, name), "in [0, 1)")
         _require(self.l2 >= 0, "l2", self.l2, ">= 0")
+        bars = self.highway_bars
+        _require(0 <= bars <= self.sequence_length and not (bars and "multitask" in self.model), "highway_bars", bars,
+                 f"in [0, {self.sequence_length}] (sequence_length; 0 for multitask)")
         _require(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
         _require(self.clipnorm > 0, "clipnorm", self.clipnorm, "> 0")
         _require(self.patience >= 0, "patience", self.patience, ">= 0")
@@ -297,8 +301,8 @@ CONFIG_GROUPS = {
     "validation": ("n_splits", "test_size", "gap", "validation_size", "train_bars", "cv", "embargo", "cv_groups",
                    "cv_test_groups", "primary_statistic", "feature_importance", "horizons"),
     "model": ("model", "lstm_units", "dense_units", "dropout", "dense_dropout", "recurrent_dropout", "l2",
-              "head_activation", "num_heads", "model_dim", "num_blocks", "ff_dim", "positional_encoding",
-              "causal_mask", "pooling"),
+              "head_activation", "highway_bars", "num_heads", "model_dim", "num_blocks", "ff_dim",
+              "positional_encoding", "causal_mask", "pooling"),
     # `stride` picks which training windows a fit sees; it does not change the windows themselves.
     "fitting": ("stride", "batch_size", "epochs", "learning_rate", "clipnorm", "patience", "monitor", "loss",
                 "loss_weights", "learning_rate_schedule", "sample_weighting", "seed", "ensemble_seeds",

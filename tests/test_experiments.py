@@ -21,9 +21,9 @@ def test_the_experiments_directory_holds_every_model():
 # and random_walk run there too, in tests/test_edge_truth.py, where their verdicts are checked; finetune below,
 # on a registered backbone, pattern_meta_label, lightgbm and ensemble below, with their own checks.
 # gru.py is shared_backbone.py with another model name: its model runs through the conformance test, and the
-# suite's time goes to what differs.
+# suite's time goes to what differs. original_backbone trains in tests/test_edge_truth.py beside the main one.
 RUN_ELSEWHERE = ("shared_backbone", "planted_signal", "random_walk", "finetune", "pattern_meta_label", "lightgbm",
-                 "ensemble", "gru")
+                 "ensemble", "gru", "original_backbone")
 
 
 @pytest.mark.parametrize("name", [name for name in EXPERIMENTS if name not in RUN_ELSEWHERE])

@@ -1,18 +1,22 @@
 """Does the edge verdict tell the truth? Checked where the truth is known.
 
     python -m keras_synapse.bench edge power --seeds 5     # realistic edges of every kind: found how often, how much
+    python -m keras_synapse.bench edge power --symbols 10,20,50,100 --kinds ar1,nonlinear --plot curve.png
     python -m keras_synapse.bench edge planted             # one realistic planted edge: found, and how much of it
     python -m keras_synapse.bench edge null --seeds 20     # pure random walks: how often a false edge
 
-`power` is the full check: the main experiment (`experiments/shared_backbone.py`,
-unchanged) on synthetic universes of the size a researcher has (20 symbols,
-8 years of daily bars by default) with each kind of planted edge of
-`keras_synapse.data.planted` at realistic strengths (oracle IC 0.03 and 0.05),
-and on universes with nothing planted, several seeds each. For each group it
-prints how often `edge_significant` was true and the mean ratio of the
-model's test IC to the oracle's on the same windows, for the model and for
-the ridge on the same flattened windows side by side, and how often the
-model beat that ridge on a paired interval.
+`power` is the full check: the main experiment (`experiments/shared_backbone.py`)
+and, as its reference, the shared-backbone design's original protocol
+(`experiments/original_backbone.py`), unchanged, on synthetic universes of
+the size a researcher has (20 symbols, 8 years of daily bars by default)
+with each kind of planted edge of `keras_synapse.data.planted` at realistic
+strengths (oracle IC 0.03 and 0.05), and on universes with nothing planted,
+several seeds each. For each group it prints how often `edge_significant`
+was true and the mean ratio of the model's test IC to the oracle's on the
+same windows, for the model and for the ridge on the same flattened windows
+side by side, how often the model beat that ridge on a paired interval, and
+the model's minimum detectable IC over the oracle's. Several `--symbols`
+make a learning curve: how much data an edge of that size needs.
 
 `planted` trains `experiments/planted_signal.py` (a synthetic universe whose
 volume surprises carry a drift of known size) and prints the model's test IC
@@ -56,6 +60,8 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 PLANTED_EXPERIMENT = EXPERIMENTS / "planted_signal.py"
 NULL_EXPERIMENT = EXPERIMENTS / "random_walk.py"
 MAIN_EXPERIMENT = EXPERIMENTS / "shared_backbone.py"
+# The shared-backbone design's own model and protocol: the reference `power` trains beside the main experiment.
+REFERENCE_EXPERIMENT = EXPERIMENTS / "original_backbone.py"
 POWER_KINDS = ("ar1", "cross_sectional", "nonlinear", "volume")
 POWER_STRENGTHS = (0.03, 0.05)
 # The baseline the network is held against in `power`: a linear model on exactly its inputs.
@@ -71,9 +77,16 @@ def add_arguments(parser):
                         f"Defaults to {','.join(POWER_KINDS)}")
     parser.add_argument("--strengths", default=",".join(map(str, POWER_STRENGTHS)),
                         help="power: oracle ICs, comma-separated. Defaults to 0.03,0.05")
-    parser.add_argument("--symbols", type=int, default=20, help="power: symbols per universe. Defaults to 20")
+    parser.add_argument("--symbols", default="20", help="power: symbols per universe; several, comma-separated, "
+                        "make a learning curve (e.g. 10,20,50,100). Defaults to 20")
+    parser.add_argument("--experiments", default=f"{MAIN_EXPERIMENT.name},{REFERENCE_EXPERIMENT.name}",
+                        help="power: experiment files (in experiments/, or paths), comma-separated, each trained on "
+                        "every universe; rows of the table per experiment. Defaults to the main experiment and the "
+                        "shared-backbone design's original protocol, its reference")
     parser.add_argument("--bars", type=int, default=2016, help="power: daily bars per symbol. Defaults to 2016 "
                         "(8 years)")
+    parser.add_argument("--plot", help="power: also draw the share of the oracle and the detection rate against "
+                        "the universe size (the learning curve of `--symbols 10,20,50`) to this PNG file")
     parser.add_argument("--results", help="power: also write every run's figures to this CSV file")
     parser.add_argument("--json", dest="json_path", metavar="PATH", help="power: also write every run's figures, "
                         "where and how long each ran, and the executor's record to this JSON file")
@@ -136,9 +149,10 @@ def oracle_comparison(run_dir):
         `per_date_rank_ic`), `model_ic` (its value, as in `metrics.json`),
         `oracle_ic` (the same statistic of the oracle's expected return
         against the same windows' realized forward returns), `ratio`,
-        `edge_significant` and `oracle_edge` (whether the oracle's own
-        interval on these windows lies above zero: the most any model could
-        have shown).
+        `edge_significant`, `oracle_edge` (whether the oracle's own interval
+        on these windows lies above zero: the most any model could have
+        shown) and `oracle_minimum_detectable_ic` (the oracle's own minimum
+        detectable value on these windows).
     """
     from keras_synapse.data import parse_synthetic_options
     from keras_synapse.data.synthetic import generate_universe
@@ -166,7 +180,8 @@ def oracle_comparison(run_dir):
     oracle_ic = oracle.point["oracle"][statistic]
     return {"statistic": statistic, "model_ic": model_ic, "oracle_ic": oracle_ic, "ratio": model_ic / oracle_ic,
             "edge_significant": metrics["summary"]["edge_significant"],
-            "oracle_edge": bool(oracle.interval("oracle", statistic)[0] > 0)}
+            "oracle_edge": bool(oracle.interval("oracle", statistic)[0] > 0),
+            "oracle_minimum_detectable_ic": oracle.minimum_detectable("oracle", statistic)}
 
 
 def planted_data(kind, oracle_ic, seed, num_symbols, num_bars):
@@ -189,28 +204,28 @@ def power_run(kind, oracle_ic, seed, output, num_symbols=20, num_bars=2016, expe
     metrics = json.loads((run_dir / "metrics.json").read_text())
     summary, baseline = metrics["summary"], metrics["baselines"][POWER_BASELINE]["summary"]
     statistic = summary["primary"]["statistic"]
-    row = {"kind": kind or "null", "oracle_ic": oracle_ic if kind else 0.0, "seed": seed, "statistic": statistic,
+    row = {"experiment": Path(experiment).stem, "symbols": num_symbols, "kind": kind or "null",
+           "oracle_ic": oracle_ic if kind else 0.0, "seed": seed, "statistic": statistic,
            "model_ic": summary["primary"]["value"], "model_edge": summary["edge_significant"],
            "baseline_ic": baseline[statistic]["pooled"], "baseline_edge": baseline["edge_significant"],
            "beats_baseline": summary["versus_baselines"][POWER_BASELINE]["beats"],
            "minimum_detectable_ic": summary["minimum_detectable_ic"], "realized_oracle_ic": None,
-           "oracle_edge": None, "model_ratio": None, "baseline_ratio": None}
+           "oracle_edge": None, "model_ratio": None, "baseline_ratio": None, "oracle_minimum_detectable_ic": None}
     if kind is not None:
         comparison = oracle_comparison(run_dir)
         oracle = comparison["oracle_ic"]
         row.update(realized_oracle_ic=oracle, oracle_edge=comparison["oracle_edge"],
-                   model_ratio=row["model_ic"] / oracle, baseline_ratio=row["baseline_ic"] / oracle)
+                   model_ratio=row["model_ic"] / oracle, baseline_ratio=row["baseline_ic"] / oracle,
+                   oracle_minimum_detectable_ic=comparison["oracle_minimum_detectable_ic"])
     return row
 
 
 def experiment_source(path):
     """An experiment file as `{"name", "text"}`, shipped to the tasks so every node trains the driver's file.
 
-    Only a file without sibling imports travels this way (the main
-    experiment's imports are all `keras_synapse`'s).
-    """
-    path = Path(path)
-    return {"name": path.name, "text": path.read_text()}
+    Only a file without sibling imports travels this way (the main and the reference experiments import only
+    `keras_synapse`)."""
+    return {"name": Path(path).name, "text": Path(path).read_text()}
 
 
 def power_task(experiment, kind, oracle_ic, seed, num_symbols, num_bars, extra_arguments, cpus_per_task):
@@ -223,11 +238,8 @@ def power_task(experiment, kind, oracle_ic, seed, num_symbols, num_bars, extra_a
 
     Args:
         experiment: `experiment_source(path)`.
-        kind: the planted kind, or `None` for the null.
-        oracle_ic: the planted strength.
-        seed: the universe's and the weights' seed.
-        num_symbols: symbols per universe.
-        num_bars: bars per symbol.
+        kind, oracle_ic, seed, num_symbols, num_bars: the universe (`kind`
+            `None` for the null) and the weights' seed, as `power_run`'s.
         extra_arguments: more `keras_synapse.train` arguments (`--set=...`).
         cpus_per_task: TensorFlow's intra-op threads in the run, or `None`
             for its default.
@@ -255,37 +267,110 @@ def _node_name():
 
 
 def power_table(rows):
-    """The `power` summary: one line per (kind, strength) group."""
+    """The `power` summary: one line per (experiment, symbols, kind, strength) group."""
     frame = pd.DataFrame(rows)
+    for column, default in (("experiment", MAIN_EXPERIMENT.stem), ("symbols", 0),
+                            ("oracle_minimum_detectable_ic", None)):
+        frame[column] = frame[column] if column in frame else default
     statistic = frame["statistic"].iloc[0] if "statistic" in frame else "ic"
     lines = [f"(realized, MDE and the ratios in each run's primary statistic, {statistic}; oracle IC: the planted "
-             "strength)",
-             f"{'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}{'oracle: found':>15}   "
-             f"{'model: found':>13}"
-             f"{'IC/oracle':>10}   {POWER_BASELINE + ': found':>20}{'IC/oracle':>10}   {'model beats it':>14}"]
-    for (kind, strength), group in frame.groupby(["kind", "oracle_ic"], sort=False):
+             "strength; MDE x: the model's minimum detectable value over the oracle's on the same windows, median)",
+             f"{'experiment':<20}{'symbols':>8} {'kind':<16}{'oracle IC':>10}{'runs':>6}{'realized':>10}{'MDE':>8}"
+             f"{'MDE x':>7}{'oracle: found':>15}   {'model: found':>13}{'IC/oracle':>10}   "
+             f"{POWER_BASELINE + ': found':>20}{'IC/oracle':>10}   {'model beats it':>14}"]
+    groups = frame.groupby(["experiment", "symbols", "kind", "oracle_ic"], sort=False)
+    for (experiment, symbols, kind, strength), group in groups:
         def ratio(column):
             values = group[column].dropna()
             return f"{values.mean():>9.0%}" if len(values) else f"{'-':>9}"
 
+        def count(column):
+            values = group[column].dropna()
+            return f"{int(values.sum())}/{len(values)}" if len(values) else "-"
+
         realized = group["realized_oracle_ic"].dropna()
-        oracle_found = group["oracle_edge"].dropna()
-        lines.append(f"{kind:<16}{strength:>10.3f}{len(group):>6}"
+        detectable = (group["minimum_detectable_ic"] / group["oracle_minimum_detectable_ic"]).dropna()
+        lines.append(f"{experiment:<20}{symbols:>8} {kind:<16}{strength:>10.3f}{len(group):>6}"
                      f"{(f'{realized.mean():.4f}' if len(realized) else '-'):>10}"
                      f"{group['minimum_detectable_ic'].mean():>8.4f}"
-                     f"{(f'{int(oracle_found.sum())}/{len(oracle_found)}' if len(oracle_found) else '-'):>15}   "
-                     f"{f'{int(group.model_edge.sum())}/{len(group)}':>13}{ratio('model_ratio'):>10}   "
-                     f"{f'{int(group.baseline_edge.sum())}/{len(group)}':>20}{ratio('baseline_ratio'):>10}   "
-                     f"{f'{int(group.beats_baseline.sum())}/{len(group)}':>14}")
+                     f"{(f'{detectable.median():.2f}' if len(detectable) else '-'):>7}"
+                     f"{count('oracle_edge'):>15}   {count('model_edge'):>13}{ratio('model_ratio'):>10}   "
+                     f"{count('baseline_edge'):>20}{ratio('baseline_ratio'):>10}   {count('beats_baseline'):>14}")
     return "\n".join(lines)
 
 
+def learning_curve_plot(rows, path):
+    """Mean share of the oracle (with its standard error over seeds) and detection rate against universe size.
+
+    One line per experiment, planted kind and strength; the null has no
+    oracle and is left out.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(rows)
+    frame = frame[frame["kind"] != "null"]
+    figure, (share_axis, found_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for (experiment, kind, strength), group in frame.groupby(["experiment", "kind", "oracle_ic"], sort=False):
+        by_size = group.astype({"model_edge": float}).groupby("symbols")
+        shares = by_size["model_ratio"]
+        errors = shares.std(ddof=1) / np.sqrt(shares.count())
+        style = "-" if experiment == MAIN_EXPERIMENT.stem else ":"
+        label = f"{experiment}: {kind} at {strength:g}"
+        share_axis.errorbar(shares.mean().index, shares.mean(), yerr=errors.fillna(0), fmt=style + "o", capsize=3,
+                            label=label)
+        found_axis.plot(by_size["model_edge"].mean().index, by_size["model_edge"].mean(), style + "o", label=label)
+    share_axis.axhline(0, color="grey", linewidth=0.8)
+    share_axis.set(xscale="log", xlabel="symbols (daily bars each: as run)", ylabel="model IC / oracle IC",
+                   title="Share of the knowable edge recovered (mean ± SE over seeds)")
+    found_axis.set(xscale="log", xlabel="symbols", ylabel="share of runs whose interval clears zero",
+                   ylim=(-0.05, 1.05), title="Edge found")
+    found_axis.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def power_cells(args):
-    """The `power` runs in order: `(kind, strength, seed)` for the null, then every kind x strength."""
+    """The `power` runs in order: `(experiment, symbols, kind, strength, seed)`, the null first for each size."""
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     strengths = [float(value) for value in args.strengths.split(",") if value.strip()]
     groups = [(None, 0.0)] + [(kind, strength) for kind in kinds for strength in strengths]
-    return [(kind, strength, seed) for kind, strength in groups for seed in range(args.seeds or 5)]
+    return [(experiment, symbols, kind, strength, seed) for experiment in power_experiments(args)
+            for symbols in universe_sizes(args) for kind, strength in groups for seed in range(args.seeds or 5)]
+
+
+def universe_sizes(args):
+    """`--symbols` as a list of sizes.
+
+    Raises:
+        ConfigError: for anything but whole numbers >= 2.
+    """
+    try:
+        sizes = [int(part) for part in str(args.symbols).split(",") if part.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        raise ConfigError(f"`--symbols` expects symbol counts >= 2, comma-separated (e.g. 10,20,50). "
+                          f"Received: {args.symbols!r}")
+    return sizes
+
+
+def power_experiments(args):
+    """`--experiments` as paths: a bare name is a file in the repository's `experiments/`.
+
+    Raises:
+        ConfigError: for a file that does not exist.
+    """
+    paths = [Path(name.strip()) if Path(name.strip()).is_file() else EXPERIMENTS / name.strip()
+             for name in args.experiments.split(",") if name.strip()]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if not paths or missing:
+        raise ConfigError(f"`--experiments` names experiment files (in {EXPERIMENTS} or paths). Received: "
+                          f"{args.experiments!r}" + (f"; not found: {', '.join(missing)}" if missing else ""))
+    return paths
 
 
 def bench_power(args):
@@ -304,12 +389,12 @@ def bench_power(args):
     from keras_synapse.training.executors import make_executor
 
     started = time.time()
-    executor = make_executor(args.executor, args.cpus_per_task)
-    experiment = executor.share(experiment_source(MAIN_EXPERIMENT))
-    extra = [f"--set={pair}" for pair in args.overrides]
     cells = power_cells(args)
-    arguments = [(experiment, kind, strength, seed, args.symbols, args.bars, extra, executor.cpus_per_task)
-                 for kind, strength, seed in cells]
+    executor = make_executor(args.executor, args.cpus_per_task)
+    sources = {path: executor.share(experiment_source(path)) for path in power_experiments(args)}
+    extra = [f"--set={pair}" for pair in args.overrides]
+    arguments = [(sources[experiment], kind, strength, seed, symbols, args.bars, extra, executor.cpus_per_task)
+                 for experiment, symbols, kind, strength, seed in cells]
     rows, runs = [], []
 
     def report(outcome, strength, seed):
@@ -320,10 +405,10 @@ def bench_power(args):
                                                        f"{row['realized_oracle_ic']:+.4f})")
         where = (f"{outcome['seconds']:.0f} s on node {outcome['node'][:12]}" if executor.remote
                  else f"{time.time() - started:.0f} s")
-        print(f"{row['kind']:<16}{strength:.3f} seed {seed}: model IC {row['model_ic']:+.4f}{ratio} edge "
-              f"{row['model_edge']}; {POWER_BASELINE} IC {row['baseline_ic']:+.4f} edge {row['baseline_edge']}; "
-              f"model beats it {row['beats_baseline']}; MDE {row['minimum_detectable_ic']:.4f} [{where}]",
-              flush=True)
+        print(f"{row['experiment']} {row['symbols']} symbols {row['kind']:<16}{strength:.3f} seed {seed}: model IC "
+              f"{row['model_ic']:+.4f}{ratio} edge {row['model_edge']}; {POWER_BASELINE} IC {row['baseline_ic']:+.4f} "
+              f"edge {row['baseline_edge']}; model beats it {row['beats_baseline']}; MDE "
+              f"{row['minimum_detectable_ic']:.4f} [{where}]", flush=True)
         if args.results:
             pd.DataFrame(rows).to_csv(args.results, index=False)
 
@@ -334,15 +419,18 @@ def bench_power(args):
     else:
         # One at a time, so each run is printed as it ends.
         outcomes = (executor.map(power_task, [task])[0] for task in arguments)
-    for outcome, (kind, strength, seed) in zip(outcomes, cells):
+    for outcome, (_, _, kind, strength, seed) in zip(outcomes, cells):
         report(outcome, strength, seed)
     seconds = time.time() - started
     record = executor.record()
     executor.close()
     print()
     print(power_table(rows))
-    print(f"\n{len(rows)} runs of {MAIN_EXPERIMENT.name} on {args.symbols} symbols x {args.bars} bars in "
-          f"{seconds / 60:.0f} min")
+    names = ", ".join(path.name for path in sources)
+    print(f"\n{len(rows)} runs of {names} on {args.symbols} symbols x {args.bars} bars in {seconds / 60:.0f} min")
+    if args.plot:
+        learning_curve_plot(rows, args.plot)
+        print(f"learning curve: {args.plot}")
     if executor.remote:
         nodes = ", ".join(f"{node[:12]} {count}" for node, count in record["nodes"].items())
         print(f"executor: ray at {record['address']}, {record['tasks']} tasks of {record['cpus_per_task']} CPU(s); "

@@ -137,7 +137,9 @@ def train_one_epoch(options):
 
     keras.utils.set_random_seed(config.seed)
     trainer = FoldTrainer(config, data, tempfile.mkdtemp())
-    model = trainer.build({"fit": ends, "fit_end": windowed.timestamps.max()})
+    # One epoch on every window: normalization (and a highway's ridge) fitted on all of them.
+    model = trainer.build({"fit": ends, "fit_rows": np.ones(len(windowed.timestamps), bool), "baseline_fit": ends,
+                           "validation": ends})
     trainer.compile(model, config.learning_rate)
     gc.collect()
     rss_before = _status_kilobytes("VmRSS")

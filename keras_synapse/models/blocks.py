@@ -63,17 +63,38 @@ def append_static_to_steps(sequence, static, sequence_length):
     return keras.layers.Concatenate(axis=-1, name="sequence_with_static")([sequence, repeated])
 
 
-# The head of the recurrent models: `dense_block` then `prediction_head`.
-DENSE_HEAD_LAYERS = ("dense", "dense_dropout", "prediction")
+# The head of the recurrent models: `dense_block` then `prediction_head`, whose network score layer is separate
+# when the head has a highway (its ridge was fitted on every symbol and stays frozen).
+DENSE_HEAD_LAYERS = ("dense", "dense_dropout", "prediction", "prediction_network")
 
 
-def prediction_head(x, spec, head_activation="tanh", name="prediction"):
-    """The output layer for the task: tanh/linear regression, sigmoid or softmax."""
+def prediction_head(x, spec, head_activation="tanh", name="prediction", highway=None):
+    """The output layer for the task: tanh/linear regression, sigmoid or softmax.
+
+    Args:
+        highway: for a regression head, the flattened last bars
+            (`keras_synapse.models.highway.highway_window`) whose ridge is
+            added to the network's score before the activation; `None` for
+            none. Defaults to `None`.
+    """
     if spec.task == "binary":
         return keras.layers.Dense(1, activation="sigmoid", name=name)(x)
     if spec.task == "multiclass":
         return keras.layers.Dense(spec.num_classes, activation="softmax", name=name)(x)
+    if highway is not None:
+        from keras_synapse.models.highway import regression_output
+
+        return regression_output(x, highway, head_activation, name)
     return keras.layers.Dense(1, activation=head_activation, name=name)(x)
+
+
+def highway_inputs(sequence, config):
+    """The highway's inputs for `config.highway_bars` > 0 (the normalized sequence's last bars), else `None`."""
+    if not config.highway_bars:
+        return None
+    from keras_synapse.models.highway import highway_window
+
+    return highway_window(sequence, config.highway_bars)
 
 
 def lstm_backbone(sequence, lstm_units, dropout, recurrent_dropout, return_sequences=False, cell="lstm"):

@@ -17,8 +17,11 @@ def frozen_backbone_copy(base_model, head_layers):
         ConfigError: when a head layer is missing from `base_model` or none
             of them has weights to train.
     """
+    from keras_synapse.models.highway import is_highway_layer
+
     names = {layer.name for layer in base_model.layers}
-    missing = [name for name in head_layers if name not in names]
+    # A highway's network score layer is in the head only when the model has a highway.
+    missing = [name for name in head_layers if name not in names and not is_highway_layer(name)]
     trainable = [name for name in head_layers if name in names and base_model.get_layer(name).weights]
     if missing or not trainable:
         raise ConfigError(f"Fine-tuning needs the head layers {tuple(head_layers)} in `{base_model.name}`. "

@@ -17,6 +17,7 @@ from keras_synapse.models.blocks import (
     append_static_to_steps,
     dense_block,
     lstm_backbone,
+    highway_inputs,
     model_inputs,
     prediction_head,
 )
@@ -44,7 +45,8 @@ def build_model(config, spec):
     x = keras.layers.Add(name="attention_residual")([x, attended])
     x = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")(x)
     x = dense_block(x[:, -1, :], config.dense_units, config.l2, config.dense_dropout)
-    return keras.Model(inputs, prediction_head(x, spec, config.head_activation), name=config.name)
+    output = prediction_head(x, spec, config.head_activation, highway=highway_inputs(sequence, config))
+    return keras.Model(inputs, output, name=config.name)
 
 
 def head_layers(spec):

@@ -21,6 +21,7 @@ from keras_synapse.models.blocks import (
     append_static_to_steps,
     dense_block,
     lstm_backbone,
+    highway_inputs,
     model_inputs,
     prediction_head,
 )
@@ -49,7 +50,8 @@ def build_backbone(config, spec, cell):
     x = append_static_to_steps(x, static, spec.sequence_length)
     x = lstm_backbone(x, config.lstm_units, config.dropout, config.recurrent_dropout, cell=cell)
     x = dense_block(x, config.dense_units, config.l2, config.dense_dropout)
-    return keras.Model(inputs, prediction_head(x, spec, config.head_activation), name=config.name)
+    output = prediction_head(x, spec, config.head_activation, highway=highway_inputs(sequence, config))
+    return keras.Model(inputs, output, name=config.name)
 
 
 def head_layers(spec):

@@ -18,7 +18,7 @@ import numpy as np
 
 from keras_synapse.errors import ConfigError
 from keras_synapse.models import POOLINGS, POSITIONAL_ENCODINGS
-from keras_synapse.models.blocks import model_inputs, prediction_head
+from keras_synapse.models.blocks import highway_inputs, model_inputs, prediction_head
 
 
 def sinusoidal_encoding(length, model_dim):
@@ -91,7 +91,8 @@ def build_model(config, spec):
         x = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(x)
     else:
         x = x[:, -1, :]
-    return keras.Model(inputs, prediction_head(x, spec, config.head_activation), name=config.name)
+    output = prediction_head(x, spec, config.head_activation, highway=highway_inputs(sequence, config))
+    return keras.Model(inputs, output, name=config.name)
 
 
 def head_layers(spec):
@@ -100,4 +101,4 @@ def head_layers(spec):
     The encoder has no dense block before its output, so without the norm a
     fine-tuned Transformer would adapt one linear layer only.
     """
-    return ("final_norm", "prediction")
+    return ("final_norm", "prediction", "prediction_network")

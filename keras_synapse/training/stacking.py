@@ -163,7 +163,7 @@ class StackTrainer:
 
     def fit(self, split, name, base_model=None):
         """Out-of-fold member scores, the meta-learner on them, then the members on all fit windows."""
-        from keras_synapse.evaluation.baselines import LinearMoments
+        from keras_synapse.models.ridge import LinearMoments
 
         del base_model
         windowed = self.data.windowed

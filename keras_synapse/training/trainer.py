@@ -22,6 +22,9 @@ def check_fit_settings(config, data):
     if config.monitor != "val_loss" and data.head_tasks:
         raise ConfigError(f"Multi-task models log only `val_loss` for early stopping. Received: "
                           f"monitor={config.monitor!r}")
+    if config.highway_bars and data.task.kind != "regression":
+        raise ConfigError(f"A linear highway adds a ridge to a regression head's score; '{data.task.label}' is "
+                          f"{data.task.kind}: set highway_bars=0. Received: highway_bars={config.highway_bars}")
     if config.monitor == "val_mse" and data.task.kind != "regression":
         raise ConfigError(f"`val_mse` exists only for regression labels; '{data.task.label}' is "
                           f"{data.task.kind}. Received: monitor='val_mse'")
@@ -71,6 +74,11 @@ class FoldTrainer:
         fit_rows = split["fit_rows"]
         fit_normalization(model, windowed.features[fit_rows],
                           None if windowed.static_features is None else windowed.static_features[fit_rows])
+        from keras_synapse.models.highway import fit_highways
+
+        for head, penalty in fit_highways(model, windowed, split).items():
+            print(f"highway {head}: a ridge on the last {config.highway_bars} bar(s) (penalty {penalty:g} x fit "
+                  "windows), frozen; the network learns what it leaves")
         return model
 
     def compile(self, model, learning_rate):
@@ -159,6 +167,7 @@ class FoldTrainer:
         state = read_checkpoint(checkpoint_dir) if self.resume else None
         initial_epoch = 0 if state is None else restore_checkpoint(model, checkpoint_dir) + 1
         if state is not None and state["finished"]:
+            self.choose_network_share(model, split, refit_highway=base_model is None)
             return model, state["history"]
         if state is not None:
             # Rewrite the CSV log from the checkpoint so no epoch is lost or repeated.
@@ -188,7 +197,19 @@ class FoldTrainer:
                        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=state is not None)],
             verbose=1 if sys.stdout.isatty() else 2,
         )
+        self.choose_network_share(model, split, refit_highway=base_model is None)
         return model, checkpoint.history
+
+    def choose_network_share(self, model, split, refit_highway=True):
+        """With a highway, keeps the share of the network's score that ranks the carve-out best (0: the ridge)."""
+        from keras_synapse.models.highway import choose_network_share
+
+        config = self.config
+        for head, chosen in choose_network_share(model, self.data.windowed, split, config.batch_size,
+                                                 config.horizon, refit_highway).items():
+            print(f"highway {head}: network share {chosen['share']:g} by the one-standard-error rule (carve-out "
+                  f"rank IC: ridge alone {chosen['ridge_rank_ic']:+.4f}, kept {chosen['rank_ic']:+.4f}, best "
+                  f"{chosen['best_rank_ic']:+.4f})" + ("; ridge refitted with the carve-out" if refit_highway else ""))
 
 
 def predict_windows(model, data, ends, batch_size):

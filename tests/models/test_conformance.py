@@ -19,6 +19,7 @@ import pytest
 from keras_synapse.config import ExperimentConfig
 from keras_synapse.models import MODEL_NAMES, ModelSpec, fit_normalization, get_head_layers, get_model_builder
 from keras_synapse.models.finetuning import frozen_backbone_copy
+from keras_synapse.models.highway import highway_heads
 from keras_synapse.serving.onnx_export import export_onnx
 from keras_synapse.training.losses import task_loss
 
@@ -29,15 +30,21 @@ CASES = [
     (name, task, num_static)
     for name in MODEL_NAMES if name != "multitask"
     for task, num_static in (("regression", 0), ("multiclass", NUM_STATIC), ("binary", 0))
-] + [("multitask", "heads", 0), ("multitask", "heads", NUM_STATIC), ("transformer_sinusoidal_causal", "regression", 0)]
+] + [("multitask", "heads", 0), ("multitask", "heads", NUM_STATIC), ("transformer_sinusoidal_causal", "regression", 0),
+      ("shared_backbone_highway", "regression", 0), ("shared_backbone_highway", "regression", NUM_STATIC),
+      ("transformer_highway", "regression", 0)]
 # The inner loop (`-m "not slow"`) trains one case per model; the other tasks, input kinds and variants,
 # and the fresh-process reload of them all, run in the full suite.
 FIRST_CASES = [("shared_backbone", "regression", 0), ("gru", "regression", 0), ("lstm_attention", "regression", 0),
-               ("transformer", "regression", 0), ("multitask", "heads", 0)]
+               ("transformer", "regression", 0), ("multitask", "heads", 0),
+               ("shared_backbone_highway", "regression", 0)]
 TRAINING_CASES = [case if case in FIRST_CASES else pytest.param(*case, marks=pytest.mark.slow) for case in CASES]
 # Named variants of a model with config overrides.
 VARIANTS = {"transformer_sinusoidal_causal": ("transformer", {"positional_encoding": "sinusoidal",
-                                                              "causal_mask": True, "pooling": "mean"})}
+                                                              "causal_mask": True, "pooling": "mean"}),
+            # A linear highway beside the network (its ridge set to random weights here, so it counts).
+            "shared_backbone_highway": ("shared_backbone", {"highway_bars": 3}),
+            "transformer_highway": ("transformer", {"highway_bars": 1})}
 
 
 def one_target(task, num_classes, rng):
@@ -72,6 +79,10 @@ def build_case(name, task, num_static, directory):
     model = get_model_builder(model_name)(config, spec)
     inputs, targets = tiny_data(spec)
     fit_normalization(model, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
+    for head in highway_heads(model):
+        layer = model.get_layer(f"{head}_highway")
+        layer.set_weights([np.random.default_rng(1).normal(0, 0.3, weight.shape).astype("float32")
+                           for weight in layer.get_weights()])
     if heads:
         loss = {head: task_loss("auto", head_task) for head, head_task, _ in heads}
     else:
@@ -152,6 +163,9 @@ def test_fine_tuning_trains_a_fresh_head_and_nothing_else(name, task, num_static
     base = get_model_builder(model_name)(config, spec)
     inputs, _ = tiny_data(spec)
     fit_normalization(base, inputs["sequence"].reshape(-1, NUM_FEATURES), inputs.get("static"))
+    # As if trained: every trainable weight moved off its initial value, so a re-initialized head shows.
+    for weight in base.trainable_weights:
+        weight.assign(weight + np.random.default_rng(2).normal(0, 0.1, weight.shape).astype("float32"))
     head_layers = get_head_layers(model_name, spec)
     copy = frozen_backbone_copy(base, head_layers)
     weighted = [layer for layer in copy.layers if layer.weights]
