@@ -250,10 +250,12 @@ def test_sliding_walk_forward_execution_lag_ic_decay_and_top_k(tmp_path, request
 def test_purged_splitters_run_from_the_experiment(tmp_path, request, cv):
     """`--set cv=purged_kfold`: each block tested once, trained on both sides; `--set cv=cpcv`: the backtest paths."""
     # The k-fold run also builds dollar bars from the sample's daily bars (`--set bars=dollar:2x`) and trains
-    # a seed ensemble of two; the CPCV run trades a strategy from the experiment (seed 004's filter,
-    # quarter-Kelly, a 30% stop).
+    # a seed ensemble of two; the CPCV run trades a strategy from the experiment (the design's filter,
+    # quarter-Kelly, a 30% stop). Its threshold is 0.5, so the books trade: a one-epoch model on the sample has
+    # no edge, and its calibrated win probability rarely clears the design's 0.6.
     bars = ["--set", "bars=dollar:2x", "--set", "ensemble_seeds=2"] if cv == "purged_kfold" else [
-        "--set", "strategy=signal=meta_label;primary_side_column=rsi_reversion;sizing=kelly;drawdown_limit=0.3"]
+        "--set", "strategy=signal=meta_label;primary_side_column=rsi_reversion;sizing=kelly;drawdown_limit=0.3;"
+                 "confidence_threshold=0.5"]
     result = run_train(str(request.config.rootpath / EXPERIMENT), "--quick", "--epochs", "1", "--set", f"cv={cv}",
                        "--set", "cv_groups=4", "--set", "embargo=5", *bars,
                        "--output", str(tmp_path / "runs"), "--registry", str(tmp_path / "models"), cwd=tmp_path)
