@@ -22,7 +22,10 @@ def check_fit_settings(config, data):
     if config.monitor != "val_loss" and data.head_tasks:
         raise ConfigError(f"Multi-task models log only `val_loss` for early stopping. Received: "
                           f"monitor={config.monitor!r}")
-    if config.highway_bars and data.task.kind != "regression":
+    from keras_synapse.models.trees import TREE_MODELS
+
+    # Trees have no highway to refuse (their own check names what they cannot do).
+    if config.highway_bars and data.task.kind != "regression" and config.model not in TREE_MODELS:
         raise ConfigError(f"A linear highway adds a ridge to a regression head's score; '{data.task.label}' is "
                           f"{data.task.kind}: set highway_bars=0. Received: highway_bars={config.highway_bars}")
     if config.monitor == "val_mse" and data.task.kind != "regression":

@@ -103,3 +103,19 @@ def test_a_network_that_learned_noise_gets_no_share_and_the_ridge_is_refitted_wi
     expected = solver.predict(windowed.features[split["test"]], [alpha * solver.count])[:, 0]
     np.testing.assert_allclose(logits(model, windowed, split["test"]), expected, rtol=1e-4, atol=1e-5)
     assert NETWORK_SHARES[0] == 0.0 and NETWORK_SHARES[-1] == 1.0
+
+
+def test_a_highway_on_a_class_label_is_refused_with_what_to_set():
+    import types
+
+    import pytest
+
+    from keras_synapse.errors import ConfigError
+    from keras_synapse.training.trainer import check_fit_settings
+
+    data = types.SimpleNamespace(head_tasks=None, task=types.SimpleNamespace(kind="multiclass", label="direction"))
+    with pytest.raises(ConfigError, match="'direction' is multiclass: set highway_bars=0. Received: highway_bars=1"):
+        check_fit_settings(ExperimentConfig(highway_bars=1, monitor="val_ic"), data)
+    check_fit_settings(ExperimentConfig(highway_bars=0, monitor="val_ic"), data)  # no highway, nothing to refuse
+    with pytest.raises(ConfigError, match="highway_bars.*0 for multitask"):
+        ExperimentConfig(model="multitask", highway_bars=1)
