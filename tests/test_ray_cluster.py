@@ -170,7 +170,7 @@ def test_submitted_tasks_survive_a_dead_worker_and_report_their_own_errors(clust
 # tiny universe, one fold, one epoch of a small network and no permutation importance.
 SMALLEST_POWER = ["edge", "power", "--seeds", "1", "--kinds", "ar1", "--strengths", "0.05", "--symbols", "3",
                   "--bars", "300", "--set", "epochs=1", "--set", "n_splits=1", "--set", "lstm_units=8,4",
-                  "--set", "feature_importance=false", "--cpus-per-task", "1"]
+                  "--set", "feature_importance=false", "--cpus-per-task", "1", "--experiments", "shared_backbone.py"]
 
 
 def bench(arguments, json_path, environment):
