@@ -234,8 +234,8 @@ def test_each_trial_reports_its_interval_and_validation_windows(tuned_run):
         assert interval["of"] == "mean val_ic" and np.isfinite(interval["standard_error"])
         assert interval["low"] < report["mean"] < interval["high"]
         for fold in folds:
-            # The restored model's validation IC, recomputed, is the fold's score: fold_score
-            # picked the epoch early stopping kept.
+            # The kept model's validation IC, recomputed, is the fold's score: fold_score picked the
+            # epoch early stopping kept, and with a highway the score is read after the network's share.
             assert fold["interval_metric"] == "ic" and fold["standard_error"] > 0
             assert fold["interval_value"] == pytest.approx(fold["objective"], abs=1e-4)
     lines = output.splitlines()

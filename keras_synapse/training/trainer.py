@@ -49,10 +49,15 @@ class FoldTrainer:
         run_dir: the run directory.
         resume: continue from the checkpoints in `run_dir`. Defaults to
             `False`.
+        refit_highway: after the network's share is chosen, refit a
+            highway's ridge with the carve-out (`choose_network_share`).
+            `False` where the carve-out then scores the model, as a tuner's
+            trial does. Defaults to `True`.
     """
 
-    def __init__(self, config, data, run_dir, resume=False):
+    def __init__(self, config, data, run_dir, resume=False, refit_highway=True):
         self.config, self.data, self.run_dir, self.resume = config, data, Path(run_dir), resume
+        self.refit_highway = refit_highway
         self.num_fits = 0
         check_fit_settings(config, data)
 
@@ -170,7 +175,7 @@ class FoldTrainer:
         state = read_checkpoint(checkpoint_dir) if self.resume else None
         initial_epoch = 0 if state is None else restore_checkpoint(model, checkpoint_dir) + 1
         if state is not None and state["finished"]:
-            self.choose_network_share(model, split, refit_highway=base_model is None)
+            self.choose_network_share(model, split, refit_highway=self.refit_highway and base_model is None)
             return model, state["history"]
         if state is not None:
             # Rewrite the CSV log from the checkpoint so no epoch is lost or repeated.
@@ -200,7 +205,7 @@ class FoldTrainer:
                        keras.callbacks.CSVLogger(str(log_dir / "training_log.csv"), append=state is not None)],
             verbose=1 if sys.stdout.isatty() else 2,
         )
-        self.choose_network_share(model, split, refit_highway=base_model is None)
+        self.choose_network_share(model, split, refit_highway=self.refit_highway and base_model is None)
         return model, checkpoint.history
 
     def choose_network_share(self, model, split, refit_highway=True):

@@ -74,6 +74,7 @@ def score_folds(config, data, run_dir, objective):
         `interval_metric`, `interval_value` and `standard_error` (see
         `validation_uncertainty`).
     """
+    from keras_synapse.models.highway import highway_heads
     from keras_synapse.training.preparation import fold_windows
     from keras_synapse.training.trainer import FoldTrainer
     from keras_synapse.windows.splitters import iso_utc
@@ -85,7 +86,8 @@ def score_folds(config, data, run_dir, objective):
                           "trees every run already chooses on the validation windows. Train it with "
                           "python -m keras_synapse.train.")
     calendar = data.windowed.calendar
-    trainer = FoldTrainer(config, data, run_dir)
+    # The carve-out scores each fit, so a highway's ridge is not refitted with it.
+    trainer = FoldTrainer(config, data, run_dir, refit_highway=False)
     records = []
     for fold in search_folds(calendar, config):
         split = fold_windows(data.windowed, calendar, fold, config)
@@ -94,13 +96,44 @@ def score_folds(config, data, run_dir, objective):
         if not any((Path(run_dir) / "checkpoints").iterdir()):
             (Path(run_dir) / "checkpoints").rmdir()
         score, epoch = fold_score(history, objective, config.monitor)
+        uncertainty = validation_uncertainty(model, data, split["validation"], objective, config)
+        if highway_heads(model):
+            # Choosing the network's share changed the model after its epoch was kept: score the model kept.
+            score = kept_model_score(model, data, split, objective, config, uncertainty)
         records.append({"index": fold.index, "objective": score, "selected_epoch": epoch,
                         "epochs_trained": len(history.get("loss", [])),
                         "fit": [iso_utc(calendar[0]), iso_utc(split["fit_end"])],
                         "validation": [iso_utc(split["validation_start"]), iso_utc(fold.train_end)],
                         "n_fit": int(len(split["fit"])), "n_validation": int(len(split["validation"])),
-                        **validation_uncertainty(model, data, split["validation"], objective, config)})
+                        **uncertainty})
     return records
+
+
+def kept_model_score(model, data, split, objective, config, uncertainty):
+    """`objective` of `model` as it now is, on the fold's validation windows.
+
+    The bootstrap's point value is that score for every objective but
+    `val_loss` (its interval is of the MSE, without the weights' penalty),
+    which Keras evaluates.
+
+    Args:
+        model: the fold's model.
+        data: the `PreparedData`.
+        split: the fold's windows (`validation`).
+        objective: the objective's name.
+        config: the trial's `ExperimentConfig` (`batch_size`).
+        uncertainty: what `validation_uncertainty` returned for this model.
+
+    Returns:
+        The score, a float.
+    """
+    if objective != "val_loss" and uncertainty["interval_metric"] is not None:
+        return float(uncertainty["interval_value"])
+    from keras_synapse.windows.dataset import make_dataset
+
+    evaluated = model.evaluate(make_dataset(data.windowed, split["validation"], config.batch_size),
+                               return_dict=True, verbose=0)
+    return float(evaluated[objective.removeprefix("val_")])
 
 
 def score_trial(config, data, objective, trial_dir=None):

@@ -94,10 +94,17 @@ def test_a_network_that_learned_noise_gets_no_share_and_the_ridge_is_refitted_wi
     kernel, bias = network.get_weights()
     # Noise: a random score layer (the dense block's output of an untrained network is noise too).
     network.set_weights([np.random.default_rng(2).normal(0, 1.0, kernel.shape).astype("float32"), bias])
-    chosen = choose_network_share(model, windowed, split, batch_size=256, horizon=HORIZON)["prediction"]
+    highway = [weight.copy() for weight in model.get_layer("prediction_highway").get_weights()]
+    # As a tuner's trial calls it: the carve-out that then scores the model stays unseen by the ridge.
+    chosen = choose_network_share(model, windowed, split, batch_size=256, horizon=HORIZON,
+                                  refit_highway=False)["prediction"]
     assert chosen["share"] == 0.0 and np.allclose(network.get_weights()[0], 0)
     assert chosen["rank_ic"] == chosen["ridge_rank_ic"]
-    # After the share is chosen the ridge is refitted with the carve-out, as the ridge baseline is.
+    for mine, fitted in zip(model.get_layer("prediction_highway").get_weights(), highway):
+        np.testing.assert_array_equal(mine, fitted)
+    # As a run calls it: after the share is chosen the ridge is refitted with the carve-out, as the ridge
+    # baseline is.
+    assert choose_network_share(model, windowed, split, batch_size=256, horizon=HORIZON)["prediction"]["share"] == 0
     solver, alpha = tuned_ridge_solver(windowed, split["fit"], split["validation"], 1, windowed.targets,
                                        with_validation=True)
     expected = solver.predict(windowed.features[split["test"]], [alpha * solver.count])[:, 0]
