@@ -100,10 +100,12 @@ def check_probes(card, runner, backend, source):
                                  f"{'missing' if got is None else f'shaped {got.shape}'}, was {want.shape}.")
         difference = np.abs(got - want)
         if not np.all(difference <= atol + rtol * np.abs(want)):
+            not_finite = int((~np.isfinite(got)).sum())
+            how = (f"is NaN or infinite in {not_finite} of {got.size} values" if not_finite else
+                   f"differs by up to {float(difference.max()):.3g} (allowed {atol:g} + {rtol:g} x |expected|)")
             raise ModelLoadError(
                 f"{source} does not compute what it computed at registration: on the card's probe windows its "
-                f"output '{name}' differs by up to {float(np.nanmax(difference)):.3g} (allowed {atol:g} + "
-                f"{rtol:g} x |expected|). The file or the runtime changed; re-export or re-train it.")
+                f"output '{name}' {how}. The file or the runtime changed; re-export or re-train it.")
 
 
 def _encode(values):

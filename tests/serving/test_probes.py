@@ -33,6 +33,12 @@ def test_registration_records_probes_both_backends_reproduce(trained_registry):
     with pytest.raises(ModelLoadError, match="does not compute what it computed at registration.*output 'prediction' "
                                              "differs by up to"):
         check_probes(card, other, "keras", "model.keras")
+    # A runner answering NaN is refused too, and the message says so rather than "differs by up to nan".
+    def nan_runner(inputs):
+        return {name: np.full_like(values, np.nan) for name, values in other(inputs).items()}
+
+    with pytest.raises(ModelLoadError, match="output 'prediction' is NaN or infinite in 4 of 4 values"):
+        check_probes(card, nan_runner, "keras", "model.keras")
 
 
 def test_probes_catch_a_damaged_model_when_the_card_verifies_no_file(trained_registry, tmp_path, caplog):
