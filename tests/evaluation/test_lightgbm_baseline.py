@@ -4,31 +4,18 @@ import dataclasses
 
 import numpy as np
 
-from keras_synapse.data.synthetic import generate_universe
-from keras_synapse.evaluation.lightgbm_baseline import lightgbm_predictions, window_summaries
-from keras_synapse.features import compute_features
-from keras_synapse.labels import compute_labels
-from keras_synapse.windows.dataset import build_windowed_panel
+import planted_windows
 
-HORIZON, LENGTH = 5, 10
+from keras_synapse.evaluation.lightgbm_baseline import lightgbm_predictions, window_summaries
 
 
 def windowed_universe(num_bars=1200, **options):
-    panel = generate_universe(num_symbols=8, num_bars=num_bars, seed=3, **options).panel
-    return build_windowed_panel(compute_features(panel, "core"), compute_labels(panel, horizon=HORIZON), LENGTH,
-                                HORIZON)
+    return planted_windows.windowed_universe(8, num_bars, 3, **options)
 
 
 def chronological_split(windowed):
-    ends = windowed.labelled_ends()
-    times = windowed.timestamps[ends]
-    fit_end, validation_end = np.quantile(times, [0.6, 0.75])
-    # A horizon of bars between the parts, so no fit label reaches into validation or test.
-    gap = np.timedelta64(10, "D")
-    fit = ends[windowed.label_end_times[ends] < fit_end]
-    validation = ends[(times > fit_end + gap) & (windowed.label_end_times[ends] < validation_end)]
-    test = ends[times > validation_end + gap]
-    return fit, validation, test
+    split = planted_windows.chronological_split(windowed, 0.6, 0.75)
+    return split["fit"], split["validation"], split["test"]
 
 
 def ic_of(windowed, predictions, test):

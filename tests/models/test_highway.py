@@ -5,34 +5,23 @@ import dataclasses
 import keras
 import numpy as np
 
+import planted_windows
+from planted_windows import HORIZON, LENGTH, chronological_split
+
 from keras_synapse.config import ExperimentConfig
-from keras_synapse.data.synthetic import generate_universe
-from keras_synapse.features import compute_features
-from keras_synapse.labels import compute_labels
 from keras_synapse.models import ModelSpec, fit_normalization, get_model_builder
 from keras_synapse.models.highway import NETWORK_SHARES, choose_network_share, fit_highways, highway_heads
 from keras_synapse.models.ridge import RIDGE_PENALTIES, tuned_ridge_solver
-from keras_synapse.windows.dataset import build_windowed_panel
-
-HORIZON, LENGTH = 5, 10
 
 
 def windowed_universe(**options):
-    panel = generate_universe(num_symbols=6, num_bars=900, seed=4, **options).panel
-    return build_windowed_panel(compute_features(panel, "core"), compute_labels(panel, horizon=HORIZON), LENGTH,
-                                HORIZON)
+    return planted_windows.windowed_universe(6, 900, 4, **options)
 
 
 def fold_split(windowed):
-    """Fit, carve-out and test windows in time order, a horizon apart, and the rows normalization may see."""
-    ends = windowed.labelled_ends()
-    times = windowed.timestamps[ends]
-    fit_end, validation_end = np.quantile(times, [0.6, 0.8])
-    gap = np.timedelta64(10, "D")
-    fit = ends[windowed.label_end_times[ends] < fit_end]
-    return {"fit": fit, "baseline_fit": fit, "fit_rows": windowed.timestamps <= fit_end,
-            "validation": ends[(times > fit_end + gap) & (windowed.label_end_times[ends] < validation_end)],
-            "test": ends[times > validation_end + gap]}
+    """Fit, carve-out and test windows in time order, and the rows normalization may see."""
+    split = chronological_split(windowed, 0.6, 0.8)
+    return {**split, "baseline_fit": split["fit"], "fit_rows": windowed.timestamps <= split["fit_end"]}
 
 
 def highway_model(windowed, bars, split):
