@@ -45,26 +45,42 @@ def bars():
 
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory):
-    """A real registry version from one quick shared-backbone training run, shared by the session (~30 s).
+    """A real registry version from one quick shared-backbone training run, shared by the session (~45 s).
+
+    Trained once for the whole session: under pytest-xdist the workers share
+    one directory of the session's temporary root, the first to need it
+    trains while holding a lock and the others wait for it (each training its
+    own cost a minute of both cores' time per worker).
 
     Returns the version directory (`.../saved_models/shared_backbone/1`).
     Tests that modify it must copy it first (see `copy_version`).
     """
+    import fcntl
     import subprocess
     import sys
     from pathlib import Path
 
-    root = tmp_path_factory.mktemp("trained")
-    repository = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "keras_synapse.train", "experiments/shared_backbone.py", "--quick",
-               "--output", str(root / "runs"), "--registry", str(root / "saved_models")]
-    result = subprocess.run(command, cwd=repository, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    # A quick run registers a challenger; the tests that serve `latest` need it promoted, as a user would.
-    from keras_synapse.serving.registry import set_latest
+    # The session's root: each xdist worker's base directory sits in it; without xdist it is the base directory.
+    session_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        session_root = session_root.parent
+    root = session_root / "trained_registry"
+    version = root / "saved_models" / "shared_backbone" / "1"
+    with open(session_root / "trained_registry.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
+        if not (root / "ready").exists():
+            repository = Path(__file__).resolve().parents[1]
+            command = [sys.executable, "-m", "keras_synapse.train", "experiments/shared_backbone.py", "--quick",
+                       "--output", str(root / "runs"), "--registry", str(root / "saved_models")]
+            result = subprocess.run(command, cwd=repository, capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr[-3000:]
+            # A quick run registers a challenger; the tests that serve `latest` need it promoted, as a user would.
+            from keras_synapse.serving.registry import set_latest
 
-    set_latest(root / "saved_models" / "shared_backbone", 1, reason="test fixture")
-    return (root / "saved_models" / "shared_backbone" / "latest").resolve()
+            set_latest(version.parent, 1, reason="test fixture")
+            (root / "ready").touch()
+    assert (version.parent / "latest").resolve() == version.resolve()
+    return version.resolve()
 
 
 def copy_version(version_dir, destination):
