@@ -9,10 +9,12 @@ and no predictable part at all (see `keras_synapse.data.synthetic`). Any edge
 a run reports here is a false one. The model is the main job's; ten symbols
 of five years and up to 10 epochs keep twenty runs affordable.
 
-Result of `bench edge null --seeds 20` (20 min while other jobs shared the
-2-core CPU): one seed of 20 claimed an edge (seed 0, IC +0.055, its interval
-clearing zero by 0.002), the rate a two-sided 95% interval allows; ICs from
--0.075 to +0.059, mean -0.001 (SD 0.034).
+Result of `bench edge null --seeds 20` with the main model's highway (26 min
+on the 2-core CPU): no seed of 20 claimed an edge; within-fold rank ICs from
+-0.059 to +0.062, mean -0.006, the closest call seed 4 (interval low
+-0.008). The network without the highway: one false edge in 20 (seed 0, IC
++0.055, its interval clearing zero by 0.002), the rate a two-sided 95%
+interval allows.
 """
 
 import dataclasses
